@@ -1,0 +1,81 @@
+"""The typer app and what every command shares: user-error handling, tables and ``--json`` output.
+
+Commands live beside this file, one module per part of the product (``core``, ``zoo``, ``search``,
+``export``); each is thin: it parses options, calls the library, and prints.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from menas_zoo.errors import MenasError
+
+app = typer.Typer(
+    name="menas-zoo",
+    help="Search, get and ship small, fast image classifiers found by MENAS (multi-trial NAS with lottery tickets).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+space_app = typer.Typer(help="The MobileNet3-MT search space.", no_args_is_help=True)
+app.add_typer(space_app, name="space")
+
+# Piped output gets a wide console so tables are not cropped at 80 columns.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(fn: F) -> F:
+    """Turn a MenasError into one line on stderr and exit code 2; Ctrl-C into exit code 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MenasError as exc:
+            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted", markup=False)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def command(target: typer.Typer = app, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """``@command()`` registers a CLI command whose user errors end in one clean line."""
+
+    def decorate(fn: F) -> F:
+        target.command(name, **kwargs)(user_errors(fn))
+        return fn
+
+    return decorate
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+
+
+def main() -> None:
+    app()

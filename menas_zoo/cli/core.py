@@ -1,0 +1,121 @@
+"""Core commands: ``space sample``, ``info`` and ``train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from safetensors.torch import save_file
+
+from menas_zoo.cli.app import command, console, print_json, print_table, space_app
+from menas_zoo.costs import genotype_cost, human
+from menas_zoo.data import DATASETS, load_splits
+from menas_zoo.errors import MenasError
+from menas_zoo.io import atomic_path, write_json_atomic, write_text_atomic
+from menas_zoo.nets import build_model
+from menas_zoo.space import get_profile, resolve_genotype, sample_genotype
+from menas_zoo.train import TrainConfig, evaluate, resolve_device, train
+
+DeviceOption = typer.Option("auto", "--device", help="auto (CUDA when present, with mixed precision), cpu, cuda, cuda:N")
+
+
+@command(space_app, "sample")
+def space_sample(
+    profile: str = typer.Option("small", help="Search profile: small (28/32 px) or imagenet (224 px)."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same genotype."),
+    in_chans: int = typer.Option(1, help="Input channels."),
+    num_classes: int = typer.Option(10, help="Number of classes."),
+    compact: bool = typer.Option(False, "--compact", help="Print the one-line form instead of JSON."),
+) -> None:
+    """Print a random genotype of a search profile."""
+    genotype = sample_genotype(get_profile(profile), seed, in_chans=in_chans, num_classes=num_classes)
+    typer.echo(genotype.to_compact() if compact else genotype.to_json())
+
+
+@command(name="info")
+def info(
+    ref: str = typer.Argument(..., help="Reference name (mobilenetv3-small), genotype JSON file, inline JSON, "
+                                        "or one-line genotype."),
+    in_chans: Optional[int] = typer.Option(None, help="Override input channels (references, one-line forms)."),
+    resolution: Optional[int] = typer.Option(None, help="Override input resolution."),
+    num_classes: Optional[int] = typer.Option(None, help="Override number of classes."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Show a genotype's blocks, parameters and MACs."""
+    genotype = resolve_genotype(ref, in_chans=in_chans, resolution=resolution, num_classes=num_classes)
+    cost = genotype_cost(genotype)
+    model = build_model(genotype)
+    rows = []
+    for (s, b, in_ch, block), (_, _, module) in zip(genotype.blocks(), model.blocks()):
+        params = sum(p.numel() for p in module.parameters())
+        rows.append({"stage": s + 1, "block": b + 1, "string": block.to_string(in_ch), "in": in_ch,
+                     "hidden": block.dw_channels(in_ch), "out": block.out, "kernel": block.kernel,
+                     "stride": block.stride, "se": block.se, "act": block.act, "shortcut": block.has_shortcut(in_ch),
+                     "params": params})
+    if as_json:
+        print_json({"genotype": genotype.to_dict(), "params": cost.params, "macs": cost.macs, "blocks": rows})
+        return
+    print_table(f"{genotype.profile} genotype, input {genotype.in_chans}x{genotype.resolution}x{genotype.resolution}, "
+                f"{genotype.num_classes} classes",
+                ["stage.block", "block string", "in", "hidden", "out", "k", "s", "SE", "act", "skip", "params"],
+                [[f"{r['stage']}.{r['block']}", r["string"], r["in"], r["hidden"], r["out"], r["kernel"], r["stride"],
+                  r["se"] or "-", r["act"], "yes" if r["shortcut"] else "-", human(r["params"])] for r in rows])
+    console.print(f"stem {genotype.stem} (stride {genotype.stem_stride}), head {genotype.head}, fc {genotype.fc or '-'}")
+    console.print(f"params {cost.params:,} ({human(cost.params)}), MACs {cost.macs:,} ({human(cost.macs)})")
+
+
+@command(name="train")
+def train_command(
+    genotype_ref: str = typer.Argument(..., metavar="GENOTYPE", help="Genotype JSON file, reference name or one-line form."),
+    out: Path = typer.Option(..., "--out", help="Run folder: checkpoint, weights and metrics. Re-run to resume."),
+    epochs: int = typer.Option(30, min=1, help="Epochs."),
+    dataset: str = typer.Option("fashion-mnist", help=f"Dataset: {', '.join(DATASETS)}."),
+    data_dir: Optional[Path] = typer.Option(None, help="Dataset folder (default for Fashion-MNIST: the Debian package's)."),
+    batch_size: int = typer.Option(256, min=1),
+    optimizer: str = typer.Option("sgd", help="sgd or adamw."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: 0.1 x batch/256 for SGD, 2e-3 for AdamW)."),
+    weight_decay: Optional[float] = typer.Option(None),
+    label_smoothing: float = typer.Option(0.1),
+    bn_l1: float = typer.Option(0.0, help="BN-gamma L1 (network slimming) strength, e.g. 1e-4."),
+    val_size: int = typer.Option(5000, help="Validation images carved from the training set."),
+    train_subset: Optional[int] = typer.Option(None, help="Use only this many training images (quick runs)."),
+    seed: int = typer.Option(0),
+    device: str = DeviceOption,
+    channels_last: bool = typer.Option(True, help="channels_last memory format (about 2x faster on CPU)."),
+    eval_test: bool = typer.Option(False, "--eval-test", help="Report test-split accuracy at the end (never used for selection)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
+) -> None:
+    """Train a genotype from scratch; killed and started again with the same command, it resumes."""
+    resolve_device(device)  # fail fast on a bad --device
+    genotype_file = out / "genotype.json"
+    genotype = resolve_genotype(genotype_ref)
+    if genotype_file.exists() and resolve_genotype(str(genotype_file)) != genotype:
+        raise MenasError(f"{out} holds a run of another genotype; use a new --out")
+    splits = load_splits(dataset, data_dir, val_size=val_size, seed=seed, train_subset=train_subset, with_test=eval_test)
+    if (splits.train.in_chans, splits.train.resolution) != (genotype.in_chans, genotype.resolution):
+        raise MenasError(f"genotype expects {genotype.in_chans}x{genotype.resolution}px input but {dataset} is "
+                         f"{splits.train.in_chans}x{splits.train.resolution}px")
+    if len(splits.train.classes) != genotype.num_classes:
+        raise MenasError(f"genotype has {genotype.num_classes} classes but {dataset} has {len(splits.train.classes)}")
+    write_text_atomic(genotype_file, genotype.to_json() + "\n")
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                      label_smoothing=label_smoothing, bn_l1=bn_l1, seed=seed, device=device, channels_last=channels_last)
+    model = build_model(genotype)
+    result = train(model, splits, cfg, out_dir=out, progress=not as_json)
+    cost = genotype_cost(genotype)
+    metrics = {"dataset": dataset, "val_acc": result.val_acc, "epochs": result.epochs, "seconds": result.seconds,
+               "params": cost.params, "macs": cost.macs, "config": cfg.to_dict(), "history": result.history}
+    if eval_test:
+        metrics["test_acc"] = evaluate(model, splits.test, device=next(model.parameters()).device)["acc"]
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    write_json_atomic(out / "metrics.json", metrics)
+    if as_json:
+        print_json({k: v for k, v in metrics.items() if k != "history"})
+        return
+    rows = [["val accuracy", f"{result.val_acc:.4f}"], ["epochs", result.epochs], ["seconds", f"{result.seconds:.1f}"],
+            ["params", f"{cost.params:,}"], ["MACs", f"{cost.macs:,}"]]
+    if eval_test:
+        rows.append(["test accuracy", f"{metrics['test_acc']:.4f}"])
+    print_table(f"trained {out}", ["metric", "value"], rows)

@@ -1,0 +1,127 @@
+"""Genotype -> ``nn.Module``: the one network class of MobileNet3-MT.
+
+    stem    conv3x3 + BN + h-swish                        (B, in_chans, R, R) -> (B, stem, R/s, R/s)
+    stages  inverted-residual blocks, one nn.Sequential per stage
+    head    conv1x1 + BN + h-swish -> global average pool  -> (B, head)
+    fc      [Linear + h-swish] + dropout -> Linear         -> (B, num_classes)
+
+Every width is read from the genotype, so a physically pruned network (odd hidden widths, an SE
+narrower or wider than the MobileNetV3 rule) is just another genotype. Module names are stable
+(``stages.S.B.expand/dw/se/project``): slimming and weight inheritance address layers by them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from menas_zoo.space.genotype import BlockSpec, Genotype
+
+BN_EPS = 1e-3
+
+
+def make_act(name: str | None) -> nn.Module:
+    return {"relu": nn.ReLU(inplace=True), "hswish": nn.Hardswish(inplace=True), None: nn.Identity()}[name]
+
+
+class ConvBNAct(nn.Sequential):
+    """conv (no bias) -> BN -> activation; ``act=None`` for the linear projection."""
+
+    def __init__(self, in_chans: int, out_chans: int, kernel: int = 1, stride: int = 1, groups: int = 1,
+                 act: str | None = "relu"):
+        super().__init__(OrderedDict(
+            conv=nn.Conv2d(in_chans, out_chans, kernel, stride, kernel // 2, groups=groups, bias=False),
+            bn=nn.BatchNorm2d(out_chans, eps=BN_EPS),
+            act=make_act(act),
+        ))
+
+
+class SqueezeExcite(nn.Module):
+    """Channel attention with an explicit squeeze width (pruning narrows ``channels``, not ``width``)."""
+
+    def __init__(self, channels: int, width: int):
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, width, 1)
+        self.expand = nn.Conv2d(width, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = x.mean((2, 3), keepdim=True)  # (B, C, 1, 1)
+        gate = self.expand(torch.relu(self.reduce(gate)))
+        return x * nn.functional.hardsigmoid(gate)
+
+
+class InvertedResidual(nn.Module):
+    """[expand 1x1] -> depthwise kxk -> [SE] -> project 1x1, with an identity shortcut when shapes allow."""
+
+    def __init__(self, in_chans: int, block: BlockSpec):
+        super().__init__()
+        hidden = block.dw_channels(in_chans)
+        self.expand = ConvBNAct(in_chans, hidden, 1, act=block.act) if block.hidden is not None else nn.Identity()
+        self.dw = ConvBNAct(hidden, hidden, block.kernel, block.stride, groups=hidden, act=block.act)
+        self.se = SqueezeExcite(hidden, block.se) if block.se else nn.Identity()
+        self.project = ConvBNAct(hidden, block.out, 1, act=None)
+        self.has_shortcut = block.has_shortcut(in_chans)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.se(self.dw(self.expand(x))))  # (B, out, H/s, W/s)
+        return x + out if self.has_shortcut else out
+
+
+class MobileNetMT(nn.Module):
+    """A MobileNet3-MT network built from its genotype (``model.genotype``)."""
+
+    def __init__(self, genotype: Genotype, dropout: float = 0.2):
+        super().__init__()
+        self.genotype = genotype
+        g = genotype
+        self.stem = ConvBNAct(g.in_chans, g.stem, 3, g.stem_stride, act="hswish")
+        self.stages = nn.Sequential(*(
+            nn.Sequential(*(InvertedResidual(in_chans, block) for _, _, in_chans, block in _stage_blocks(g, s)))
+            for s in range(len(g.stages))
+        ))
+        self.head = ConvBNAct(g.last_channels, g.head, 1, act="hswish")
+        if g.fc:
+            self.fc = nn.Sequential(nn.Linear(g.head, g.fc), nn.Hardswish(inplace=True))
+        else:
+            self.fc = nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(g.fc or g.head, g.num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))  # (B, head, H', W')
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_features(x).mean((2, 3))  # (B, head)
+        return self.classifier(self.dropout(self.fc(x)))  # (B, num_classes)
+
+    def blocks(self) -> Iterator[tuple[int, int, InvertedResidual]]:
+        """Yield ``(stage, index, block_module)`` in genotype order."""
+        for s, stage in enumerate(self.stages):
+            for b, block in enumerate(stage):
+                yield s, b, block
+
+
+def _stage_blocks(genotype: Genotype, stage: int):
+    return [entry for entry in genotype.blocks() if entry[0] == stage]
+
+
+def build_model(genotype: Genotype, dropout: float = 0.2) -> MobileNetMT:
+    """Build the network of ``genotype`` with fresh weights."""
+    return MobileNetMT(genotype, dropout=dropout)

@@ -1,0 +1,88 @@
+"""Search profiles: which genotypes a search may sample, and seeded sampling from them.
+
+The genotype format is general; a profile only bounds what is drawn. ``small`` is for 28 or 32 px
+inputs (Fashion-MNIST, CIFAR-10) with a stride-1 stem; ``imagenet`` for 224 px with a stride-2 stem.
+Per block: kernel, expansion (-> an explicit hidden width), SE, activation. Per stage: depth and an
+output width from a grid around MobileNetV3's widths. Global: stem, head and fc widths.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from menas_zoo.errors import GenotypeError
+from menas_zoo.space.genotype import BlockSpec, Genotype, default_se_width, make_divisible
+
+
+@dataclass(frozen=True)
+class SearchProfile:
+    name: str
+    resolution: int
+    stage_strides: tuple[int, ...]
+    base_widths: tuple[int, ...]  # MobileNetV3-Large's stage widths, scaled by width_mults
+    max_depth: int
+    stem_choices: tuple[int, ...]
+    head_choices: tuple[int, ...]
+    fc_choices: tuple[int, ...]
+    kernels: tuple[int, ...] = (3, 5, 7)
+    expansions: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+    width_mults: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+    activations: tuple[str, ...] = ("relu", "hswish")
+
+    def stage_width_choices(self, stage: int) -> tuple[int, ...]:
+        return tuple(sorted({make_divisible(self.base_widths[stage] * m) for m in self.width_mults}))
+
+
+PROFILES = {
+    "small": SearchProfile(
+        name="small", resolution=28, stage_strides=(1, 2, 2, 1, 2), base_widths=(24, 40, 80, 112, 160),
+        max_depth=4, stem_choices=(8, 16, 24), head_choices=(128, 256, 384, 512, 640, 960),
+        fc_choices=(0, 128, 256, 512, 1024),
+    ),
+    "imagenet": SearchProfile(
+        name="imagenet", resolution=224, stage_strides=(2, 2, 2, 1, 2), base_widths=(24, 40, 80, 112, 160),
+        max_depth=6, stem_choices=(16, 24, 32), head_choices=(576, 768, 960, 1280),
+        fc_choices=(0, 1024, 1280),
+    ),
+}
+
+
+def get_profile(name: str) -> SearchProfile:
+    if name not in PROFILES:
+        raise GenotypeError(f"unknown search profile {name!r}; known: {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def sample_block(profile: SearchProfile, rng: random.Random, in_chans: int, out: int, stride: int) -> BlockSpec:
+    """Draw one block's genes; the hidden width is an explicit integer (expansion x input, rounded to 8)."""
+    hidden = make_divisible(in_chans * rng.choice(profile.expansions))
+    se = default_se_width(hidden) if rng.random() < 0.5 else 0
+    return BlockSpec(kernel=rng.choice(profile.kernels), out=out, stride=stride, hidden=hidden, se=se,
+                     act=rng.choice(profile.activations))
+
+
+def sample_stage(profile: SearchProfile, rng: random.Random, stage: int, in_chans: int) -> tuple[BlockSpec, ...]:
+    out = rng.choice(profile.stage_width_choices(stage))
+    depth = rng.randint(1, profile.max_depth)
+    blocks = []
+    for b in range(depth):
+        stride = profile.stage_strides[stage] if b == 0 else 1
+        blocks.append(sample_block(profile, rng, in_chans if b == 0 else out, out, stride))
+    return tuple(blocks)
+
+
+def sample_genotype(profile: str | SearchProfile = "small", seed: int | random.Random = 0, *, in_chans: int = 1,
+                    num_classes: int = 10, resolution: int | None = None) -> Genotype:
+    """A random genotype of ``profile``; the same seed always gives the same genotype."""
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+    stem = rng.choice(profile.stem_choices)
+    stages, in_ch = [], stem
+    for s in range(len(profile.stage_strides)):
+        stage = sample_stage(profile, rng, s, in_ch)
+        stages.append(stage)
+        in_ch = stage[-1].out
+    return Genotype(stem=stem, stages=tuple(stages), head=rng.choice(profile.head_choices),
+                    fc=rng.choice(profile.fc_choices), in_chans=in_chans, num_classes=num_classes,
+                    resolution=resolution or profile.resolution, profile=profile.name)

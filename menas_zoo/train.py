@@ -1,0 +1,288 @@
+"""The one train/eval loop: every trainer in menas-zoo (``train``, search trials, fine-tuning) calls it.
+
+SGD (Nesterov) or AdamW with a per-step cosine schedule and linear warm-up, label smoothing,
+channels_last, an optional BN-gamma L1 term (network slimming), mixed precision on CUDA, a progress
+bar, and an ``on_epoch_end`` hook that may stop training early (the Early-Bird rule uses it).
+
+With ``out_dir`` the loop is resumable: after every epoch it writes ``checkpoint.safetensors``
+atomically (weights, optimizer and scheduler state, RNG states, history), and a later call with the
+same model and config continues after the last finished epoch, reaching the same weights as an
+uninterrupted run. Nothing is pickled: tensors go to safetensors, the rest to JSON in its metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from menas_zoo.data import Augment, BatchLoader, DataSplits, ImageDataset
+from menas_zoo.errors import MenasError
+from menas_zoo.io import atomic_path
+from menas_zoo.slim import bn_l1_penalty
+
+CHECKPOINT = "checkpoint.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 256
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum) | "adamw"
+    lr: float | None = None  # None: 0.1 x batch/256 for SGD, 2e-3 for AdamW
+    weight_decay: float | None = None  # None: 5e-5 for SGD, 0.05 for AdamW; never on BN or biases
+    momentum: float = 0.9
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    bn_l1: float = 0.0  # network slimming: lambda x sum |gamma| of prunable hidden BNs
+    augment: Augment | None = field(default_factory=Augment)
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    channels_last: bool = True
+    amp: bool = True  # mixed precision where it pays (CUDA); ignored on CPU
+
+    def resolved_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 0.1 * self.batch_size / 256 if self.optimizer == "sgd" else 2e-3
+
+    def resolved_weight_decay(self) -> float:
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return 5e-5 if self.optimizer == "sgd" else 0.05
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]]
+    epochs: int
+    seconds: float
+    stopped_early: bool = False
+
+    @property
+    def val_acc(self) -> float:
+        return self.history[-1]["val_acc"] if self.history else float("nan")
+
+
+EpochHook = Callable[[int, nn.Module, dict[str, float]], bool]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MenasError(f"--device {device}: CUDA is not available on this machine (use --device cpu or auto)")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise MenasError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if device.type != "cuda" or not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.resolved_weight_decay()},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.resolved_lr(), momentum=cfg.momentum, nesterov=True)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.resolved_lr())
+    raise MenasError(f"unknown optimizer {cfg.optimizer!r}; use sgd or adamw")
+
+
+def cosine_with_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 1000, device: str | torch.device = "cpu",
+             channels_last: bool = True) -> dict[str, float]:
+    """Top-1 accuracy and mean cross-entropy on ``dataset`` (no augmentation)."""
+    device = torch.device(device)
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    for x, y in BatchLoader(dataset, batch_size, device=device, channels_last=channels_last):
+        with _autocast(device, True):
+            logits = model(x)
+        loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    n = max(1, len(dataset))
+    return {"acc": correct / n, "loss": loss_sum / n}
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, dataset: ImageDataset, *, batches: int = 20, batch_size: int = 256,
+                   device: str | torch.device = "cpu", seed: int = 0) -> None:
+    """Re-estimate BN running statistics with a cumulative average over a few training batches
+    (needed after slicing channels or inheriting weights; the running stats no longer fit)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    loader = BatchLoader(dataset, batch_size, shuffle=True, device=device, generator=torch.Generator().manual_seed(seed))
+    for i, (x, _) in enumerate(loader):
+        if i >= batches:
+            break
+        model(x)
+    for bn, momentum in zip(bns, momenta):
+        bn.momentum = momentum
+    model.eval()
+
+
+def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: str | Path | None = None,
+          on_epoch_end: EpochHook | None = None, progress: bool = True, desc: str = "train") -> TrainResult:
+    """Train ``model`` in place; resumable from ``out_dir`` (see module doc). Returns the history."""
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    loader = BatchLoader(splits.train, cfg.batch_size, shuffle=True, augment=cfg.augment, device=device,
+                         channels_last=cfg.channels_last, drop_last=len(splits.train) > cfg.batch_size,
+                         generator=torch.Generator().manual_seed(cfg.seed))
+    optimizer = make_optimizer(model, cfg)
+    steps = max(1, len(loader))
+    scheduler = cosine_with_warmup(optimizer, cfg.epochs * steps, int(cfg.warmup_epochs * steps))
+    use_fp16 = device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    history: list[dict[str, float]] = []
+    start_epoch, elapsed = 0, 0.0
+    checkpoint = Path(out_dir) / CHECKPOINT if out_dir is not None else None
+    if checkpoint is not None and checkpoint.exists():
+        start_epoch, history, elapsed = _load_checkpoint(checkpoint, model, optimizer, scheduler, loader, cfg)
+        if progress and start_epoch < cfg.epochs:
+            tqdm.write(f"resuming {desc} after epoch {start_epoch}/{cfg.epochs}")
+
+    stopped_early = bool(history) and history[-1].get("stopped_early", 0.0) > 0
+    for epoch in range(start_epoch, cfg.epochs):
+        if stopped_early:
+            break
+        t0 = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress, unit="batch")
+        for x, y in bar:
+            with _autocast(device, cfg.amp):
+                loss = criterion(model(x), y)
+            if cfg.bn_l1:
+                loss = loss + cfg.bn_l1 * bn_l1_penalty(model)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            loss_sum += loss.detach()
+        val = evaluate(model, splits.val, device=device, channels_last=cfg.channels_last)
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
+        metrics = {"epoch": epoch + 1, "train_loss": (loss_sum / steps).item(), "val_acc": val["acc"],
+                   "val_loss": val["loss"], "lr": scheduler.get_last_lr()[0], "seconds": seconds,
+                   "images_per_s": steps * cfg.batch_size / seconds}
+        if on_epoch_end is not None and on_epoch_end(epoch + 1, model, metrics):
+            stopped_early = True
+            metrics["stopped_early"] = 1.0
+        history.append(metrics)
+        if progress:
+            tqdm.write(f"{desc} epoch {epoch + 1}/{cfg.epochs}: loss {metrics['train_loss']:.4f}  "
+                       f"val acc {val['acc']:.4f}  ({seconds:.1f}s, {metrics['images_per_s']:.0f} img/s)")
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, model, optimizer, scheduler, loader, cfg, epoch + 1, history, elapsed)
+    model.eval()
+    return TrainResult(history=history, epochs=len(history), seconds=elapsed, stopped_early=stopped_early)
+
+
+# -- checkpoints: tensors in safetensors, everything else as JSON in its metadata ------------------
+
+def _save_checkpoint(path: Path, model, optimizer, scheduler, loader, cfg, epoch, history, elapsed) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    optim_state = optimizer.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, state in optim_state["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.loader"] = loader.generator.get_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    meta = {"epoch": epoch, "history": history, "elapsed": elapsed, "config": _config_fingerprint(cfg),
+            "param_groups": optim_state["param_groups"], "optim_scalars": scalars,
+            "scheduler": scheduler.state_dict()}
+    meta["scheduler"].pop("lr_lambdas", None)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"menas_zoo_checkpoint": json.dumps(meta)})
+
+
+def _load_checkpoint(path: Path, model, optimizer, scheduler, loader, cfg) -> tuple[int, list, float]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as fh:
+            meta = json.loads((fh.metadata() or {})["menas_zoo_checkpoint"])
+        tensors = load_file(str(path))
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise MenasError(f"checkpoint {path} is unreadable ({exc}); delete it to start over") from None
+    if meta["config"] != _config_fingerprint(cfg):
+        raise MenasError(f"checkpoint {path} was written with other training settings; "
+                         "use the same command to resume, or a new --out to start over")
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        raise MenasError(f"checkpoint {path} belongs to another network; use a new --out") from None
+    optim_state: dict[str, Any] = {"state": {}, "param_groups": meta["param_groups"]}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            optim_state["state"].setdefault(int(pid), {})[name] = value
+    for pid, scalars in meta["optim_scalars"].items():
+        optim_state["state"].setdefault(int(pid), {}).update(scalars)
+    optimizer.load_state_dict(optim_state)
+    scheduler.load_state_dict(meta["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    loader.generator.set_state(tensors["rng.loader"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    return meta["epoch"], meta["history"], meta["elapsed"]
+
+
+def _config_fingerprint(cfg: TrainConfig) -> dict[str, Any]:
+    # The device may change between runs (resume a CPU run on a GPU); everything else must match.
+    data = cfg.to_dict()
+    data.pop("device")
+    return json.loads(json.dumps(data))

@@ -7,5 +7,14 @@ from menas_zoo.space import BlockSpec, Genotype, reference_genotype, sample_geno
 
 __version__ = "0.1.0"
 
-__all__ = ["BlockSpec", "Genotype", "GenotypeError", "MenasError", "MobileNetMT", "__version__", "build_model",
-           "genotype_cost", "reference_genotype", "sample_genotype"]
+__all__ = ["BlockSpec", "Genotype", "GenotypeError", "MenasError", "MobileNetMT", "__version__", "build_model", "create_model",
+           "genotype_cost", "list_models", "reference_genotype", "sample_genotype"]
+
+
+def __getattr__(name: str):
+    # The zoo API pulls in huggingface_hub; import it on first use so `import menas_zoo` stays light.
+    if name in ("create_model", "list_models"):
+        from menas_zoo import hub
+
+        return getattr(hub, name)
+    raise AttributeError(f"module 'menas_zoo' has no attribute {name!r}")

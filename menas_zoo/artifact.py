@@ -77,7 +77,8 @@ def package_version() -> str:
 
 def build_config(model: MobileNetMT, *, parent_genotype: Genotype | None = None, masks: Masks | None = None,
                  metrics: dict[str, Any] | None = None, input_spec: dict[str, Any] | None = None,
-                 labels: list[str] | None = None, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+                 labels: list[str] | None = None, provenance: dict[str, Any] | None = None,
+                 description: str | None = None) -> dict[str, Any]:
     """The config.json document of ``model``. Params and MACs are always counted here, from the genotype."""
     genotype = model.genotype
     if masks:
@@ -97,12 +98,14 @@ def build_config(model: MobileNetMT, *, parent_genotype: Genotype | None = None,
     return {
         "schema_version": SCHEMA_VERSION,
         "library_name": "menas-zoo",
+        "description": description,
         "genotype": genotype.to_dict(),
         "parent_genotype": parent_genotype.to_dict() if parent_genotype is not None else None,
         "prune_summary": mask_summary(masks) if masks else None,
         "input_spec": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.items()},
         "labels": list(labels) if labels is not None else None,
-        "metrics": {**(metrics or {}), "params": cost.params, "macs": cost.macs},
+        "metrics": {**{k: v for k, v in (metrics or {}).items() if v is not None},
+                    "params": cost.params, "macs": cost.macs},
         "provenance": {"package_version": package_version(), **(provenance or {})},
     }
 
@@ -110,7 +113,7 @@ def build_config(model: MobileNetMT, *, parent_genotype: Genotype | None = None,
 def save_artifact(directory: str | Path, model: MobileNetMT, *, parent_genotype: Genotype | None = None,
                   masks: Masks | None = None, metrics: dict[str, Any] | None = None,
                   input_spec: dict[str, Any] | None = None, labels: list[str] | None = None,
-                  provenance: dict[str, Any] | None = None) -> Path:
+                  provenance: dict[str, Any] | None = None, description: str | None = None) -> Path:
     """Write ``model`` as an artifact in ``directory`` and return its path.
 
     ``metrics`` holds measured numbers with their context, e.g. ``{"accuracy": {"value": 0.91,
@@ -122,7 +125,7 @@ def save_artifact(directory: str | Path, model: MobileNetMT, *, parent_genotype:
     """
     directory = Path(directory)
     config = build_config(model, parent_genotype=parent_genotype, masks=masks, metrics=metrics,
-                          input_spec=input_spec, labels=labels, provenance=provenance)
+                          input_spec=input_spec, labels=labels, provenance=provenance, description=description)
     directory.parent.mkdir(parents=True, exist_ok=True)
     fresh = not directory.exists() or not any(directory.iterdir())
     if directory.exists() and not directory.is_dir():

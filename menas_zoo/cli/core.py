@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from safetensors.torch import save_file
 
+from menas_zoo.artifact import save_artifact
 from menas_zoo.cli.app import command, console, print_json, print_table, space_app
 from menas_zoo.costs import genotype_cost, human
 from menas_zoo.data import DATASETS, load_splits
 from menas_zoo.errors import MenasError
-from menas_zoo.io import atomic_path, write_json_atomic, write_text_atomic
+from menas_zoo.io import write_json_atomic, write_text_atomic
 from menas_zoo.nets import build_model
 from menas_zoo.space import get_profile, resolve_genotype, sample_genotype
 from menas_zoo.train import TrainConfig, evaluate, resolve_device, train
@@ -108,9 +108,14 @@ def train_command(
                "params": cost.params, "macs": cost.macs, "config": cfg.to_dict(), "history": result.history}
     if eval_test:
         metrics["test_acc"] = evaluate(model, splits.test, device=next(model.parameters()).device)["acc"]
-    with atomic_path(out / "model.safetensors") as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     write_json_atomic(out / "metrics.json", metrics)
+    # The run folder is also a zoo artifact (config.json + model.safetensors): loadable and pushable as is.
+    accuracy = {"value": metrics["test_acc"], "dataset": dataset, "split": "test"} if eval_test else None
+    save_artifact(out, model, input_spec=splits.input_spec(), labels=splits.train.classes,
+                  metrics={"accuracy": accuracy, "val_accuracy": {"value": result.val_acc, "dataset": dataset,
+                                                                  "split": f"validation ({val_size} train images, seed {seed})"}},
+                  provenance={"run_id": out.resolve().name, "seed": seed, "epochs": result.epochs,
+                              "train_images": len(splits.train), "recipe": cfg.to_dict()})
     if as_json:
         print_json({k: v for k, v in metrics.items() if k != "history"})
         return

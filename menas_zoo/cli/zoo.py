@@ -1,0 +1,125 @@
+"""Zoo commands: ``list``, ``load``, ``push`` and ``card``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from menas_zoo.cli.app import command, console, print_json, print_table
+from menas_zoo.costs import human
+
+EndpointOption = typer.Option(None, "--endpoint", help="Hub URL (default: HF_ENDPOINT, else huggingface.co).")
+
+
+def _fmt_accuracy(metrics: dict) -> str:
+    acc = metrics.get("accuracy")
+    return f"{acc['value']:.4f} ({acc['split']})" if acc else "-"
+
+
+def _fmt_latency(metrics: dict) -> str:
+    lat = metrics.get("latency")
+    return f"{lat['ms']:.3f} ms" if lat else "-"
+
+
+@command(name="list")
+def list_command(
+    pattern: str = typer.Argument("*", help="Shell-style pattern, e.g. 'mt-*'."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List registered zoo models with their measured numbers."""
+    from menas_zoo.hub.registry import get_entry, list_models
+
+    entries = [get_entry(name) for name in list_models(pattern)]
+    if as_json:
+        print_json([{"name": e.name, "repo_id": e.repo_id, "revision": e.revision, "metrics": e.metrics}
+                    for e in entries])
+        return
+    print_table(None, ["name", "params", "MACs", "accuracy", "ORT latency", "repo"],
+                [[e.name, human(e.metrics["params"]), human(e.metrics["macs"]), _fmt_accuracy(e.metrics),
+                  _fmt_latency(e.metrics), e.repo_id] for e in entries])
+
+
+@command(name="load")
+def load_command(
+    ref: str = typer.Argument(..., help="Registered name (mt-test), hf-hub:ORG/NAME[@REVISION], or an artifact folder."),
+    evaluate_test: bool = typer.Option(False, "--eval", help="Measure top-1 accuracy on the Fashion-MNIST test split."),
+    data_dir: Optional[Path] = typer.Option(None, help="Fashion-MNIST folder for --eval."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    offline: bool = typer.Option(False, "--offline", help="Never touch the network (as HF_HUB_OFFLINE=1)."),
+    endpoint: Optional[str] = EndpointOption,
+) -> None:
+    """Resolve a model, build it, check its weights, and print a summary."""
+    from menas_zoo.hub.resolve import load
+
+    t0 = time.perf_counter()
+    artifact, resolved = load(ref, offline=True if offline else None, endpoint=endpoint)
+    seconds = time.perf_counter() - t0
+    config, genotype = artifact.config, artifact.genotype
+    summary = {"ref": ref, "source": resolved.source, "path": str(resolved.path), "repo_id": resolved.repo_id,
+               "revision": resolved.revision, "genotype": genotype.to_compact(), "metrics": config["metrics"],
+               "load_seconds": round(seconds, 3)}
+    if evaluate_test:
+        summary["measured_test_accuracy"] = _evaluate(artifact, data_dir)
+    if as_json:
+        print_json(summary)
+        return
+    metrics = config["metrics"]
+    rows = [["source", resolved.source], ["path", str(resolved.path)]]
+    if resolved.repo_id:
+        rows.append(["repo", f"{resolved.repo_id}@{resolved.revision or 'main'}"])
+    rows += [["genotype", genotype.to_compact()], ["params", f"{metrics['params']:,}"], ["MACs", f"{metrics['macs']:,}"],
+             ["accuracy (recorded)", _fmt_accuracy(metrics)], ["latency (recorded)", _fmt_latency(metrics)],
+             ["loaded in", f"{seconds:.3f} s"]]
+    if evaluate_test:
+        rows.append(["accuracy (measured now, test)", f"{summary['measured_test_accuracy']:.4f}"])
+    print_table(f"{ref}", ["", ""], rows)
+
+
+def _evaluate(artifact, data_dir: Optional[Path]) -> float:
+    from menas_zoo.data import load_dataset
+    from menas_zoo.errors import MenasError
+    from menas_zoo.train import evaluate
+
+    test = load_dataset("fashion-mnist", data_dir, split="test")
+    genotype = artifact.genotype
+    if (test.in_chans, test.resolution, len(test.classes)) != (genotype.in_chans, genotype.resolution, genotype.num_classes):
+        raise MenasError(f"--eval uses Fashion-MNIST (1x28x28, 10 classes); this model expects "
+                         f"{genotype.in_chans}x{genotype.resolution}x{genotype.resolution}, {genotype.num_classes} classes")
+    spec = artifact.config["input_spec"]
+    if spec.get("mean") is not None:  # normalize as the model was trained, not as the dataset default says
+        test.mean, test.std = tuple(spec["mean"]), tuple(spec["std"])
+    return evaluate(artifact.model, test)["acc"]
+
+
+@command(name="push")
+def push_command(
+    run_or_dir: Path = typer.Argument(..., metavar="RUN_OR_DIR", help="Artifact folder (e.g. a 'train --out' run)."),
+    repo_id: str = typer.Option(..., "--repo-id", help="ORG/NAME on the Hub."),
+    private: bool = typer.Option(False, "--private", help="Create the repo private."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to commit to (created if missing)."),
+    commit_message: Optional[str] = typer.Option(None, "--commit-message"),
+    token: Optional[str] = typer.Option(None, "--token", help="Hub token with write access (default: HF_TOKEN or "
+                                                              "the saved login)."),
+    endpoint: Optional[str] = EndpointOption,
+) -> None:
+    """Publish an artifact folder with its model card; prints the commit id."""
+    from menas_zoo.hub.push import push_artifact
+
+    commit = push_artifact(run_or_dir, repo_id, private=private, revision=revision, commit_message=commit_message,
+                           token=token, endpoint=endpoint)
+    typer.echo(commit)
+
+
+@command(name="card")
+def card_command(
+    directory: Path = typer.Argument(..., metavar="DIR", help="Artifact folder."),
+    name: Optional[str] = typer.Option(None, help="Model name on the card (default: the folder name)."),
+) -> None:
+    """Render the model card into DIR/README.md and check it against config.json."""
+    from menas_zoo.hub.card import write_card
+
+    path = write_card(directory, model_name=name)
+    console.print(f"wrote {path} (card checked against config.json)", highlight=False)

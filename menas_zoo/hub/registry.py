@@ -1,0 +1,52 @@
+"""The zoo's registry: a few typed entries read from ``registry.json``, shipped in the package.
+
+Each entry pins a Hub repo to one commit and to the sha256 of every file at that commit, so a name
+means the same bytes wherever it is loaded from (HF cache, the copy bundled in the package, the Hub).
+Its metrics are those in the artifact's config.json; a test recomputes them from the live model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from menas_zoo.errors import MenasError
+
+REGISTRY_FILE = "registry.json"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    repo_id: str
+    revision: str  # a 40-hex commit id: exact, and offline-safe in the HF cache (a branch could move)
+    files: dict[str, str]  # file name -> sha256
+    metrics: dict[str, Any] = field(default_factory=dict)
+    bundled: bool = False  # a copy ships in menas_zoo/hub/bundled/<name>/
+    description: str = ""
+
+
+@lru_cache(maxsize=1)
+def _entries() -> dict[str, ZooEntry]:
+    data = json.loads(resources.files("menas_zoo.hub").joinpath(REGISTRY_FILE).read_text())
+    return {name: ZooEntry(name=name, **fields) for name, fields in data["models"].items()}
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered names matching a shell-style ``pattern`` (``mt-*``), sorted."""
+    return sorted(name for name in _entries() if fnmatch.fnmatchcase(name, pattern))
+
+
+def get_entry(name: str) -> ZooEntry:
+    """The entry of a registered name; an unknown name suggests the closest registered ones."""
+    entries = _entries()
+    if name in entries:
+        return entries[name]
+    close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else f"registered: {', '.join(sorted(entries)) or 'none'}"
+    raise MenasError(f"unknown model {name!r}: {hint} (or pass hf-hub:ORG/NAME or an artifact folder)")

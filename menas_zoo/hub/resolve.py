@@ -1,0 +1,194 @@
+"""From a ref to a loaded network: the one path every ``load`` and ``create_model`` goes through.
+
+A ref is a local artifact folder, a registered name (``mt-test``) or ``hf-hub:ORG/NAME[@REVISION]``.
+Sources are tried in this order, first hit wins, and the network is touched only by the last:
+
+1. a local folder;
+2. the Hugging Face cache at the pinned revision (``snapshot_download(local_files_only=True)``);
+3. the copy bundled in the package (registered names only), checked against the pinned sha256s;
+4. the Hub, through ``snapshot_download`` (which, unlike ``hf_hub_download``, does not spend ~20 s in
+   retries on an unreachable host).
+
+``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, ``HF_HOME``/``HF_HUB_CACHE`` are read here at call time, because
+huggingface_hub reads them once at import; ``HF_TOKEN`` is read by huggingface_hub at call time.
+Offline, a ref the first three sources miss fails at once with what to do. Only safetensors and JSON
+are ever downloaded, so nothing downloaded is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from huggingface_hub import HfApi, constants, snapshot_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from menas_zoo.artifact import ARTIFACT_FILES, CONFIG, PICKLE_SUFFIXES, WEIGHTS, Artifact, file_sha256, load_artifact, read_config
+from menas_zoo.errors import MenasError
+from menas_zoo.hub.registry import ZooEntry, get_entry
+from menas_zoo.nets import MobileNetMT, build_model
+from menas_zoo.space.genotype import Genotype
+
+HF_HUB_PREFIX = "hf-hub:"
+_REPO_REF = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[\w./-]+))?")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Where a ref was found: a folder with config.json and model.safetensors, and how it got there."""
+
+    path: Path
+    source: str  # "local" | "cache" | "bundled" | "hub"
+    repo_id: str | None = None
+    revision: str | None = None
+    name: str | None = None  # the registered name, if any
+
+
+def parse_hub_ref(ref: str) -> tuple[str, str | None]:
+    """``hf-hub:org/name@rev`` -> ``("org/name", "rev")``; anything else is a one-line error."""
+    match = _REPO_REF.fullmatch(ref[len(HF_HUB_PREFIX):])
+    if not match or ".." in ref or "--" in match["repo"]:
+        raise MenasError(f"malformed Hub ref {ref!r}: expected hf-hub:ORG/NAME or hf-hub:ORG/NAME@REVISION")
+    return match["repo"], match["rev"]
+
+
+def offline_mode(offline: bool | None = None) -> bool:
+    if offline is not None:
+        return offline
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE") or constants.HF_HUB_OFFLINE
+
+
+def hub_endpoint(endpoint: str | None = None) -> str:
+    return (endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def cache_dir(explicit: str | Path | None = None) -> Path:
+    """The HF hub cache, with the same precedence as huggingface_hub but read now, not at import."""
+    if explicit is not None:
+        return Path(explicit)
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path(constants.HF_HUB_CACHE)
+
+
+def resolve(ref: str, *, offline: bool | None = None, endpoint: str | None = None, token: str | None = None,
+            cache: str | Path | None = None) -> Resolved:
+    """Find the artifact folder of ``ref`` (see the module doc for the order)."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return Resolved(path=path, source="local")
+    entry: ZooEntry | None = None
+    if ref.startswith(HF_HUB_PREFIX):
+        repo_id, revision = parse_hub_ref(ref)
+    elif os.sep in ref or ref.startswith("."):
+        raise MenasError(f"no such folder: {ref} (for a Hub repo write hf-hub:ORG/NAME)")
+    else:
+        entry = get_entry(ref)  # an unknown name fails here, naming the closest registered ones
+        repo_id, revision = entry.repo_id, entry.revision
+    name = entry.name if entry else None
+    cache = cache_dir(cache)
+
+    cached = _from_cache(repo_id, revision, cache)
+    if cached is not None:
+        if entry is not None:
+            verify_files(cached, entry.files, where=f"cached copy of {entry.name}")
+        return Resolved(path=cached, source="cache", repo_id=repo_id, revision=revision, name=name)
+
+    if entry is not None and entry.bundled:
+        bundled = Path(str(resources.files("menas_zoo.hub").joinpath("bundled", entry.name)))
+        verify_files(bundled, entry.files, where=f"bundled copy of {entry.name}")
+        return Resolved(path=bundled, source="bundled", repo_id=repo_id, revision=revision, name=name)
+
+    if offline_mode(offline):
+        raise MenasError(f"{ref} is not in the Hugging Face cache ({cache}) and the Hub is off (HF_HUB_OFFLINE or "
+                         "--offline): load it once online, copy its folder here and pass the folder, or unset "
+                         "HF_HUB_OFFLINE")
+    downloaded = _from_hub(ref, repo_id, revision, cache, hub_endpoint(endpoint), token)
+    if entry is not None:
+        verify_files(downloaded, entry.files, where=f"download of {entry.name}")
+    return Resolved(path=downloaded, source="hub", repo_id=repo_id, revision=revision, name=name)
+
+
+def verify_files(directory: Path, expected: dict[str, str], where: str) -> None:
+    """Fail unless every pinned file exists in ``directory`` with its pinned sha256."""
+    for file_name, sha256 in expected.items():
+        path = directory / file_name
+        if not path.is_file():
+            raise MenasError(f"{where}: {file_name} is missing from {directory}")
+        actual = file_sha256(path)
+        if actual != sha256:
+            raise MenasError(f"{where}: sha256 mismatch for {file_name} (expected {sha256[:12]}..., got "
+                             f"{actual[:12]}...); the file is damaged or was replaced: delete it and load again")
+
+
+def _from_cache(repo_id: str, revision: str | None, cache: Path) -> Path | None:
+    try:
+        folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=cache, local_files_only=True,
+                                        allow_patterns=list(ARTIFACT_FILES)))
+    except (LocalEntryNotFoundError, EntryNotFoundError, FileNotFoundError, ValueError):
+        return None
+    # A snapshot folder can exist with only some files (an interrupted or partial download).
+    return folder if (folder / CONFIG).is_file() and (folder / WEIGHTS).is_file() else None
+
+
+def _from_hub(ref: str, repo_id: str, revision: str | None, cache: Path, endpoint: str, token: str | None) -> Path:
+    where = f"{repo_id}@{revision or 'main'} on {endpoint}"
+    try:
+        folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=cache, endpoint=endpoint,
+                                        token=token, allow_patterns=list(ARTIFACT_FILES)))
+        if not (folder / WEIGHTS).is_file():
+            files = HfApi(endpoint=endpoint, token=token).list_repo_files(repo_id, revision=revision)
+            pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+            if pickles:
+                raise MenasError(f"{where} has only pickled weights ({', '.join(pickles)}); menas-zoo never "
+                                 "unpickles downloads (they can run code). Ask for a model.safetensors")
+            raise MenasError(f"{where} is not a menas-zoo model repo (no {WEIGHTS})")
+        return folder
+    except RevisionNotFoundError:
+        raise MenasError(f"revision not found: {where}") from None
+    except GatedRepoError:
+        raise MenasError(f"{where} is gated: accept its terms on the Hub and set HF_TOKEN") from None
+    except RepositoryNotFoundError:
+        raise MenasError(f"{where} not found (a private repo needs HF_TOKEN or --token)") from None
+    except LocalEntryNotFoundError:
+        # snapshot_download's way of saying "no connection and nothing cached"
+        raise MenasError(f"cannot reach the Hub at {endpoint} to fetch {ref}: check the network or HF_ENDPOINT, or "
+                         "set HF_HUB_OFFLINE=1 to use cached and bundled models only") from None
+    except HfHubHTTPError as exc:
+        raise MenasError(f"Hub error for {where}: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise MenasError(f"cannot fetch {ref} from {endpoint}: {exc}") from None
+
+
+def load(ref: str, **kwargs) -> tuple[Artifact, Resolved]:
+    """Resolve ``ref`` and load its artifact (checked against its genotype); kwargs go to :func:`resolve`."""
+    resolved = resolve(ref, **kwargs)
+    return load_artifact(resolved.path), resolved
+
+
+def create_model(name_or_ref: str, pretrained: bool = True, **kwargs) -> MobileNetMT:
+    """timm-style factory: ``create_model("mt-test")`` returns the trained network in eval mode.
+
+    ``pretrained=False`` builds the same architecture with fresh weights. The artifact's config is kept
+    on the model as ``model.zoo_config`` (labels, input spec with mean/std, metrics).
+    """
+    if pretrained:
+        artifact, _ = load(name_or_ref, **kwargs)
+        model, config = artifact.model, artifact.config
+    else:
+        config = read_config(resolve(name_or_ref, **kwargs).path)
+        model = build_model(Genotype.from_dict(config["genotype"]))
+    model.zoo_config = config
+    return model

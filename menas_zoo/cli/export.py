@@ -1,0 +1,361 @@
+"""Export commands: ``export`` (ONNX + checker + parity + latency [+ int8]) and ``bench`` (latency, per-block table).
+
+REF is resolved here, once, for both commands: an artifact folder, a zoo name or ``hf-hub:`` ref (through
+the hub), or a genotype with ``--weights model.safetensors`` (or ``--random-init`` to time an untrained
+network). The export package only ever sees an ``nn.Module``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import typer
+from safetensors.torch import load_file
+
+from menas_zoo.artifact import check_state_dict, is_artifact, load_artifact
+from menas_zoo.cli.app import command, console, err_console, print_json, print_table
+from menas_zoo.costs import genotype_cost, human
+from menas_zoo.data import DATASETS, load_dataset
+from menas_zoo.errors import GenotypeError, MenasError
+from menas_zoo.export import onnx as onnx_export
+from menas_zoo.export.bench import DEFAULT_RUNS, DEFAULT_WARMUP, BenchReport, benchmark, budget_verdict, check_budget, check_budget_value
+from menas_zoo.export.latency_table import LatencyTable, build_latency_table, evaluate_predictor
+from menas_zoo.export.parity import DEFAULT_ATOL, check_parity, real_images
+from menas_zoo.export.quantize import compare_int8, quantize_int8
+from menas_zoo.export.runtime import optimize_offline, ort_session
+from menas_zoo.io import write_json_atomic
+from menas_zoo.nets import MobileNetMT, build_model
+from menas_zoo.space import get_profile, resolve_genotype, sample_genotype
+
+ONNX_FILE, INT8_FILE, REPORT_FILE = "model.onnx", "model.int8.onnx", "export_report.json"
+EXPORT_BATCH, PARITY_BATCH = 2, 16  # traced at one batch size, proved at another
+
+
+@dataclass
+class ModelSource:
+    model: MobileNetMT
+    ref: str
+    kind: str  # "artifact" | "hub" | "genotype"
+    mean: Optional[list[float]]  # the model's own input normalization, when it carries one
+    std: Optional[list[float]]
+
+
+def resolve_model(ref: str, *, weights: Optional[Path] = None, random_init: bool = False) -> ModelSource:
+    """REF -> network, through the one loading path of each kind (artifact, hub, genotype + weights)."""
+    if weights is not None or random_init:
+        if weights is not None and random_init:
+            raise MenasError("give either --weights or --random-init, not both")
+        model = build_model(resolve_genotype(ref)).eval()
+        if weights is not None:
+            try:
+                state = load_file(str(weights))
+            except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises SafetensorError (ValueError)
+                raise MenasError(f"cannot read weights {weights}: {str(exc).splitlines()[0]}") from None
+            check_state_dict(state, model, where=str(weights))
+            model.load_state_dict(state, strict=True)
+        return ModelSource(model, ref, "genotype", None, None)
+    if Path(ref).is_dir() and is_artifact(ref):
+        return _from_artifact(load_artifact(ref), ref, "artifact")
+    try:
+        from menas_zoo.hub import load as hub_load  # the hub resolves zoo names and hf-hub: refs
+    except ImportError:
+        hub_load = None
+    try:
+        if hub_load is None:
+            raise MenasError(f"unknown model {ref!r}: give an artifact folder, or a genotype with --weights FILE "
+                             "(or --random-init to time an untrained network)")
+        artifact, _ = hub_load(ref)
+    except MenasError:
+        try:
+            resolve_genotype(ref)
+        except GenotypeError:
+            raise
+        else:
+            raise MenasError(f"{ref!r} is a genotype, not a trained model: add --weights model.safetensors, or "
+                             "--random-init to time an untrained network") from None
+    return _from_artifact(artifact, ref, "hub")
+
+
+def _from_artifact(artifact, ref: str, kind: str) -> ModelSource:
+    spec = artifact.config.get("input_spec") or {}
+    return ModelSource(artifact.model.eval(), ref, kind, spec.get("mean"), spec.get("std"))
+
+
+def parse_ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise MenasError(f"{what} must be comma-separated positive integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise MenasError(f"{what} must be comma-separated positive integers, got {text!r}")
+    return values
+
+
+def prepare_out_dir(out: Path) -> None:
+    """Fail early (before minutes of work) when ``out`` cannot take our files."""
+    if out.exists() and not out.is_dir():
+        raise MenasError(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise MenasError(f"cannot write to {out}: {exc.strerror or exc}") from None
+
+
+def real_image_split(dataset: str, data_dir: Optional[Path], source: ModelSource, count: int, split: str = "test"):
+    data = load_dataset(dataset, data_dir, split)
+    g = source.model.genotype
+    if (data.in_chans, data.resolution) != (g.in_chans, g.resolution):
+        raise MenasError(f"the model reads {g.in_chans}x{g.resolution}px images but {dataset} is "
+                         f"{data.in_chans}x{data.resolution}px; pass --dataset/--data-dir with matching images")
+    return real_images(data, min(count, len(data)), mean=source.mean, std=source.std), data
+
+
+def latency_rows(report: BenchReport) -> list[list]:
+    rows = []
+    for s in report.onnxruntime:
+        eager = report.eager_for(s)
+        rows.append([s.batch_size, s.threads, f"{s.p50_ms:.3f}", f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}", f"{s.mean_ms:.3f}",
+                     f"{s.stdev_pct:.0f}%", f"{eager.p50_ms:.3f}" if eager else "-",
+                     f"{eager.p50_ms / s.p50_ms:.1f}x" if eager else "-"])
+    return rows
+
+
+LATENCY_COLUMNS = ["batch", "threads", "ORT p50 ms", "p90", "p99", "mean", "stdev", "eager p50 ms", "ORT speedup"]
+
+
+def print_machine(fingerprint: dict) -> None:
+    console.print(f"machine: {fingerprint['cpu']}, {fingerprint['usable_cores']} usable cores, load "
+                  f"{fingerprint['load_average']}; onnxruntime {fingerprint['onnxruntime']}, torch {fingerprint['torch']}, "
+                  f"onnx {fingerprint['onnx']}", highlight=False)
+
+
+# -- export ----------------------------------------------------------------------------------------
+
+@command(name="export")
+def export_command(
+    ref: str = typer.Argument(..., help="Zoo name, hf-hub:ORG/NAME[@REV], artifact folder, or a genotype with --weights."),
+    out: Path = typer.Option(..., "--out", help="Folder for model.onnx, model.int8.onnx and export_report.json."),
+    opset: int = typer.Option(onnx_export.DEFAULT_OPSET, help="ONNX opset (dynamo exporter: 18-21)."),
+    exporter: str = typer.Option("dynamo", help="dynamo (torch.export-based, maintained) or torchscript (legacy, faster)."),
+    dynamic_batch: bool = typer.Option(True, help="Export a symbolic batch dimension."),
+    optimize: bool = typer.Option(False, "--optimize", help="Apply ONNX Runtime's offline graph optimizations "
+                                                            "(the file then needs ONNX Runtime)."),
+    int8: bool = typer.Option(False, "--int8", help="Also write a static int8 (QDQ) model and compare it with fp32."),
+    max_latency_ms: Optional[float] = typer.Option(None, help="Fail (exit 2) when ORT p90 latency is over this budget."),
+    weights: Optional[Path] = typer.Option(None, help="safetensors weights for a genotype REF."),
+    random_init: bool = typer.Option(False, "--random-init", help="Export a genotype REF with untrained weights."),
+    batch_sizes: str = typer.Option("1", help="Batch sizes to time, comma-separated."),
+    threads: str = typer.Option("1", help="ORT intra-op thread counts to time, comma-separated."),
+    runs: int = typer.Option(DEFAULT_RUNS, min=1, help="Timed runs per configuration (after warm-up)."),
+    atol: float = typer.Option(DEFAULT_ATOL, help="Parity tolerance on logits (max abs difference)."),
+    parity_images: int = typer.Option(512, min=1, help="Real test images for the parity check."),
+    calibration_images: int = typer.Option(512, min=1, help="Real training images for int8 calibration."),
+    dataset: str = typer.Option("fashion-mnist", help=f"Images for parity, calibration and accuracy: {', '.join(DATASETS)}."),
+    data_dir: Optional[Path] = typer.Option(None, help="Dataset folder (default for Fashion-MNIST: the Debian package's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Export a model to ONNX, check it, prove parity with PyTorch and time it; optionally int8."""
+    onnx_export.check_opset(opset, exporter)
+    check_budget_value(max_latency_ms)
+    batch_list, thread_list = parse_ints(batch_sizes, "--batch-sizes"), parse_ints(threads, "--threads")
+    source = resolve_model(ref, weights=weights, random_init=random_init)
+    prepare_out_dir(out)
+    parity_x, test_data = real_image_split(dataset, data_dir, source, parity_images)
+    status = err_console.status if not as_json else _quiet_status
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    try:
+        onnx_path = staging / ONNX_FILE
+        with status(f"exporting with the {exporter} exporter, opset {opset}"):
+            result = onnx_export.export_onnx(source.model, onnx_path, opset=opset, exporter=exporter,
+                                             dynamic_batch=dynamic_batch, export_batch=EXPORT_BATCH)
+        int8_path = None
+        if int8:
+            with status("quantizing to int8 (static QDQ, calibrating on training images)"):
+                calib, _ = real_image_split(dataset, data_dir, source, calibration_images, split="train")
+                int8_path = quantize_int8(onnx_path, staging / INT8_FILE, calib)
+        if optimize:  # after quantization: the quantizer wants the portable graph, not ORT's fused one
+            with status("optimizing the graph with ONNX Runtime"):
+                optimized = staging / "model.opt.onnx"
+                optimize_offline(onnx_path, optimized)
+                optimized.replace(onnx_path)
+                result.optimized, result.size_bytes = True, onnx_path.stat().st_size
+        with status(f"checking parity on {len(parity_x)} real images"):
+            parity = check_parity(source.model, onnx_path, parity_x, batch_size=PARITY_BATCH if dynamic_batch else EXPORT_BATCH,
+                                  export_batch=EXPORT_BATCH if dynamic_batch else None, atol=atol)
+        if not dynamic_batch and batch_list != [EXPORT_BATCH]:
+            batch_list = [EXPORT_BATCH]
+        with status(f"timing ONNX Runtime and PyTorch eager ({runs} runs per configuration)"):
+            bench = benchmark(onnx_path, source.model, batch_sizes=batch_list, threads=thread_list, runs=runs)
+        comparison = None
+        if int8_path is not None:
+            with status("comparing int8 with fp32 (size, latency, test accuracy)"):
+                acc_x, _ = real_image_split(dataset, data_dir, source, len(test_data))
+                comparison = compare_int8(onnx_path, int8_path, acc_x, test_data.labels[:len(acc_x)],
+                                          threads=thread_list[0], runs=runs)
+        verdict = budget_verdict(bench.onnxruntime, max_latency_ms) if max_latency_ms is not None else None
+        cost = genotype_cost(source.model.genotype)
+        result.path = ONNX_FILE
+        report = {
+            "model": {"ref": ref, "source": source.kind, "genotype": source.model.genotype.to_dict(),
+                      "params": cost.params, "macs": cost.macs},
+            "onnx": {**result.as_dict(), "runtime": "onnxruntime only (contrib ops)" if optimize else "any"},
+            "parity": {**parity.as_dict(), "dataset": dataset, "split": "test"},
+            "latency": bench.as_dict(),
+            "budget": verdict,
+            "int8": {**comparison.as_dict(), "path": INT8_FILE, "dataset": dataset} if comparison else None,
+            "recommended": INT8_FILE if comparison and comparison.recommended == "int8" else ONNX_FILE,
+        }
+        # Everything checked: move the files into place, the report last (it vouches for them).
+        for name in (ONNX_FILE, INT8_FILE):
+            if (staging / name).exists():
+                os.replace(staging / name, out / name)
+        if not int8:
+            (out / INT8_FILE).unlink(missing_ok=True)  # a stale int8 file of an earlier export would mislead
+        write_json_atomic(out / REPORT_FILE, report)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if as_json:
+        print_json(report)
+    else:
+        _print_export(report, bench, parity, comparison, out)
+    if max_latency_ms is not None:
+        check_budget(bench.onnxruntime, max_latency_ms)
+
+
+class _quiet_status:
+    def __init__(self, *_):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        return False
+
+
+def _print_export(report, bench, parity, comparison, out: Path) -> None:
+    o, m = report["onnx"], report["model"]
+    console.print(f"wrote {out / ONNX_FILE} ({o['size_bytes'] / 1e6:.2f} MB, opset {o['opset']}, {o['exporter']} exporter, "
+                  f"input {o['input_shape']}{', ORT-optimized' if o['optimized'] else ''}); "
+                  f"params {human(m['params'])}, MACs {human(m['macs'])}", highlight=False)
+    console.print(f"parity: {parity.summary()}", highlight=False)
+    print_table("latency (ms)", LATENCY_COLUMNS, latency_rows(bench))
+    print_machine(bench.fingerprint)
+    if comparison is not None:
+        c = comparison
+        print_table("int8 vs fp32", ["", "fp32", "int8", "change"], [
+            ["size", f"{c.fp32_bytes / 1e6:.2f} MB", f"{c.int8_bytes / 1e6:.2f} MB", f"{c.int8_bytes / c.fp32_bytes:.2f}x"],
+            [f"p50 latency, batch {c.batch_size}", f"{c.fp32_p50_ms:.3f} ms", f"{c.int8_p50_ms:.3f} ms", f"{c.speedup:.2f}x faster" if c.speedup >= 1 else f"{1 / c.speedup:.2f}x slower"],
+            [f"test accuracy ({c.test_images} images)", f"{c.fp32_accuracy:.4f}", f"{c.int8_accuracy:.4f}",
+             f"{c.accuracy_change * 100:+.2f} pts"]])
+        if c.recommended == "fp32":
+            console.print(f"recommended: {ONNX_FILE} (fp32), because " + "; ".join(c.reasons), highlight=False)
+        else:
+            console.print(f"recommended: {INT8_FILE}", highlight=False)
+    console.print(f"report: {out / REPORT_FILE}", highlight=False)
+
+
+# -- bench -----------------------------------------------------------------------------------------
+
+@command(name="bench")
+def bench_command(
+    ref: Optional[str] = typer.Argument(None, metavar="REF_OR_ONNX",
+                                        help="An .onnx file, or a model REF as for export (optional with --per-block)."),
+    batch_sizes: str = typer.Option("1,32", help="Batch sizes, comma-separated."),
+    threads: str = typer.Option("1", help="ORT intra-op (and torch) thread counts, comma-separated."),
+    runs: int = typer.Option(DEFAULT_RUNS, min=1, help="Timed runs per configuration (after warm-up)."),
+    warmup: int = typer.Option(DEFAULT_WARMUP, min=0, help="Untimed warm-up runs per configuration."),
+    max_latency_ms: Optional[float] = typer.Option(None, help="Fail (exit 2) when any ORT p90 is over this budget."),
+    weights: Optional[Path] = typer.Option(None, help="safetensors weights for a genotype REF."),
+    random_init: bool = typer.Option(False, "--random-init", help="Time a genotype REF with untrained weights."),
+    exporter: str = typer.Option("dynamo", help="Exporter used when REF is not an .onnx file."),
+    per_block: bool = typer.Option(False, "--per-block", help="Build this machine's per-block latency table and "
+                                                              "report the predictor's error on sampled genotypes."),
+    table: Path = typer.Option(Path("latency_table.json"), help="--per-block: table file (extended if it exists)."),
+    genotypes: int = typer.Option(20, min=1, help="--per-block: sampled genotypes to measure and predict."),
+    profile: str = typer.Option("small", help="--per-block: search profile to sample from."),
+    seed: int = typer.Option(0, help="--per-block: first sampling seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Time a model in ONNX Runtime (and eager PyTorch), or build the per-block latency table."""
+    check_budget_value(max_latency_ms)
+    batch_list, thread_list = parse_ints(batch_sizes, "--batch-sizes"), parse_ints(threads, "--threads")
+    if per_block:
+        if max_latency_ms is not None:
+            raise MenasError("--max-latency-ms applies to one model; leave it out with --per-block")
+        _per_block(ref, weights, thread_list, runs, warmup, table, genotypes, profile, seed, as_json)
+        return
+    if ref is None:
+        raise MenasError("give a model REF or an .onnx file (or --per-block)")
+    if ref.endswith(".onnx") or (Path(ref).is_file() and not ref.endswith(".json")):
+        ort_session(ref)  # a file that does not load fails here, in one line
+        report = benchmark(ref, None, batch_sizes=batch_list, threads=thread_list, runs=runs, warmup=warmup)
+        title = ref
+    else:
+        onnx_export.check_opset(onnx_export.DEFAULT_OPSET, exporter)
+        source = resolve_model(ref, weights=weights, random_init=random_init)
+        with tempfile.TemporaryDirectory(prefix="menas-zoo-bench-") as tmp:
+            status = err_console.status if not as_json else _quiet_status
+            with status(f"exporting with the {exporter} exporter"):
+                path = onnx_export.export_onnx(source.model, Path(tmp) / ONNX_FILE, exporter=exporter).path
+            with status(f"timing ({runs} runs per configuration)"):
+                report = benchmark(path, source.model, batch_sizes=batch_list, threads=thread_list, runs=runs,
+                                   warmup=warmup)
+        title = f"{ref} ({human(genotype_cost(source.model.genotype).macs)} MACs)"
+    verdict = budget_verdict(report.onnxruntime, max_latency_ms) if max_latency_ms is not None else None
+    if as_json:
+        print_json({**report.as_dict(), "budget": verdict})
+    else:
+        print_table(f"latency of {title} (ms)", LATENCY_COLUMNS, latency_rows(report))
+        print_machine(report.fingerprint)
+    if max_latency_ms is not None:
+        check_budget(report.onnxruntime, max_latency_ms)
+
+
+def _per_block(ref, weights, thread_list, runs, warmup, table_path: Path, n_genotypes, profile, seed,
+               as_json) -> None:
+    if len(thread_list) != 1:
+        raise MenasError("--per-block measures one thread count at a time; pass a single --threads value")
+    search_profile = get_profile(profile)
+    sampled = [sample_genotype(search_profile, seed + i) for i in range(n_genotypes)]
+    if ref is not None:
+        if ref.endswith(".onnx"):
+            raise MenasError("--per-block needs a genotype or model REF, not an .onnx file")
+        # Only the architecture matters for latency: a genotype is used as is, a model REF for its genotype.
+        own = resolve_genotype(ref) if _is_genotype(ref) else resolve_model(ref, weights=weights).model.genotype
+        sampled.insert(0, own)
+    table = LatencyTable.load(table_path) if table_path.exists() else LatencyTable()
+    table = build_latency_table(sampled, table=table, threads=thread_list[0], runs=runs, warmup=warmup,
+                                progress=not as_json)
+    table.save(table_path)
+    evaluation = evaluate_predictor(table, sampled, progress=not as_json)
+    if as_json:
+        print_json({"table": str(table_path), "entries": len(table.entries), **evaluation})
+        return
+    print_table(f"latency table predictor vs measured, batch 1, {thread_list[0]} thread(s)",
+                ["genotype", "MACs", "predicted ms", "measured ms", "error"],
+                [[_short(r["genotype"]), human(genotype_cost(g).macs), f"{r['predicted_ms']:.3f}", f"{r['measured_ms']:.3f}",
+                  f"{r['error_pct']:+.1f}%"] for r, g in zip(evaluation["networks"], sampled)])
+    console.print(f"wrote {table_path} ({len(table.entries)} parts); predictor error on {len(sampled)} networks: "
+                  f"median {evaluation['median_abs_error_pct']:.1f}%, worst {evaluation['worst_abs_error_pct']:.1f}%, "
+                  f"mean signed {evaluation['mean_error_pct']:+.1f}%", highlight=False)
+    print_machine(table.meta["machine"])
+
+
+def _is_genotype(ref: str) -> bool:
+    try:
+        resolve_genotype(ref)
+    except GenotypeError:
+        return False
+    return True
+
+
+def _short(compact: str, width: int = 60) -> str:
+    return compact if len(compact) <= width else compact[:width - 3] + "..."

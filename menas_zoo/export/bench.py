@@ -1,0 +1,242 @@
+"""Latency: ONNX Runtime and eager PyTorch, timed the same way in the same run, and a budget gate.
+
+Each configuration (batch size x thread count) gets a warm-up, then ``runs`` timed calls on the same
+pre-built input; the report gives p50/p90/p99, mean and the stdev as a percentage of the mean (how noisy
+the machine was), with a fingerprint of the machine and library versions, because a latency number
+without them is not reproducible. The budget is checked on p90, which a few outliers cannot move but
+a regression can.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from menas_zoo.errors import MenasError
+from menas_zoo.export.runtime import ort_session
+
+DEFAULT_RUNS = 200
+DEFAULT_WARMUP = 20
+
+
+class LatencyBudgetError(MenasError):
+    """p90 latency is over the budget."""
+
+
+@dataclass
+class LatencyStats:
+    runtime: str  # "onnxruntime" | "pytorch-eager"
+    batch_size: int
+    threads: int
+    runs: int
+    warmup: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    stdev_pct: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime} batch {self.batch_size}, {self.threads} thread{'s' if self.threads > 1 else ''}"
+
+
+def time_calls(fn: Callable[[], object], *, runs: int, warmup: int) -> np.ndarray:
+    """Milliseconds of ``runs`` calls of ``fn`` after ``warmup`` untimed ones (GC off while timing,
+    so a collection triggered by someone else's garbage is not billed to the model)."""
+    if runs < 1 or warmup < 0:
+        raise MenasError(f"need runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+    for _ in range(warmup):
+        fn()
+    times = np.empty(runs)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for i in range(runs):
+            start = time.perf_counter_ns()
+            fn()
+            times[i] = (time.perf_counter_ns() - start) / 1e6
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return times
+
+
+def summarize(times: np.ndarray, *, runtime: str, batch_size: int, threads: int, warmup: int) -> LatencyStats:
+    p50, p90, p99 = np.percentile(times, [50, 90, 99])
+    mean = float(times.mean())
+    return LatencyStats(runtime=runtime, batch_size=batch_size, threads=threads, runs=len(times), warmup=warmup,
+                        p50_ms=round(float(p50), 4), p90_ms=round(float(p90), 4), p99_ms=round(float(p99), 4),
+                        mean_ms=round(mean, 4), stdev_pct=round(float(times.std()) / mean * 100, 1))
+
+
+def onnx_input_shape(path: str | Path) -> tuple[str, list[int | str]]:
+    session = ort_session(path)
+    inp = session.get_inputs()[0]
+    return inp.name, list(inp.shape)
+
+
+def onnx_times(session, *, batch_size: int, runs: int, warmup: int, source: str | Path = "model") -> np.ndarray:
+    """Raw per-call milliseconds of an ORT session on a random input of ``batch_size``."""
+    inp = session.get_inputs()[0]
+    shape = _concrete_shape(inp.shape, batch_size, source)
+    feed = {inp.name: np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
+    try:
+        session.run(None, feed)
+    except Exception as exc:
+        raise MenasError(f"{source} cannot run at batch {batch_size}: {str(exc).strip().splitlines()[0]}") from None
+    return time_calls(lambda: session.run(None, feed), runs=runs, warmup=warmup)
+
+
+def bench_onnx(path: str | Path, *, batch_sizes: Iterable[int] = (1,), threads: Iterable[int] = (1,),
+               runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP) -> list[LatencyStats]:
+    """ORT latency of ``path`` for every (batch size, threads) pair; the model needs a dynamic batch
+    axis for batch sizes other than the one it was exported with."""
+    results = []
+    for n_threads in threads:
+        session = ort_session(path, threads=n_threads)
+        for batch in batch_sizes:
+            times = onnx_times(session, batch_size=batch, runs=runs, warmup=warmup, source=path)
+            results.append(summarize(times, runtime="onnxruntime", batch_size=batch, threads=n_threads, warmup=warmup))
+    return results
+
+
+def _concrete_shape(shape: list, batch: int, path) -> list[int]:
+    if isinstance(shape[0], int) and shape[0] != batch:
+        raise MenasError(f"{path} has a fixed batch size of {shape[0]}; export with a dynamic batch to time batch {batch}")
+    rest = shape[1:]
+    if not all(isinstance(d, int) for d in rest):
+        raise MenasError(f"{path} has symbolic dimensions besides the batch ({shape}); cannot pick an input")
+    return [batch, *rest]
+
+
+def bench_eager(model: nn.Module, input_shape: tuple[int, int, int], *, batch_sizes: Iterable[int] = (1,),
+                threads: Iterable[int] = (1,), runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
+                channels_last: bool = True) -> list[LatencyStats]:
+    """Eager PyTorch latency under ``torch.inference_mode``: the baseline a user gets without exporting.
+    channels_last by default, as menas-zoo trains and evaluates (the faster layout on CPU)."""
+    net = copy.deepcopy(model).float().cpu().eval()  # .to(channels_last) below is in place
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=memory_format)
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for n_threads in threads:
+            torch.set_num_threads(n_threads)
+            for batch in batch_sizes:
+                x = torch.randn(batch, *input_shape).contiguous(memory_format=memory_format)
+                with torch.inference_mode():
+                    times = time_calls(lambda: net(x), runs=runs, warmup=warmup)
+                results.append(summarize(times, runtime="pytorch-eager", batch_size=batch, threads=n_threads,
+                                         warmup=warmup))
+    finally:
+        torch.set_num_threads(previous)
+    return results
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_fingerprint() -> dict:
+    """Where a latency was measured: CPU, cores, OS, library versions, and the load when it started
+    (a loaded machine explains a noisy number)."""
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "machine": platform.machine(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "onnxruntime_providers": ort.get_available_providers(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "numpy": np.__version__,
+        "load_average": load,
+    }
+
+
+@dataclass
+class BenchReport:
+    fingerprint: dict
+    onnxruntime: list[LatencyStats]
+    eager: list[LatencyStats] = field(default_factory=list)
+
+    def eager_for(self, stats: LatencyStats) -> LatencyStats | None:
+        return next((e for e in self.eager if (e.batch_size, e.threads) == (stats.batch_size, stats.threads)), None)
+
+    def as_dict(self) -> dict:
+        rows = []
+        for s in self.onnxruntime:
+            eager = self.eager_for(s)
+            rows.append({**s.as_dict(), "eager_p50_ms": eager.p50_ms if eager else None,
+                         "speedup_vs_eager_p50": round(eager.p50_ms / s.p50_ms, 2) if eager and s.p50_ms else None})
+        return {"machine": self.fingerprint, "onnxruntime": rows, "eager": [e.as_dict() for e in self.eager]}
+
+
+def benchmark(onnx_path: str | Path, model: nn.Module | None = None, *, batch_sizes: Iterable[int] = (1,),
+              threads: Iterable[int] = (1,), runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP) -> BenchReport:
+    """ORT latency of ``onnx_path`` and, when the PyTorch ``model`` is given, its eager latency in the same run."""
+    batch_sizes, threads = list(batch_sizes), list(threads)
+    for b in batch_sizes:
+        if b < 1:
+            raise MenasError(f"batch sizes must be at least 1, got {b}")
+    fingerprint = machine_fingerprint()
+    onnx_stats = bench_onnx(onnx_path, batch_sizes=batch_sizes, threads=threads, runs=runs, warmup=warmup)
+    eager = []
+    if model is not None:
+        _, shape = onnx_input_shape(onnx_path)
+        eager = bench_eager(model, tuple(shape[1:]), batch_sizes=batch_sizes, threads=threads, runs=runs,
+                            warmup=warmup)
+    return BenchReport(fingerprint, onnx_stats, eager)
+
+
+def check_budget_value(max_latency_ms: float | None) -> None:
+    if max_latency_ms is not None and not max_latency_ms > 0:
+        raise MenasError(f"--max-latency-ms must be a positive number of milliseconds, got {max_latency_ms}")
+
+
+def budget_verdict(stats: Iterable[LatencyStats], max_latency_ms: float) -> dict:
+    """The budget check as a report entry: the worst p90 among ``stats`` against the budget."""
+    check_budget_value(max_latency_ms)
+    worst = max(stats, key=lambda s: s.p90_ms)
+    over = worst.p90_ms - max_latency_ms
+    return {"max_latency_ms": max_latency_ms, "p90_ms": worst.p90_ms, "batch_size": worst.batch_size,
+            "threads": worst.threads, "over_ms": round(max(over, 0.0), 4), "passed": over <= 0}
+
+
+def check_budget(stats: Iterable[LatencyStats], max_latency_ms: float) -> None:
+    """Raise :class:`LatencyBudgetError` (one line: by how much) when any p90 is over the budget."""
+    verdict = budget_verdict(list(stats), max_latency_ms)
+    if not verdict["passed"]:
+        raise LatencyBudgetError(
+            f"p90 latency {verdict['p90_ms']:.3f} ms (batch {verdict['batch_size']}, {verdict['threads']} thread(s)) "
+            f"is {verdict['over_ms']:.3f} ms ({verdict['over_ms'] / max_latency_ms:.0%}) over the "
+            f"{max_latency_ms:g} ms budget")

@@ -1,0 +1,213 @@
+"""A per-device latency lookup table: each distinct part of a network timed alone in ONNX Runtime.
+
+A network is a sum of parts (stem, each inverted-residual block, head), and a part's cost depends only
+on its configuration and input size, so one table measured on a machine predicts the latency of any
+genotype built from known parts, in microseconds instead of an export and a benchmark. This is what a
+search can use to screen candidates against a latency budget before training them.
+
+Keys name a part completely: ``block:i16_k5_h96_c40_s2_se_hs@28`` is that block reading 16 channels at
+28x28; ``stem:i1_c16_k3_s1@28``; ``head:i96_c576_fc1024_n10@7``. Entries hold ``{count, mean, var}`` of
+the per-call milliseconds. Every ``session.run`` pays a fixed cost (input binding, output allocation)
+that a whole network pays once, not once per part; the table measures it on a one-op graph
+(``overhead``) and the predictor counts it once.
+
+All parts are exported with the TorchScript exporter by default: the table needs hundreds of tiny graphs
+and it is about ten times faster to run than the dynamo exporter, for the same operators (see onnx.py).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from menas_zoo.errors import MenasError
+from menas_zoo.export.bench import machine_fingerprint, onnx_times
+from menas_zoo.export.onnx import DEFAULT_OPSET, export_onnx
+from menas_zoo.export.runtime import ort_session
+from menas_zoo.io import write_json_atomic
+from menas_zoo.nets import MobileNetMT, build_model
+from menas_zoo.space.genotype import Genotype
+
+TABLE_KIND = "menas-zoo latency table"
+TABLE_VERSION = 1
+OVERHEAD = "overhead"
+TABLE_EXPORTER = "torchscript"
+TABLE_OPSET = DEFAULT_OPSET
+
+
+class _Head(nn.Module):
+    """The tail of a MobileNetMT after the last block: head conv, pool, [fc], classifier."""
+
+    def __init__(self, model: MobileNetMT):
+        super().__init__()
+        self.head, self.fc, self.classifier = model.head, model.fc, model.classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.fc(self.head(x).mean((2, 3))))
+
+
+@dataclass
+class Part:
+    key: str
+    module: nn.Module
+    input_shape: tuple[int, int, int]  # (C, H, W) at batch 1
+
+
+def part_keys(genotype: Genotype) -> list[str]:
+    """The table keys of ``genotype``'s parts, in network order, from the genotype alone (no model built)."""
+    g = genotype
+    # Spatial sizes follow from the strides (odd kernels with 'same' padding): ceil(size / stride).
+    size = g.resolution
+    keys = [f"stem:i{g.in_chans}_c{g.stem}_k3_s{g.stem_stride}@{size}"]
+    size = -(-size // g.stem_stride)
+    for _, _, in_ch, spec in g.blocks():
+        keys.append(f"block:i{in_ch}_{spec.to_string(in_ch)}@{size}")
+        size = -(-size // spec.stride)
+    keys.append(f"head:i{g.last_channels}_c{g.head}_fc{g.fc}_n{g.num_classes}@{size}")
+    return keys
+
+
+def network_parts(model: MobileNetMT) -> list[Part]:
+    """The stem, every block and the head of ``model`` with their keys and the input each one sees
+    (recorded in a forward pass and checked against the key, so the two cannot drift apart)."""
+    g = model.genotype
+    modules = [model.stem, *(block for _, _, block in model.blocks()), model.head]
+    shapes: list[tuple[int, int, int]] = []
+    hooks = [m.register_forward_pre_hook(lambda _, args: shapes.append(tuple(args[0].shape[1:]))) for m in modules]
+    try:
+        with torch.inference_mode():
+            model.eval()(torch.zeros(1, g.in_chans, g.resolution, g.resolution))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    keys = part_keys(g)
+    for key, shape in zip(keys, shapes):
+        if not key.endswith(f"@{shape[-1]}"):
+            raise AssertionError(f"part {key} sees a {shape[-1]}px input: part_keys disagrees with the network")
+    parts = [Part(key, module, shape) for key, module, shape in zip(keys, modules, shapes)]
+    parts[-1] = Part(keys[-1], _Head(model), shapes[-1])  # the head part runs pool, fc and classifier too
+    return parts
+
+
+def _stats(times: np.ndarray) -> dict:
+    """``{count, mean, var}`` of the calls that measured the part, not the machine's other tenants.
+
+    On a shared machine a few calls are preempted and take 10-100x longer; they would dominate a mean of
+    sub-millisecond calls. Tukey's far-out fence (above Q3 + 3 IQR) drops them; ``count`` is what is left.
+    Whole networks are summarized the same way, so predictions and measurements stay comparable.
+    """
+    q1, q3 = np.percentile(times, [25, 75])
+    kept = times[times <= q3 + 3 * (q3 - q1)]
+    return {"count": int(len(kept)), "mean": round(float(kept.mean()), 5),
+            "var": float(kept.var(ddof=1)) if len(kept) > 1 else 0.0}
+
+
+def measure_module(module: nn.Module, input_shape: tuple[int, int, int], workdir: Path, *, threads: int, runs: int,
+                   warmup: int, exporter: str = TABLE_EXPORTER) -> np.ndarray:
+    """Per-call ms of ``module`` at batch 1 in ORT (static shape, same settings for parts and networks)."""
+    path = workdir / "part.onnx"
+    export_onnx(module, path, exporter=exporter, opset=TABLE_OPSET, dynamic_batch=False, export_batch=1,
+                input_shape=input_shape)
+    return onnx_times(ort_session(path, threads=threads), batch_size=1, runs=runs, warmup=warmup, source=path)
+
+
+@dataclass
+class LatencyTable:
+    entries: dict[str, dict] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def missing(self, genotype: Genotype) -> list[str]:
+        return [k for k in dict.fromkeys(part_keys(genotype)) if k not in self.entries]
+
+    def predict(self, genotype: Genotype) -> tuple[float, float]:
+        """Predicted mean latency in ms and its standard deviation (parts taken as independent)."""
+        missing = self.missing(genotype)
+        if missing or OVERHEAD not in self.entries:
+            missing = missing or [OVERHEAD]
+            raise MenasError(f"latency table lacks {len(missing)} part(s) of this genotype (e.g. {missing[0]}); "
+                             "measure them with 'menas-zoo bench GENOTYPE --per-block --table FILE'")
+        overhead = self.entries[OVERHEAD]["mean"]
+        keys = part_keys(genotype)
+        mean = overhead + sum(max(self.entries[k]["mean"] - overhead, 0.0) for k in keys)
+        var = sum(self.entries[k]["var"] for k in keys)
+        return mean, var ** 0.5
+
+    def to_dict(self) -> dict:
+        return {"kind": TABLE_KIND, "version": TABLE_VERSION, "unit": "ms", **self.meta, "entries": self.entries}
+
+    def save(self, path: str | Path) -> None:
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyTable:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise MenasError(f"cannot read latency table {path}: {exc}") from None
+        if not isinstance(data, dict) or data.get("kind") != TABLE_KIND or not isinstance(data.get("entries"), dict):
+            raise MenasError(f"{path} is not a menas-zoo latency table")
+        if data.get("version") != TABLE_VERSION:
+            raise MenasError(f"{path} is a version {data.get('version')} latency table; this menas-zoo reads "
+                             f"version {TABLE_VERSION}")
+        meta = {k: v for k, v in data.items() if k not in ("kind", "version", "unit", "entries")}
+        return cls(entries=data["entries"], meta=meta)
+
+
+def build_latency_table(genotypes: Iterable[Genotype], *, table: LatencyTable | None = None, threads: int = 1,
+                        runs: int = 100, warmup: int = 10, exporter: str = TABLE_EXPORTER,
+                        progress: bool = False) -> LatencyTable:
+    """Time every distinct part of ``genotypes`` not yet in ``table`` (a new one by default)."""
+    table = table or LatencyTable()
+    if table.meta and (table.meta.get("threads"), table.meta.get("exporter")) != (threads, exporter):
+        raise MenasError(f"the table was measured with {table.meta.get('threads')} thread(s) and the "
+                         f"{table.meta.get('exporter')} exporter; extend it with the same settings")
+    table.meta = {"machine": machine_fingerprint(), "threads": threads, "batch_size": 1, "runs": runs,
+                  "warmup": warmup, "exporter": exporter, "opset": TABLE_OPSET, "ort_optimization": "all"}
+    todo: dict[str, Part] = {}
+    if OVERHEAD not in table.entries:
+        todo[OVERHEAD] = Part(OVERHEAD, nn.ReLU(), (1, 1, 1))
+    for genotype in genotypes:
+        for part in network_parts(build_model(genotype).eval()):
+            if part.key not in table.entries:
+                todo.setdefault(part.key, part)
+    with tempfile.TemporaryDirectory(prefix="menas-zoo-latency-") as tmp:
+        for key, part in tqdm(todo.items(), desc="per-block latency", unit="part", disable=not progress):
+            times = measure_module(part.module, part.input_shape, Path(tmp), threads=threads, runs=runs,
+                                   warmup=warmup, exporter=exporter)
+            table.entries[key] = _stats(times)
+    return table
+
+
+def evaluate_predictor(table: LatencyTable, genotypes: Iterable[Genotype], *, runs: int | None = None,
+                       warmup: int | None = None, progress: bool = False) -> dict:
+    """Predicted vs measured whole-network latency (batch 1, the table's threads and exporter).
+
+    Returns ``{"networks": [...], "median_abs_error_pct", "worst_abs_error_pct", "mean_error_pct"}``;
+    a positive error means the table over-predicts."""
+    threads, exporter = table.meta.get("threads", 1), table.meta.get("exporter", TABLE_EXPORTER)
+    runs, warmup = runs or table.meta.get("runs", 100), warmup if warmup is not None else table.meta.get("warmup", 10)
+    rows = []
+    genotypes = list(genotypes)
+    with tempfile.TemporaryDirectory(prefix="menas-zoo-latency-") as tmp:
+        for genotype in tqdm(genotypes, desc="whole networks", unit="net", disable=not progress):
+            predicted, predicted_std = table.predict(genotype)
+            g = genotype
+            times = measure_module(build_model(g).eval(), (g.in_chans, g.resolution, g.resolution), Path(tmp),
+                                   threads=threads, runs=runs, warmup=warmup, exporter=exporter)
+            measured = _stats(times)["mean"]
+            rows.append({"genotype": genotype.to_compact(), "predicted_ms": round(predicted, 4),
+                         "predicted_std_ms": round(predicted_std, 4), "measured_ms": round(measured, 4),
+                         "error_pct": round((predicted - measured) / measured * 100, 2)})
+    errors = [abs(r["error_pct"]) for r in rows]
+    return {"networks": rows, "median_abs_error_pct": round(statistics.median(errors), 2) if errors else None,
+            "worst_abs_error_pct": round(max(errors), 2) if errors else None,
+            "mean_error_pct": round(statistics.fmean(r["error_pct"] for r in rows), 2) if rows else None}

@@ -1,7 +1,7 @@
 """Publish an artifact folder as a commit of a Hub model repo.
 
-The folder is loaded first (so a broken artifact is refused before anything is sent), its files and a
-freshly rendered card are staged in a temporary folder (a training run folder also holds checkpoints
+The folder is loaded first (so a broken artifact is refused before anything is sent), its files and its
+card (the folder's README.md if it agrees with config.json, else a freshly rendered one) are staged in a temporary folder (a training run folder also holds checkpoints
 that do not belong on the Hub), then ``create_repo(exist_ok=True)`` and ``upload_folder``. The token
 goes to huggingface_hub and nowhere else: it is never printed, logged or written.
 """
@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from huggingface_hub import HfApi, get_token
+from huggingface_hub import HfApi, ModelCard, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
@@ -36,14 +36,19 @@ def push_artifact(directory: str | Path, repo_id: str, *, private: bool = False,
         raise MenasError("no Hugging Face token: pass --token, set HF_TOKEN, or run 'hf auth login'")
     artifact = load_artifact(directory)
     endpoint = hub_endpoint(endpoint)
-    card = render_card(artifact.config, model_name=repo_id.split("/")[1], load_ref=f"hf-hub:{repo_id}")
+    # A card already in the folder (written by `menas-zoo card`, perhaps edited) is kept if it still agrees
+    # with config.json; otherwise one is rendered from the config.
+    if (artifact.path / CARD).is_file():
+        card = ModelCard((artifact.path / CARD).read_text())
+    else:
+        card = render_card(artifact.config, model_name=repo_id.split("/")[1], load_ref=f"hf-hub:{repo_id}")
     check_card(card, artifact.config)
     api = HfApi(endpoint=endpoint, token=token)
     with tempfile.TemporaryDirectory(prefix="menas-zoo-push-") as staging:
         for name in (CONFIG, WEIGHTS, MASKS):
             if (artifact.path / name).is_file():
                 shutil.copy2(artifact.path / name, Path(staging) / name)
-        card.save(str(Path(staging) / CARD))
+        (Path(staging) / CARD).write_text(str(card))
         try:
             api.create_repo(repo_id, private=private, exist_ok=True)
             if revision and revision != "main":

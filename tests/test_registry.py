@@ -1,0 +1,83 @@
+"""The registry tells the truth: every published number is recomputed from the live model.
+
+As torchvision does for its weights: params, MACs and file sha256s come from the files and the network
+they build, and the registry entry, config.json and model card must all agree with them.
+"""
+
+import json
+from importlib import resources
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from typer.testing import CliRunner
+
+from menas_zoo import create_model, list_models
+from menas_zoo.artifact import file_sha256, load_artifact
+from menas_zoo.cli import app
+from menas_zoo.hub.card import check_card
+from menas_zoo.hub.registry import get_entry
+from menas_zoo.hub.resolve import resolve
+
+MODELS = list_models()
+
+
+def test_registry_is_not_empty_and_patterns_filter():
+    assert "mt-test" in MODELS
+    assert list_models("mt-*") == [m for m in MODELS if m.startswith("mt-")]
+    assert list_models("no-such-*") == []
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_registered_numbers_match_the_live_model(name, tmp_path):
+    entry = get_entry(name)
+    resolved = resolve(name, offline=True, cache=tmp_path)  # the bundled copy, or the HF cache
+    assert len(entry.revision) == 40 and int(entry.revision, 16) >= 0
+    for file_name, sha256 in entry.files.items():
+        assert file_sha256(resolved.path / file_name) == sha256, file_name
+    artifact = load_artifact(resolved.path)
+    model, genotype = artifact.model, artifact.genotype
+    params = sum(p.numel() for p in model.parameters())
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, genotype.in_chans, genotype.resolution, genotype.resolution))
+    macs = counter.get_total_flops() // 2
+    for metrics in (entry.metrics, artifact.config["metrics"]):
+        assert (metrics["params"], metrics["macs"]) == (params, macs)
+    assert entry.metrics == artifact.config["metrics"]
+    check_card((resolved.path / "README.md").read_text(), artifact.config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
+def test_registered_accuracy_is_reproduced(name, fashion_test):
+    from menas_zoo.train import evaluate
+
+    recorded = get_entry(name).metrics["accuracy"]
+    assert (recorded["dataset"], recorded["split"]) == ("fashion-mnist", "test")
+    model = create_model(name, offline=True)
+    measured = evaluate(model, fashion_test)["acc"]
+    assert measured == pytest.approx(recorded["value"], abs=1e-3)
+
+
+def test_list_command_shows_registered_numbers():
+    result = CliRunner().invoke(app, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = {row["name"]: row for row in json.loads(result.stdout)}
+    assert set(listed) == set(MODELS)
+    for name, row in listed.items():
+        assert row["metrics"] == get_entry(name).metrics
+
+
+def test_unknown_name_suggests_the_closest():
+    result = CliRunner().invoke(app, ["load", "mt-tset"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("error: unknown model 'mt-tset': did you mean mt-test? "
+                                     "(or pass hf-hub:ORG/NAME or an artifact folder)")
+
+
+def test_bundled_files_are_exactly_the_pinned_files():
+    for name in MODELS:
+        entry = get_entry(name)
+        if entry.bundled:
+            folder = resources.files("menas_zoo.hub").joinpath("bundled", name)
+            assert sorted(p.name for p in folder.iterdir()) == sorted(entry.files)

@@ -1,0 +1,158 @@
+"""``menas-zoo search``: run, or with ``--resume`` continue, a MENAS search in a run folder."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+from tqdm.auto import tqdm
+
+from menas_zoo.cli.app import command, console, print_json, print_table
+from menas_zoo.costs import human
+from menas_zoo.data import DATASETS
+from menas_zoo.errors import MenasError
+from menas_zoo.space import get_profile
+from menas_zoo.train import resolve_device
+
+
+def ort_latency_fn(table: Optional[Path] = None, runs: int = 50):
+    """Model -> ms at batch 1, 1 thread: predicted from a per-block latency table (fast), or measured
+    in ONNX Runtime (p90 of ``runs`` calls). The exporter is imported only when a latency limit is set."""
+    try:
+        from menas_zoo.export import LatencyTable, bench_onnx, export_onnx
+    except ImportError as exc:
+        raise MenasError(f"--max-latency-ms needs the exporter (onnx, onnxruntime): {exc}") from None
+    if table is not None:
+        lookup = LatencyTable.load(table)
+        return lambda model: lookup.predict(model.genotype)[0]
+
+    def measure(model) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "candidate.onnx"
+            export_onnx(model.cpu().eval(), path, exporter="torchscript", opset=17, dynamic_batch=False,
+                        export_batch=1)
+            return bench_onnx(path, batch_sizes=(1,), threads=(1,), runs=runs, warmup=10)[0].p90_ms
+
+    return measure
+
+
+@command(name="search")
+def search_command(
+    out: Optional[Path] = typer.Option(None, "--out", help="New run folder (trials.jsonl, state, report, winners)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the search in this run folder."),
+    profile: Optional[str] = typer.Option(None, help="Search profile: small (28/32 px) or imagenet. [default: small]"),
+    strategy: Optional[str] = typer.Option(None, help="menas, evolution (regularized evolution) or random. [default: menas]"),
+    population: Optional[int] = typer.Option(None, help="Population size (and children per generation). [default: 8]"),
+    generations: Optional[int] = typer.Option(None, help="Generations after the initial population. [default: 5]"),
+    epochs: Optional[int] = typer.Option(None, help="Max epochs per trial (Early-Bird may stop sooner). [default: 6]"),
+    train_subset: Optional[int] = typer.Option(None, help="Train on only this many images (quick searches)."),
+    val_size: Optional[int] = typer.Option(None, help="Validation images carved from the training set. [default: 5000]"),
+    dataset: Optional[str] = typer.Option(None, help=f"Dataset: {', '.join(DATASETS)}. [default: fashion-mnist]"),
+    data_dir: Optional[Path] = typer.Option(None, help="Dataset folder."),
+    budget_minutes: Optional[float] = typer.Option(None, help="Stop cleanly (and report) after this many minutes."),
+    max_macs: Optional[float] = typer.Option(None, help="MACs limit, e.g. 5e6."),
+    max_params: Optional[float] = typer.Option(None, help="Parameter limit, e.g. 1e5."),
+    max_latency_ms: Optional[float] = typer.Option(None, help="ONNX Runtime latency limit (batch 1, 1 thread)."),
+    latency_table: Optional[Path] = typer.Option(None, help="Predict latency from this per-block table "
+                                                            "('menas-zoo bench --per-block --table') instead of measuring."),
+    penalty: Optional[float] = typer.Option(None, help="Soft limits: fitness x (cost/limit)^-W over a limit "
+                                                       "(MnasNet uses 0.07). Default: hard limits."),
+    tickets: Optional[bool] = typer.Option(None, "--tickets/--no-tickets", help="Replace trials by lottery tickets."),
+    weight_sharing: Optional[bool] = typer.Option(None, "--weight-sharing/--no-weight-sharing",
+                                                  help="Children inherit their parent's ticket weights."),
+    early_stop: Optional[bool] = typer.Option(None, "--early-stop/--no-early-stop", help="Early-Bird early stop."),
+    keep_largest: Optional[float] = typer.Option(None, help="Fraction of survivors kept as the largest by MACs. [menas: 0.2]"),
+    prune_ratio: Optional[float] = typer.Option(None, help="Global fraction of hidden channels a ticket prunes. [default: 0.2]"),
+    finetune_epochs: Optional[int] = typer.Option(None, help="Fine-tune each ticket for this many epochs. [default: 0]"),
+    rewind_epoch: Optional[int] = typer.Option(None, help="Rewind tickets to this epoch's weights (then fine-tune)."),
+    seed: Optional[int] = typer.Option(None, help="Seed: the same seed gives the same search. [default: 0]"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N. [default: auto]"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (1 is fastest on a busy machine)."),
+    backend: str = typer.Option("in-process", help="in-process or ray."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (no progress bar)."),
+) -> None:
+    """Search the MobileNet3-MT space with MENAS; killed, it continues with --resume RUN_DIR."""
+    from menas_zoo.search import SearchConfig, run_search
+    from menas_zoo.search.backends import make_backend
+    from menas_zoo.search.report import trials_per_minute
+
+    if (out is None) == (resume is None):
+        raise MenasError("give either --out RUN_DIR (a new search) or --resume RUN_DIR (continue one)")
+    settings = {
+        "profile": profile, "strategy": strategy, "population": population, "generations": generations,
+        "epochs": epochs, "train_subset": train_subset, "val_size": val_size, "dataset": dataset,
+        "data_dir": str(data_dir) if data_dir else None, "max_macs": _int(max_macs), "max_params": _int(max_params),
+        "max_latency_ms": max_latency_ms, "penalty": penalty, "tickets": tickets, "weight_sharing": weight_sharing,
+        "early_bird": early_stop, "keep_largest": keep_largest, "prune_ratio": prune_ratio,
+        "finetune_epochs": finetune_epochs, "rewind_epoch": rewind_epoch, "seed": seed,
+    }
+    given = {k: v for k, v in settings.items() if v is not None}
+    if device is not None:
+        resolve_device(device)  # fail fast on a bad --device
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+
+    if resume is not None:
+        if given:
+            raise MenasError(f"--resume continues the run as configured; drop {', '.join('--' + k.replace('_', '-') for k in given)} "
+                             "(only --budget-minutes, --device, --threads and --backend may change)")
+        from menas_zoo.search.state import RunState
+
+        cfg = RunState.load(resume).config
+        run_dir, cfg_arg = resume, None
+    else:
+        if given.get("profile"):
+            given["profile"] = get_profile(given["profile"])
+        cfg = SearchConfig(**given, budget_minutes=budget_minutes, device=device or "auto")
+        run_dir, cfg_arg = out, cfg
+
+    latency_fn = ort_latency_fn(latency_table) if cfg.max_latency_ms is not None else None
+    total = cfg.population * (cfg.generations + 1)
+    bar = tqdm(total=total, desc="search", unit="trial", disable=as_json)
+
+    def on_trial(record, state) -> None:
+        best = max(state.trials, key=lambda t: t.fitness)
+        bar.n = len(state.trials)
+        bar.set_postfix_str(f"gen {record.generation}, best {best.fitness:.4f} @ {human(best.macs)} MACs", refresh=False)
+        bar.refresh()
+
+    try:
+        result = run_search(cfg_arg, run_dir, resume=resume is not None, latency_fn=latency_fn,
+                            backend=make_backend(backend, address), on_trial=on_trial,
+                            overrides={"budget_minutes": budget_minutes, "device": device} if resume else None)
+    finally:
+        bar.close()
+    state, best = result.state, result.best
+    summary = {
+        "run": str(run_dir), "strategy": state.config.strategy, "trials": len(state.trials),
+        "generations_done": len(state.history), "minutes": state.elapsed / 60,
+        "trials_per_minute": trials_per_minute(state), "stopped_by_budget": result.stopped_by_budget,
+        "finished": state.finished, "report": str(result.report) if result.report else None,
+        "best": None if best is None else {"trial": best.index, "fitness": best.fitness, "accuracy": best.accuracy,
+                                           "macs": best.macs, "params": best.params,
+                                           "genotype": best.genotype.to_compact()},
+    }
+    if as_json:
+        print_json(summary)
+        return
+    rows = [["trials", summary["trials"]], ["minutes", f"{summary['minutes']:.1f}"],
+            ["trials / minute", f"{summary['trials_per_minute']:.2f}"],
+            ["status", "stopped by budget (resume to continue)" if result.stopped_by_budget
+             else ("finished" if state.finished else "interrupted")]]
+    if best is not None:
+        rows += [["best fitness", f"{best.fitness:.4f}"], ["best val accuracy", f"{best.accuracy:.4f}"],
+                 ["best MACs", human(best.macs)], ["best params", human(best.params)]]
+    print_table(f"{state.config.strategy} search in {run_dir}", ["", "value"], rows)
+    if best is not None:
+        console.print(f"best genotype: {best.genotype.to_compact()}", markup=False, highlight=False)
+    if result.report:
+        console.print(f"report: {result.report}", markup=False, highlight=False)
+
+
+def _int(value: Optional[float]) -> Optional[int]:
+    return None if value is None else int(value)

@@ -1,0 +1,135 @@
+"""The settings of one search, and the strategies that are presets of them.
+
+Every MENAS ingredient is a switch, so the ablations run from the same code:
+
+    strategy    tickets  weight sharing  keep-largest  BN-L1  Early-Bird  selection
+    menas       yes      yes             0.2           1e-4   yes         top-K + largest, (mu + lambda)
+    evolution   no       no              0             0      no          regularized evolution (aging)
+    random      no       no              0             0      no          none: every child is sampled
+
+A switch given explicitly (``--no-tickets``, ``--keep-largest 0``) overrides the strategy's preset.
+The config is saved in the run folder; ``--resume`` reads it back, so a resumed run cannot silently
+change what it searches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from menas_zoo.errors import MenasError
+from menas_zoo.space.sampling import SearchProfile, get_profile
+
+STRATEGIES = ("menas", "evolution", "random")
+#: Preset of each strategy: (tickets, weight_sharing, keep_largest, bn_l1, early_bird).
+PRESETS: dict[str, dict[str, Any]] = {
+    "menas": {"tickets": True, "weight_sharing": True, "keep_largest": 0.2, "bn_l1": 1e-4, "early_bird": True},
+    "evolution": {"tickets": False, "weight_sharing": False, "keep_largest": 0.0, "bn_l1": 0.0, "early_bird": False},
+    "random": {"tickets": False, "weight_sharing": False, "keep_largest": 0.0, "bn_l1": 0.0, "early_bird": False},
+}
+#: Settings that may change when a run is resumed (they do not change what is searched).
+RESUMABLE_OVERRIDES = ("budget_minutes", "device")
+
+
+@dataclass
+class SearchConfig:
+    strategy: str = "menas"
+    profile: SearchProfile = field(default_factory=lambda: get_profile("small"))
+    population: int = 8
+    generations: int = 5  # generations after the initial random population
+    epochs: int = 6  # max-epoch cap of one trial
+    # -- switches (None: the strategy's preset) --
+    tickets: bool | None = None
+    weight_sharing: bool | None = None
+    keep_largest: float | None = None  # fraction of the population kept as the largest models by MACs
+    bn_l1: float | None = None
+    early_bird: bool | None = None
+    # -- lottery ticket --
+    prune_ratio: float = 0.2  # global fraction of hidden channels pruned by |gamma|
+    min_channels: int = 8
+    finetune_epochs: int = 0
+    rewind_epoch: int | None = None  # rewind the ticket's weights to this epoch's snapshot before fine-tuning
+    eb_window: int = 5  # Early-Bird: masks of the last N epochs ...
+    eb_threshold: float = 0.1  # ... all within this normalized Hamming distance of the newest
+    # -- variation --
+    crossover_rate: float = 0.25
+    mutation_rate: float = 0.15  # per-gene resample probability
+    tournament: int = 0  # regularized evolution's sample size; 0 = max(2, population // 4)
+    # -- fitness --
+    max_macs: int | None = None
+    max_params: int | None = None
+    max_latency_ms: float | None = None
+    penalty: float | None = None  # None: hard limit; w: MnasNet-style acc x (cost/limit)^-w over the limit
+    # -- data and training --
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    val_size: int = 5000
+    train_subset: int | None = None
+    batch_size: int = 128
+    seed: int = 0
+    device: str = "auto"
+    budget_minutes: float | None = None
+    # -- set from the data when the run starts --
+    in_chans: int = 1
+    num_classes: int = 10
+    resolution: int | None = None  # None: the profile's
+
+    def __post_init__(self) -> None:
+        if isinstance(self.profile, str):
+            self.profile = get_profile(self.profile)
+        if self.strategy not in STRATEGIES:
+            raise MenasError(f"unknown strategy {self.strategy!r}; use one of {', '.join(STRATEGIES)}")
+        for key, value in PRESETS[self.strategy].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        self.validate()
+
+    def validate(self) -> None:
+        checks = [
+            (self.population >= 2, "--population must be at least 2"),
+            (self.generations >= 0, "--generations must be >= 0"),
+            (self.epochs >= 1, "--epochs must be at least 1"),
+            (0.0 <= self.keep_largest < 1.0, "--keep-largest must be in [0, 1)"),
+            (0.0 <= self.prune_ratio < 1.0, "--prune-ratio must be in [0, 1)"),
+            (self.eb_window >= 2, "Early-Bird window must be at least 2 epochs"),
+            (self.budget_minutes is None or self.budget_minutes > 0, "--budget-minutes must be positive"),
+            (self.train_subset is None or self.train_subset > 0, "--train-subset must be positive"),
+            (self.penalty is None or self.penalty > 0, "--penalty must be positive (e.g. 0.07)"),
+            (self.rewind_epoch is None or 1 <= self.rewind_epoch <= self.epochs,
+             "--rewind-epoch must be between 1 and --epochs"),
+        ]
+        for limit in ("max_macs", "max_params", "max_latency_ms"):
+            value = getattr(self, limit)
+            checks.append((value is None or value > 0, f"--{limit.replace('_', '-')} must be positive"))
+        for ok, message in checks:
+            if not ok:
+                raise MenasError(message)
+
+    @property
+    def tournament_size(self) -> int:
+        return self.tournament or max(2, self.population // 4)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)  # the profile becomes a dict: a custom profile survives a resume
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        data = dict(data)
+        profile = data.get("profile")
+        if isinstance(profile, dict):
+            data["profile"] = SearchProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in profile.items()})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise MenasError(f"search config has unknown settings {sorted(unknown)} (written by a newer menas-zoo?)")
+        return cls(**data)
+
+
+def derive_seed(seed: int, *tags: Any) -> int:
+    """A 31-bit seed from ``seed`` and tags, e.g. ``(seed, "trial", 12)``: every trial and generation gets
+    its own random stream, so a resumed run draws exactly what an uninterrupted one would."""
+    digest = hashlib.sha256(repr((seed, *tags)).encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF

@@ -1,0 +1,188 @@
+"""The evolutionary half of MENAS: who survives, who breeds, and how children are made.
+
+* Survivors (MENAS, a (mu + lambda) scheme): the top ``K`` of parents and children by fitness plus a
+  ``keep_largest`` fraction of the largest remaining models by MACs. Tickets slim the population every
+  generation; keeping a few large models stops it from collapsing into small ones.
+* Survivors (regularized evolution): the youngest ``population`` models (aging), as in Real et al. 2019.
+* Children: per-gene mutation (each gene resampled from the profile's choice sets with probability
+  ``mutation_rate``) and stage-wise crossover; regularized evolution picks its parent by tournament and
+  only mutates; random search samples every child afresh.
+* A child already seen (trained or proposed) or over a hard cost limit is redrawn before any training.
+
+Every draw comes from a ``random.Random`` seeded by ``(seed, generation)``, never from global state, so a
+resumed run proposes exactly the children the uninterrupted one did.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from menas_zoo.errors import MenasError
+from menas_zoo.search.config import SearchConfig, derive_seed
+from menas_zoo.space.genotype import BlockSpec, Genotype, default_se_width, make_divisible
+from menas_zoo.space.sampling import SearchProfile, sample_block, sample_genotype
+
+#: Redraws allowed per child before the search gives up (the space or the cost limit is too tight).
+MAX_DRAWS = 500
+
+
+class Member(Protocol):
+    """What selection needs to know about a trained individual (a trial record)."""
+
+    index: int
+    genotype: Genotype
+    fitness: float
+    macs: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A child waiting to be trained: trial ``index`` of ``generation``."""
+
+    index: int
+    generation: int
+    genotype: Genotype
+    op: str  # "sample" | "mutate" | "crossover"
+    parent: int | None = None  # the individual whose ticket weights the child inherits
+    second_parent: int | None = None  # crossover's other parent
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "generation": self.generation, "genotype": self.genotype.to_dict(),
+                "op": self.op, "parent": self.parent, "second_parent": self.second_parent}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Candidate:
+        return cls(index=data["index"], generation=data["generation"], genotype=Genotype.from_dict(data["genotype"]),
+                   op=data["op"], parent=data["parent"], second_parent=data["second_parent"])
+
+
+# -- selection -------------------------------------------------------------------------------------
+
+def select_survivors(pool: Sequence[Member], cfg: SearchConfig) -> list[Member]:
+    """The next population from the current one plus this generation's children, by strategy."""
+    size = cfg.population
+    if cfg.strategy == "evolution":
+        return sorted(pool, key=lambda m: m.index)[-size:]  # aging: the oldest die
+    n_largest = round(cfg.keep_largest * size) if cfg.strategy == "menas" else 0
+    by_fitness = sorted(pool, key=lambda m: (-m.fitness, m.index))
+    best = by_fitness[:size - n_largest]
+    chosen = {m.index for m in best}
+    rest = [m for m in pool if m.index not in chosen]
+    largest = sorted(rest, key=lambda m: (-m.macs, -m.fitness, m.index))[:n_largest]
+    return sorted(best + largest, key=lambda m: m.index)
+
+
+def tournament(population: Sequence[Member], size: int, rng: random.Random) -> Member:
+    sample = rng.sample(list(population), min(size, len(population)))
+    return max(sample, key=lambda m: (m.fitness, -m.index))
+
+
+# -- variation -------------------------------------------------------------------------------------
+
+def mutate(genotype: Genotype, profile: SearchProfile, rng: random.Random, rate: float) -> Genotype:
+    """Resample each gene with probability ``rate``; retried until at least one gene changed."""
+    child = genotype
+    for _ in range(100):
+        child = _mutate_once(genotype, profile, rng, rate)
+        if child != genotype:
+            break
+    return child
+
+
+def _mutate_once(g: Genotype, profile: SearchProfile, rng: random.Random, rate: float) -> Genotype:
+    def maybe(current, choices):
+        return rng.choice(choices) if rng.random() < rate else current
+
+    stem = maybe(g.stem, profile.stem_choices)
+    stages, in_chans = [], stem
+    for s, stage in enumerate(g.stages):
+        width_choices = profile.stage_width_choices(min(s, len(profile.base_widths) - 1))
+        out = maybe(stage[-1].out, width_choices)
+        depth = len(stage)
+        if rng.random() < rate:
+            depth = rng.randint(1, profile.max_depth)
+        blocks = []
+        for b in range(depth):
+            block_in = in_chans if b == 0 else out
+            stride = stage[0].stride if b == 0 else 1
+            if b < len(stage):
+                blocks.append(_mutate_block(stage[b], profile, rng, rate, block_in, out, stride))
+            else:  # a deeper stage grows at its end, where the new block starts as the identity (inherit.py)
+                blocks.append(sample_block(profile, rng, block_in, out, stride))
+        stages.append(tuple(blocks))
+        in_chans = out
+    return g.replace(stem=stem, stages=tuple(stages), head=maybe(g.head, profile.head_choices),
+                     fc=maybe(g.fc, profile.fc_choices))
+
+
+def _mutate_block(old: BlockSpec, profile: SearchProfile, rng: random.Random, rate: float, in_chans: int,
+                  out: int, stride: int) -> BlockSpec:
+    hidden = old.hidden
+    if hidden is not None and rng.random() < rate:
+        hidden = make_divisible(in_chans * rng.choice(profile.expansions))
+    dw = hidden if hidden is not None else in_chans
+    se = old.se
+    if rng.random() < rate:
+        se = 0 if old.se else default_se_width(dw)
+    elif se and hidden != old.hidden:
+        se = default_se_width(dw)  # a resampled hidden width gets MobileNetV3's squeeze width again
+    # An unmutated hidden width stays as the ticket left it: that is how the population slims.
+    kernel = rng.choice(profile.kernels) if rng.random() < rate else old.kernel
+    act = rng.choice(profile.activations) if rng.random() < rate else old.act
+    return BlockSpec(kernel=kernel, out=out, stride=stride, hidden=hidden, se=se, act=act)
+
+
+def crossover(a: Genotype, b: Genotype, rng: random.Random) -> Genotype:
+    """Each stage (and stem, head, fc) from one parent or the other; at least one stage from each."""
+    n = min(len(a.stages), len(b.stages))
+    from_a = [rng.random() < 0.5 for _ in range(n)]
+    if n > 1 and len(set(from_a)) == 1:
+        flip = rng.randrange(n)
+        from_a[flip] = not from_a[flip]
+    stages = tuple(a.stages[s] if from_a[s] else b.stages[s] for s in range(n))
+    pick = lambda: a if rng.random() < 0.5 else b  # noqa: E731
+    return a.replace(stages=stages, stem=pick().stem, head=pick().head, fc=pick().fc)
+
+
+# -- proposals -------------------------------------------------------------------------------------
+
+def propose(population: Sequence[Member], cfg: SearchConfig, generation: int, start_index: int,
+            seen: set[Genotype], accept: Callable[[Genotype], bool]) -> list[Candidate]:
+    """The children of ``generation`` (generation 0: the initial random population)."""
+    rng = random.Random(derive_seed(cfg.seed, "generation", generation))
+    children: list[Candidate] = []
+    for i in range(cfg.population):
+        for _ in range(MAX_DRAWS):
+            child = _draw(population, cfg, generation, start_index + i, rng)
+            if child.genotype not in seen and accept(child.genotype):
+                break
+        else:
+            raise MenasError(f"no new genotype within the cost limits after {MAX_DRAWS} draws; "
+                             "loosen --max-macs/--max-params/--max-latency-ms or use a larger profile")
+        seen.add(child.genotype)
+        children.append(child)
+    return children
+
+
+def _draw(population: Sequence[Member], cfg: SearchConfig, generation: int, index: int,
+          rng: random.Random) -> Candidate:
+    if generation == 0 or cfg.strategy == "random" or not population:
+        genotype = sample_genotype(cfg.profile, rng, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
+                                   resolution=cfg.resolution)
+        return Candidate(index, generation, genotype, "sample")
+    if cfg.strategy == "evolution":
+        parent = tournament(population, cfg.tournament_size, rng)
+        return Candidate(index, generation, mutate(parent.genotype, cfg.profile, rng, cfg.mutation_rate), "mutate",
+                         parent.index)
+    if len(population) >= 2 and rng.random() < cfg.crossover_rate:
+        a, b = rng.sample(list(population), 2)
+        child = crossover(a.genotype, b.genotype, rng)
+        if rng.random() < 0.5:  # crossover alone only reshuffles; a light mutation keeps exploring
+            child = mutate(child, cfg.profile, rng, cfg.mutation_rate / 2)
+        return Candidate(index, generation, child, "crossover", a.index, b.index)
+    parent = rng.choice(list(population))
+    return Candidate(index, generation, mutate(parent.genotype, cfg.profile, rng, cfg.mutation_rate), "mutate",
+                     parent.index)

@@ -1,0 +1,172 @@
+"""The search loop: plan a generation, run its trials, persist each one, select survivors, repeat.
+
+    generation 0       ``population`` random genotypes, trained from scratch
+    generation 1..G    ``population`` children of the survivors (evolution.py), each a trial (trial.py)
+    after each trial   weights, trials.jsonl line, state.json (state.py)
+    after each gen.    survivors -> population; the population's mean MACs and best fitness -> history
+    at the end         report.md, pareto.png and the winners as zoo artifacts (report.py)
+
+The loop stops cleanly before a trial would start past ``budget_minutes`` and still writes the report;
+``resume=True`` continues from the run folder with no finished trial lost or re-run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from menas_zoo.costs import genotype_cost
+from menas_zoo.data import DataSplits, load_splits
+from menas_zoo.errors import MenasError
+from menas_zoo.nets import build_model
+from menas_zoo.search.backends import InProcessBackend
+from menas_zoo.search.config import RESUMABLE_OVERRIDES, SearchConfig
+from menas_zoo.search.evolution import propose, select_survivors
+from menas_zoo.search.fitness import CostLimits, LatencyFn
+from menas_zoo.search.state import RunState, TrialRecord
+from menas_zoo.search.trial import TrialJob, TrialOutcome
+from menas_zoo.slim import mask_summary
+from menas_zoo.space.genotype import Genotype
+
+TrialCallback = Callable[[TrialRecord, RunState], None]
+
+
+@dataclass
+class SearchResult:
+    state: RunState
+    stopped_by_budget: bool
+    report: Path | None
+
+    @property
+    def best(self) -> TrialRecord | None:
+        return max(self.state.trials, key=lambda t: (t.fitness, -t.index), default=None)
+
+
+def cost_limits(cfg: SearchConfig) -> CostLimits:
+    return CostLimits(cfg.max_macs, cfg.max_params, cfg.max_latency_ms, cfg.penalty)
+
+
+def run_search(cfg: SearchConfig | None, out: str | Path, *, resume: bool = False, splits: DataSplits | None = None,
+               latency_fn: LatencyFn | None = None, backend=None, on_trial: TrialCallback | None = None,
+               overrides: dict | None = None, write_report: bool = True) -> SearchResult:
+    """Run (or with ``resume=True`` continue) a search in ``out``. ``splits`` overrides the dataset in the
+    config (tests, benchmarks); ``overrides`` may change only budget and device on resume."""
+    out = Path(out)
+    if resume:
+        state = RunState.load(out)
+        for key, value in (overrides or {}).items():
+            if key not in RESUMABLE_OVERRIDES:
+                raise MenasError(f"{key} cannot change on --resume (the run folder fixes it); "
+                                 f"only {', '.join(RESUMABLE_OVERRIDES)} can")
+            if value is not None:
+                setattr(state.config, key, value)
+        cfg = state.config
+    else:
+        if cfg is None:
+            raise MenasError("a new search needs its settings")
+        splits = splits or _load_data(cfg)
+        cfg.in_chans, cfg.num_classes = splits.train.in_chans, len(splits.train.classes)
+        cfg.resolution = splits.train.resolution
+        state = RunState.create(out, cfg)
+    splits = splits or _load_data(cfg)
+    if cfg.max_latency_ms is not None and latency_fn is None:
+        raise MenasError("--max-latency-ms needs a latency measurement (the CLI provides ONNX Runtime's)")
+    backend = backend or InProcessBackend()
+    limits = cost_limits(cfg)
+    session_start = time.perf_counter()
+
+    def elapsed() -> float:
+        return state.elapsed + time.perf_counter() - session_start
+
+    def over_budget() -> bool:
+        return cfg.budget_minutes is not None and elapsed() >= cfg.budget_minutes * 60
+
+    def accept(genotype: Genotype) -> bool:
+        if not limits.hard:
+            return True
+        cost = genotype_cost(genotype)
+        if not limits.fits(cost.macs, cost.params):
+            return False
+        if cfg.max_latency_ms is not None:  # same shapes, same latency: an untrained child measures the same
+            return limits.fits(cost.macs, cost.params, latency_fn(build_model(genotype).eval()))
+        return True
+
+    stopped = False
+    while not state.finished:
+        if state.pending is None:
+            seen = {t.genotype for t in state.trials} | {t.trained_genotype for t in state.trials}
+            state.pending = propose(state.members(), cfg, state.generation, state.next_index, seen, accept)
+            state.save()
+        done = {t.index for t in state.trials}
+        jobs = [_job(state, c) for c in state.pending if c.index not in done]
+        for outcome in backend.run(jobs, splits, cfg, latency_fn, over_budget):
+            record = _record(outcome, limits, elapsed())
+            state.add_trial(record, outcome.state, outcome.masks)
+            state.elapsed, session_start = elapsed(), time.perf_counter()
+            state.save()
+            if on_trial is not None:
+                on_trial(record, state)
+        if {c.index for c in state.pending} - {t.index for t in state.trials}:
+            stopped = over_budget()
+            if not stopped:  # a backend only returns early on the budget
+                raise MenasError("the backend stopped before finishing the generation")
+            break
+        _close_generation(state)
+    state.elapsed, session_start = elapsed(), time.perf_counter()
+    state.save()
+    report = None
+    if write_report and state.trials:
+        from menas_zoo.search.report import write_report as write
+
+        report = write(state, splits, stopped_by_budget=stopped)
+    return SearchResult(state=state, stopped_by_budget=stopped, report=report)
+
+
+def _close_generation(state: RunState) -> None:
+    """Survivors of (population + this generation's children) become the next population."""
+    cfg = state.config
+    children = [t for t in state.trials if t.generation == state.generation]
+    pool = state.members() + children
+    survivors = select_survivors(pool, cfg)
+    state.population = [m.index for m in survivors]
+    members = state.members()
+    state.history.append({
+        "generation": state.generation,
+        "population": state.population,
+        "mean_macs": sum(m.macs for m in members) / len(members),
+        "mean_params": sum(m.params for m in members) / len(members),
+        "best_fitness": max(m.fitness for m in members),
+        "mean_fitness": sum(m.fitness for m in members) / len(members),
+        "elapsed": state.elapsed,
+    })
+    state.generation += 1
+    state.pending = None
+    state.finished = state.generation > cfg.generations
+    state.save()
+    state.drop_tickets(set(state.population))  # only after state.json no longer needs them
+
+
+def _job(state: RunState, candidate) -> TrialJob:
+    if candidate.parent is None or not state.config.weight_sharing:
+        return TrialJob(candidate)
+    genotype, weights, _, _ = state.load_ticket(candidate.parent)
+    return TrialJob(candidate, parent_genotype=genotype, parent_state=weights)
+
+
+def _record(outcome: TrialOutcome, limits: CostLimits, elapsed: float) -> TrialRecord:
+    c = outcome.candidate
+    cost = genotype_cost(outcome.genotype)
+    return TrialRecord(
+        index=c.index, generation=c.generation, op=c.op, parent=c.parent, second_parent=c.second_parent,
+        genotype=outcome.genotype, trained_genotype=c.genotype, accuracy=outcome.accuracy,
+        trained_accuracy=outcome.trained_accuracy,
+        fitness=limits.fitness(outcome.accuracy, cost.macs, cost.params, outcome.latency_ms),
+        macs=cost.macs, params=cost.params, latency_ms=outcome.latency_ms, epochs=outcome.epochs,
+        stopped_early=outcome.stopped_early, seconds=outcome.seconds, elapsed=elapsed,
+        masks=mask_summary(outcome.masks), inherit=outcome.inherit)
+
+
+def _load_data(cfg: SearchConfig) -> DataSplits:
+    return load_splits(cfg.dataset, cfg.data_dir, val_size=cfg.val_size, seed=cfg.seed, train_subset=cfg.train_subset)

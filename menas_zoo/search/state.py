@@ -1,0 +1,239 @@
+"""The run folder: everything a search needs to resume where it was killed, written atomically.
+
+    config.json                       the SearchConfig (``--resume`` reads it back)
+    trials.jsonl                      one line per finished trial (the source of truth for "finished")
+    state.json                        generation, population, the generation's planned children, history
+    tickets/trial-000012.safetensors  weights (and masks) of every individual still needed
+    report.md, pareto.png, winners/   written at the end (report.py)
+
+A trial is finished once its line is in trials.jsonl. Its weights are written first, then the line,
+then state.json, each by write-to-temporary-and-rename, so a kill at any instant leaves either the trial
+finished with its weights or not finished at all (then it is re-run from scratch: trials are pure
+functions of their inputs, so the result is the same). A file that is not ours, or is damaged, is a
+clear MenasError, never a silent restart.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from menas_zoo.errors import GenotypeError, MenasError
+from menas_zoo.io import atomic_path, write_json_atomic, write_text_atomic
+from menas_zoo.search.config import SearchConfig
+from menas_zoo.search.evolution import Candidate
+from menas_zoo.slim import Masks
+from menas_zoo.space.genotype import Genotype
+
+FORMAT = "menas-zoo-search"
+VERSION = 1
+CONFIG, TRIALS, STATE, TICKETS = "config.json", "trials.jsonl", "state.json", "tickets"
+
+
+@dataclass
+class TrialRecord:
+    """One line of trials.jsonl: a finished trial and the individual it produced."""
+
+    index: int
+    generation: int
+    op: str
+    parent: int | None
+    second_parent: int | None
+    genotype: Genotype  # the individual (the ticket's genotype with tickets on)
+    trained_genotype: Genotype  # the child as trained, before pruning
+    accuracy: float  # validation accuracy (split carved from the training set)
+    trained_accuracy: float
+    fitness: float
+    macs: int
+    params: int
+    latency_ms: float | None
+    epochs: int
+    stopped_early: bool
+    seconds: float  # this trial's wall-clock time
+    elapsed: float  # the run's wall-clock time when the trial finished (across resumes)
+    masks: dict[str, list[int]] = field(default_factory=dict)  # {block: [kept, total]}
+    inherit: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["genotype"] = self.genotype.to_dict()
+        data["trained_genotype"] = self.trained_genotype.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
+        data = dict(data)
+        data["genotype"] = Genotype.from_dict(data["genotype"])
+        data["trained_genotype"] = Genotype.from_dict(data["trained_genotype"])
+        return cls(**data)
+
+
+@dataclass
+class RunState:
+    """The search's progress. ``population`` and ``pending`` hold trial indices / planned children."""
+
+    out: Path
+    config: SearchConfig
+    trials: list[TrialRecord] = field(default_factory=list)
+    generation: int = 0
+    population: list[int] = field(default_factory=list)
+    pending: list[Candidate] | None = None  # children planned for ``generation``; None = not planned yet
+    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per finished generation
+    elapsed: float = 0.0  # seconds of search before this session
+    finished: bool = False
+
+    # -- lookups ---------------------------------------------------------------------------------
+    @property
+    def by_index(self) -> dict[int, TrialRecord]:
+        return {t.index: t for t in self.trials}
+
+    def members(self) -> list[TrialRecord]:
+        lookup = self.by_index
+        return [lookup[i] for i in self.population]
+
+    @property
+    def next_index(self) -> int:
+        planned = [c.index for c in self.pending or []]
+        return max([t.index for t in self.trials] + planned, default=-1) + 1
+
+    def ticket_path(self, index: int) -> Path:
+        return self.out / TICKETS / f"trial-{index:06d}.safetensors"
+
+    # -- create / load ---------------------------------------------------------------------------
+    @classmethod
+    def create(cls, out: Path, config: SearchConfig) -> RunState:
+        out = Path(out)
+        if (out / STATE).exists() or (out / CONFIG).exists():
+            raise MenasError(f"{out} already holds a search; continue it with --resume {out}, or pick a new --out")
+        if out.exists() and not out.is_dir():
+            raise MenasError(f"--out {out} exists and is not a folder")
+        state = cls(out=out, config=config)
+        write_json_atomic(out / CONFIG, {"format": FORMAT, "version": VERSION, "config": config.to_dict()})
+        state.save()
+        return state
+
+    @classmethod
+    def load(cls, out: Path) -> RunState:
+        out = Path(out)
+        if not (out / STATE).exists() or not (out / CONFIG).exists():
+            raise MenasError(f"{out} is not a search run folder (no {STATE} and {CONFIG}); start one with --out")
+        config_doc = _read_json(out / CONFIG)
+        try:
+            config = SearchConfig.from_dict(config_doc["config"])
+        except (KeyError, TypeError, GenotypeError) as exc:
+            raise MenasError(f"{out / CONFIG} is damaged ({exc})") from None
+        doc = _read_json(out / STATE)
+        try:
+            state = cls(out=out, config=config, generation=int(doc["generation"]),
+                        population=[int(i) for i in doc["population"]],
+                        pending=None if doc["pending"] is None else [Candidate.from_dict(c) for c in doc["pending"]],
+                        history=list(doc["history"]), elapsed=float(doc["elapsed"]), finished=bool(doc["finished"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MenasError(f"{out / STATE} is damaged ({type(exc).__name__}: {exc}); it cannot be resumed") from None
+        state.trials = _read_trials(out / TRIALS)
+        state._check()
+        return state
+
+    def _check(self) -> None:
+        indices = [t.index for t in self.trials]
+        if len(indices) != len(set(indices)):
+            raise MenasError(f"{self.out / TRIALS} lists a trial twice; the run folder is damaged")
+        known = set(indices)
+        missing = [i for i in self.population if i not in known]
+        if missing:
+            raise MenasError(f"{self.out / STATE} names individuals {missing} that {TRIALS} does not have")
+        needed = set(self.population) | {t.index for t in self.trials if t.generation == self.generation}
+        absent = [i for i in sorted(needed) if not self.ticket_path(i).exists()]
+        if absent and not self.finished:
+            raise MenasError(f"ticket weights of trials {absent} are missing from {self.out / TICKETS}")
+
+    # -- write -----------------------------------------------------------------------------------
+    def save(self) -> None:
+        write_json_atomic(self.out / STATE, {
+            "format": FORMAT, "version": VERSION, "generation": self.generation, "population": self.population,
+            "pending": None if self.pending is None else [c.to_dict() for c in self.pending],
+            "history": self.history, "elapsed": self.elapsed, "finished": self.finished})
+
+    def add_trial(self, record: TrialRecord, weights: dict[str, torch.Tensor], masks: Masks) -> None:
+        """Persist one finished trial: weights, then its trials.jsonl line (see the module doc)."""
+        save_ticket(self.ticket_path(record.index), record.genotype, weights, masks, record.trained_genotype)
+        self.trials.append(record)
+        lines = "".join(json.dumps(t.to_dict(), allow_nan=False) + "\n" for t in self.trials)
+        write_text_atomic(self.out / TRIALS, lines)
+
+    def drop_tickets(self, keep: set[int]) -> None:
+        """Delete weights no longer needed (after state.json stopped referring to them)."""
+        folder = self.out / TICKETS
+        for path in folder.glob("trial-*.safetensors") if folder.exists() else []:
+            try:
+                index = int(path.stem.split("-")[1])
+            except (IndexError, ValueError):
+                continue
+            if index not in keep:
+                path.unlink(missing_ok=True)
+
+    def load_ticket(self, index: int) -> tuple[Genotype, dict[str, torch.Tensor], Masks, Genotype]:
+        return load_ticket(self.ticket_path(index))
+
+
+# -- ticket files: weights + masks in one safetensors file, genotypes in its metadata ------------------
+
+def save_ticket(path: Path, genotype: Genotype, weights: dict[str, torch.Tensor], masks: Masks,
+                trained_genotype: Genotype) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in weights.items()}
+    tensors.update({f"mask.{k}": v.to(torch.bool).cpu().contiguous() for k, v in masks.items()})
+    meta = {"format": FORMAT, "genotype": genotype.to_json(indent=None),
+            "trained_genotype": trained_genotype.to_json(indent=None)}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def load_ticket(path: Path) -> tuple[Genotype, dict[str, torch.Tensor], Masks, Genotype]:
+    """``(genotype, weights, masks, trained_genotype)`` of one ticket file."""
+    try:
+        with safe_open(str(path), "pt") as fh:
+            meta = fh.metadata() or {}
+        tensors = load_file(str(path))
+        if meta.get("format") != FORMAT:
+            raise MenasError(f"{path} is not a menas-zoo search ticket")
+        genotype, trained = Genotype.from_json(meta["genotype"]), Genotype.from_json(meta["trained_genotype"])
+    except (OSError, SafetensorError, KeyError) as exc:
+        raise MenasError(f"ticket {path} is unreadable ({exc}); the run folder is damaged") from None
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    masks = {k[len("mask."):]: v for k, v in tensors.items() if k.startswith("mask.")}
+    return genotype, weights, masks, trained
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise MenasError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MenasError(f"{path} is corrupt (not JSON: {exc}); it cannot be resumed") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise MenasError(f"{path} was not written by a menas-zoo search; refusing to resume from it")
+    if doc.get("version") != VERSION:
+        raise MenasError(f"{path} has search-state version {doc.get('version')!r}; this menas-zoo reads {VERSION}")
+    return doc
+
+
+def _read_trials(path: Path) -> list[TrialRecord]:
+    if not path.exists():
+        return []
+    trials = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            trials.append(TrialRecord.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, KeyError, TypeError, GenotypeError) as exc:
+            raise MenasError(f"{path} line {n} is corrupt ({type(exc).__name__}: {exc}); it cannot be resumed") from None
+    return trials
+

@@ -1,0 +1,128 @@
+"""Selection, mutation, crossover and proposals of the evolutionary search; fitness under cost limits."""
+
+import random
+from dataclasses import dataclass
+
+import pytest
+
+from menas_zoo.costs import genotype_cost
+from menas_zoo.errors import MenasError
+from menas_zoo.search.config import SearchConfig
+from menas_zoo.search.evolution import crossover, mutate, propose, select_survivors
+from menas_zoo.search.fitness import CostLimits
+from menas_zoo.space.genotype import Genotype
+from menas_zoo.space.sampling import sample_genotype
+
+
+@dataclass
+class Member:
+    index: int
+    fitness: float
+    macs: int
+    genotype: Genotype | None = None
+
+
+def pool(*pairs):
+    return [Member(i, fitness, macs) for i, (fitness, macs) in enumerate(pairs)]
+
+
+def test_menas_keeps_the_best_and_the_largest(tiny_profile):
+    cfg = SearchConfig(strategy="menas", population=5, keep_largest=0.2, profile=tiny_profile)
+    # fitness:        high ........................ low;  the least fit is by far the largest
+    members = pool((0.9, 10), (0.8, 20), (0.7, 30), (0.6, 40), (0.5, 5), (0.1, 999), (0.2, 50))
+    survivors = select_survivors(members, cfg)
+    assert [m.index for m in survivors] == [0, 1, 2, 3, 5]  # top 4 by fitness + 1 largest of the rest
+
+
+def test_without_keep_largest_only_fitness_counts(tiny_profile):
+    cfg = SearchConfig(strategy="menas", population=5, keep_largest=0.0, profile=tiny_profile)
+    members = pool((0.9, 10), (0.8, 20), (0.7, 30), (0.6, 40), (0.5, 5), (0.1, 999), (0.2, 50))
+    assert [m.index for m in select_survivors(members, cfg)] == [0, 1, 2, 3, 4]
+
+
+def test_regularized_evolution_keeps_the_youngest(tiny_profile):
+    cfg = SearchConfig(strategy="evolution", population=3, profile=tiny_profile)
+    members = pool((0.9, 10), (0.1, 20), (0.2, 30), (0.3, 40), (0.4, 5))
+    assert [m.index for m in select_survivors(members, cfg)] == [2, 3, 4]
+
+
+def test_mutation_changes_a_gene_and_stays_in_the_profile(tiny_profile):
+    rng = random.Random(0)
+    for seed in range(30):
+        parent = sample_genotype(tiny_profile, seed)
+        child = mutate(parent, tiny_profile, rng, rate=0.15)
+        assert child != parent
+        assert child.stem in tiny_profile.stem_choices and child.head in tiny_profile.head_choices
+        for s, stage in enumerate(child.stages):
+            assert 1 <= len(stage) <= tiny_profile.max_depth
+            assert stage[0].stride == tiny_profile.stage_strides[s]
+            assert {b.out for b in stage} <= set(tiny_profile.stage_width_choices(s))
+            assert all(b.kernel in tiny_profile.kernels and b.act in tiny_profile.activations for b in stage)
+
+
+def test_mutation_is_a_function_of_the_rng(tiny_profile):
+    parent = sample_genotype(tiny_profile, 3)
+    assert mutate(parent, tiny_profile, random.Random(5), 0.2) == mutate(parent, tiny_profile, random.Random(5), 0.2)
+
+
+def test_mutation_keeps_unmutated_pruned_widths(tiny_profile):
+    parent = sample_genotype(tiny_profile, 1)
+    pruned = parent.replace(stages=tuple(tuple(b.__class__(**{**b.__dict__, "hidden": 11}) for b in stage)
+                                         for stage in parent.stages))
+    child = mutate(pruned, tiny_profile, random.Random(0), rate=0.05)
+    hidden = [b.hidden for stage in child.stages for b in stage]
+    assert 11 in hidden  # a ticket's odd widths survive unless their gene is resampled
+
+
+def test_crossover_takes_each_stage_from_a_parent(tiny_profile):
+    a, b = sample_genotype(tiny_profile, 1), sample_genotype(tiny_profile, 2)
+    child = crossover(a, b, random.Random(0))
+    for s, stage in enumerate(child.stages):
+        assert stage in (a.stages[s], b.stages[s])
+    sources = {("a" if stage == a.stages[s] else "b") for s, stage in enumerate(child.stages)}
+    assert len(sources) == 2  # at least one stage from each parent
+
+
+def test_proposals_skip_duplicates_and_respect_the_limit(tiny_profile):
+    cfg = SearchConfig(strategy="menas", population=6, profile=tiny_profile, seed=4)
+    limit = sorted(genotype_cost(sample_genotype(tiny_profile, s)).macs for s in range(40))[20]
+    accept = lambda g: genotype_cost(g).macs <= limit  # noqa: E731
+    seen: set = set()
+    children = propose([], cfg, 0, 0, seen, accept)
+    assert [c.index for c in children] == list(range(6))
+    assert len({c.genotype for c in children}) == 6
+    assert all(genotype_cost(c.genotype).macs <= limit for c in children)
+    again = propose([], cfg, 0, 0, set(), accept)
+    assert [c.genotype for c in again] == [c.genotype for c in children]  # seeded by (seed, generation)
+    members = [Member(c.index, 0.5 + 0.01 * c.index, genotype_cost(c.genotype).macs, c.genotype) for c in children]
+    next_gen = propose(members, cfg, 1, 6, seen, accept)
+    assert all(c.genotype not in {m.genotype for m in members} for c in next_gen)
+    assert {c.op for c in next_gen} <= {"mutate", "crossover"}
+    assert all(c.parent in {m.index for m in members} for c in next_gen)
+
+
+def test_impossible_limit_is_a_clear_error(tiny_profile):
+    cfg = SearchConfig(population=2, profile=tiny_profile)
+    with pytest.raises(MenasError, match="no new genotype within the cost limits"):
+        propose([], cfg, 0, 0, set(), lambda g: False)
+
+
+def test_fitness_hard_limit_and_mnasnet_penalty():
+    hard = CostLimits(max_macs=1000)
+    assert hard.fitness(0.9, 900, 10) == 0.9
+    assert hard.fitness(0.9, 1100, 10) == pytest.approx(-0.1)  # below every feasible model
+    soft = CostLimits(max_macs=1000, penalty=0.07)
+    assert soft.fitness(0.9, 900, 10) == 0.9  # under the limit: not rewarded, not punished
+    assert soft.fitness(0.9, 2000, 10) == pytest.approx(0.9 * 2 ** -0.07)
+    both = CostLimits(max_macs=1000, max_params=10, penalty=1.0)
+    assert both.fitness(0.8, 2000, 20) == pytest.approx(0.8 / 4)
+    assert both.violations(2000, 5) == ["macs"]
+
+
+def test_strategies_are_presets_that_switches_override(tiny_profile):
+    evolution = SearchConfig(strategy="evolution", profile=tiny_profile)
+    assert (evolution.tickets, evolution.weight_sharing, evolution.keep_largest) == (False, False, 0.0)
+    ablation = SearchConfig(strategy="menas", tickets=False, keep_largest=0.0, profile=tiny_profile)
+    assert (ablation.tickets, ablation.weight_sharing, ablation.keep_largest) == (False, True, 0.0)
+    with pytest.raises(MenasError, match="unknown strategy"):
+        SearchConfig(strategy="bayes")

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -130,7 +131,7 @@ def save_masks(masks: Masks, path: str | Path) -> None:
 def load_masks(path: str | Path) -> Masks:
     try:
         return {k: v.to(torch.bool) for k, v in load_file(str(path)).items()}
-    except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises SafetensorError (a ValueError)
+    except (OSError, SafetensorError) as exc:
         raise MenasError(f"cannot read masks from {path}: {exc}") from None
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -243,19 +244,16 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, loader, cfg, epoch
     meta = {"epoch": epoch, "history": history, "elapsed": elapsed, "config": _config_fingerprint(cfg),
             "param_groups": optim_state["param_groups"], "optim_scalars": scalars,
             "scheduler": scheduler.state_dict()}
-    meta["scheduler"].pop("lr_lambdas", None)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"menas_zoo_checkpoint": json.dumps(meta)})
 
 
 def _load_checkpoint(path: Path, model, optimizer, scheduler, loader, cfg) -> tuple[int, list, float]:
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), "pt") as fh:
             meta = json.loads((fh.metadata() or {})["menas_zoo_checkpoint"])
         tensors = load_file(str(path))
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+    except (OSError, SafetensorError, KeyError, json.JSONDecodeError) as exc:
         raise MenasError(f"checkpoint {path} is unreadable ({exc}); delete it to start over") from None
     if meta["config"] != _config_fingerprint(cfg):
         raise MenasError(f"checkpoint {path} was written with other training settings; "

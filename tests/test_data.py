@@ -1,0 +1,115 @@
+"""Datasets and the batch loader: real Fashion-MNIST, seeded splits, CIFAR-10 and ImageFolder readers."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from menas_zoo.data import Augment, BatchLoader, load_cifar10, load_dataset, load_fashion_mnist, load_image_folder, load_splits
+from menas_zoo.errors import MenasError
+
+
+def test_fashion_mnist_is_complete(fashion_test):
+    train = load_dataset("fashion-mnist", split="train")
+    assert train.images.shape == (60000, 1, 28, 28) and fashion_test.images.shape == (10000, 1, 28, 28)
+    assert train.images.dtype == torch.uint8
+    assert torch.bincount(fashion_test.labels).tolist() == [1000] * 10
+
+
+def test_validation_is_carved_from_train_with_a_seed():
+    a = load_splits(val_size=1000, seed=1)
+    b = load_splits(val_size=1000, seed=1)
+    c = load_splits(val_size=1000, seed=2)
+    assert len(a.train) == 59000 and len(a.val) == 1000 and a.test is None
+    assert torch.equal(a.val.images, b.val.images) and not torch.equal(a.val.images, c.val.images)
+    # No validation image is also a training image of the same split (compare exact bytes).
+    train_keys = {bytes(img.numpy()) for img in a.train.images[:59000]}
+    assert sum(bytes(img.numpy()) in train_keys for img in a.val.images) <= 5  # Fashion-MNIST has a few duplicates
+
+
+def write_idx(path, array):
+    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_missing_data_says_how_to_install(tmp_path):
+    with pytest.raises(MenasError, match="apt-get install dataset-fashion-mnist"):
+        load_fashion_mnist(tmp_path)
+
+
+def test_corrupt_idx_files(tmp_path):
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros((4, 28, 28)))
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(3))
+    with pytest.raises(MenasError, match="4 images but 3 labels"):
+        load_fashion_mnist(tmp_path)
+    with gzip.open(tmp_path / "train-labels-idx1-ubyte.gz", "wb") as fh:
+        fh.write(b"\x00\x00\x08\x01" + struct.pack(">I", 4) + b"\x01")
+    with pytest.raises(MenasError, match="truncated"):
+        load_fashion_mnist(tmp_path)
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(b"garbage")
+    with pytest.raises(MenasError, match="cannot read|not an idx"):
+        load_fashion_mnist(tmp_path)
+
+
+def test_loader_normalizes_and_keeps_channels_last(fashion_test):
+    batches = list(BatchLoader(fashion_test.subset(torch.arange(600)), batch_size=256))
+    assert [len(y) for _, y in batches] == [256, 256, 88]
+    x = torch.cat([b[0] for b in batches])
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert abs(x.mean().item()) < 0.1 and abs(x.std().item() - 1) < 0.1
+
+
+def test_random_crop_shifts_content_without_changing_it(fashion_test):
+    data = fashion_test.subset(torch.arange(32))
+    loader = BatchLoader(data, 32, augment=Augment(crop_padding=2, flip=False, erasing=0.0), channels_last=False,
+                         generator=torch.Generator().manual_seed(0))
+    (x, _), = list(loader)
+    plain, = [b for b, _ in BatchLoader(data, 32, channels_last=False)]
+    background = (0 - data.mean[0]) / data.std[0]
+    for i in range(32):  # each augmented image is the original shifted by at most 2 pixels
+        padded = torch.nn.functional.pad(plain[i], (2, 2, 2, 2), value=background)
+        assert any(torch.allclose(padded[:, dy:dy + 28, dx:dx + 28], x[i], atol=1e-6)
+                   for dy in range(5) for dx in range(5))
+
+
+def test_erasing_and_flip_are_per_sample(fashion_test):
+    data = fashion_test.subset(torch.arange(256))
+    plain, = [b for b, _ in BatchLoader(data, 256, channels_last=False)]
+    (erased, _), = list(BatchLoader(data, 256, augment=Augment(crop_padding=0, flip=False, erasing=1.0),
+                                    channels_last=False))
+    assert ((erased == 0) & (plain != 0)).flatten(1).any(1).all()  # every image got a rectangle erased to 0
+    (flipped, _), = list(BatchLoader(data, 256, augment=Augment(crop_padding=0, flip=True, erasing=0.0),
+                                     channels_last=False))
+    is_flipped = [torch.equal(flipped[i], plain[i].flip(-1)) for i in range(256)]
+    assert all(is_flipped[i] or torch.equal(flipped[i], plain[i]) for i in range(256))
+    assert 64 < sum(is_flipped) < 192
+
+
+def test_cifar10_binary_release(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        records = np.concatenate([rng.integers(0, 10, (3, 1)), rng.integers(0, 256, (3, 3072))], 1)
+        records.astype(np.uint8).tofile(folder / f"{name}.bin")
+    train = load_cifar10(tmp_path, "train")
+    assert train.images.shape == (15, 3, 32, 32) and train.labels.max() < 10
+    assert load_cifar10(tmp_path, "test").images.shape == (3, 3, 32, 32)
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for label in ("cat", "dog"):
+            (tmp_path / split / label).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(np.full((40, 40, 3), 60 * i + (label == "dog") * 100, np.uint8)).save(
+                    tmp_path / split / label / f"{i}.png")
+    ds = load_image_folder(tmp_path, "train", in_chans=3, resolution=32)
+    assert ds.images.shape == (4, 3, 32, 32) and ds.classes == ["cat", "dog"] and ds.labels.tolist() == [0, 0, 1, 1]
+    with pytest.raises(MenasError, match="not found"):
+        load_image_folder(tmp_path / "nowhere")

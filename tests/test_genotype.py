@@ -1,0 +1,97 @@
+"""The genotype codec: block strings and JSON round-trip exactly; bad input names stage, block and field."""
+
+import json
+import random
+
+import pytest
+
+from menas_zoo.errors import GenotypeError
+from menas_zoo.space import BlockSpec, Genotype, reference_genotype, reference_names, resolve_genotype, sample_genotype
+from menas_zoo.space.genotype import default_se_width
+
+
+@pytest.mark.parametrize("text", ["k5_h96_c40_s2_se_hs", "k3_c16_s1_re", "k7_h77_c40_s1_se16_re", "k3_h8_c8_s2_hs",
+                                  "k3_c16_s2_se_re"])
+def test_block_string_round_trip(text):
+    in_chans = 16
+    block = BlockSpec.parse(text, in_chans)
+    assert block.to_string(in_chans) == text
+    assert BlockSpec.parse(block.to_string(in_chans), in_chans) == block
+
+
+def test_block_fields():
+    block = BlockSpec.parse("k5_h96_c40_s2_se_hs")
+    assert (block.kernel, block.hidden, block.out, block.stride, block.act) == (5, 96, 40, 2, "hswish")
+    assert block.se == default_se_width(96) == 24
+    assert BlockSpec.parse("k3_c16_s1_re", 16).hidden is None
+
+
+def test_explicit_se_width_survives_when_hidden_changes():
+    # A pruned block keeps its SE width even though the MobileNetV3 rule would give another one.
+    block = BlockSpec.parse("k3_h77_c40_s1_se16_re")
+    assert block.se == 16 and default_se_width(77) == 24
+    assert block.to_string() == "k3_h77_c40_s1_se16_re"
+
+
+@pytest.mark.parametrize("text, field", [
+    ("k4_h96_c40_s2", "kernel"), ("k5_h96_c40_s3", "stride"), ("k5_h96_s2", "'c'"), ("k5_h96_c40_s2_xx", "'xx'"),
+    ("k5_h0_c40_s2", "hidden"), ("k5_h96_c40_c41_s2", "twice"), ("k_h96_c40_s2", "needs a number"),
+])
+def test_bad_block_strings_name_the_field(text, field):
+    with pytest.raises(GenotypeError, match=field):
+        BlockSpec.parse(text, 16)
+
+
+def test_genotype_errors_name_stage_and_block():
+    data = sample_genotype("small", 0).to_dict()
+    data["stages"][2][0] = "k5_h96_c40_s9_hs"
+    with pytest.raises(GenotypeError, match=r"stage 3, block 1 'k5_h96_c40_s9_hs': stride"):
+        Genotype.from_dict(data)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"version": 99}, "schema version"), ({"profile": "tiny"}, "profile"), ({"num_classes": 1}, "num_classes"),
+    ({"stages": []}, "at least one stage"), ({"head": 0}, "head"), ({"extra": 1}, "unknown keys"),
+])
+def test_genotype_validation(change, message):
+    data = {**sample_genotype("small", 1).to_dict(), **change}
+    with pytest.raises(GenotypeError, match=message):
+        Genotype.from_dict(data)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_json_and_compact_round_trip(seed):
+    genotype = sample_genotype("small" if seed % 2 else "imagenet", seed, in_chans=3)
+    assert Genotype.from_json(genotype.to_json()) == genotype
+    assert Genotype.from_dict(json.loads(json.dumps(genotype.to_dict()))).to_dict() == genotype.to_dict()
+    compact = genotype.to_compact()
+    assert Genotype.from_compact(compact, profile=genotype.profile, in_chans=3).to_compact() == compact
+
+
+def test_sampling_is_seeded_and_respects_profile():
+    assert sample_genotype("small", 7) == sample_genotype("small", random.Random(7))
+    assert len({sample_genotype("small", s) for s in range(10)}) == 10
+    g = sample_genotype("small", 3)
+    assert g.stem_stride == 1 and len(g.stages) == 5
+    strides = [stage[0].stride for stage in g.stages]
+    assert strides == [1, 2, 2, 1, 2]
+    assert all(len(stage) <= 4 for stage in g.stages)
+    assert all(b.kernel in (3, 5, 7) and b.hidden % 8 == 0 for _, _, _, b in g.blocks())
+
+
+def test_references_and_resolution(tmp_path):
+    assert reference_names() == ["mobilenetv3-large", "mobilenetv3-small"]
+    small = reference_genotype("mobilenetv3-small")
+    assert (small.in_chans, small.resolution, small.num_classes, small.stem_stride) == (3, 224, 1000, 2)
+    path = tmp_path / "g.json"
+    path.write_text(small.to_json())
+    assert resolve_genotype(str(path)) == small
+    assert resolve_genotype(small.to_json(None)) == small
+    # The one-line form carries blocks only; input and classes default to Fashion-MNIST's.
+    assert resolve_genotype(small.to_compact()) == small.replace(in_chans=1, resolution=28, num_classes=10,
+                                                                 profile="small")
+    with pytest.raises(GenotypeError, match="not a reference genotype"):
+        resolve_genotype("mobilenetv3-tiny")
+    path.write_text("{not json")
+    with pytest.raises(GenotypeError, match="not valid JSON"):
+        resolve_genotype(str(path))

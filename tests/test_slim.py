@@ -1,0 +1,94 @@
+"""Slimming: the materialized (physically narrower) ticket computes what the masked dense network does."""
+
+import itertools
+
+import pytest
+import torch
+
+from menas_zoo import slim
+from menas_zoo.nets import build_model
+from menas_zoo.space import Genotype
+
+
+def randomize_bn(model):
+    """Non-trivial BN statistics and gammas, so that slicing mistakes cannot hide behind identities."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.05, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def one_block_genotype(block: str, stem: int = 16) -> Genotype:
+    return Genotype.from_compact(f"stem{stem} / k3_h32_c{stem}_s1_re,{block} / head32")
+
+
+BLOCK_KINDS = [f"k{k}_h{h}_c{c}_s{s}{se}_{act}"
+               for k, (h, c, s), se, act in itertools.product((3, 5, 7), ((40, 16, 1), (24, 24, 2)), ("", "_se"), ("re", "hs"))]
+
+
+@pytest.mark.parametrize("block", BLOCK_KINDS)
+def test_materialized_equals_masked_dense(block, real_batch):
+    model = randomize_bn(build_model(one_block_genotype(block))).eval()
+    masks = slim.channel_masks(model, prune_ratio=0.4, min_channels=8)
+    assert all(m.sum() < m.numel() for m in masks.values()), "every block should lose channels"
+    slimmed = slim.materialize(model, masks).eval()
+    dense = slim.apply_masks(model, masks)
+    for x in (torch.randn(5, 1, 28, 28), real_batch[:16]):
+        with torch.no_grad():
+            torch.testing.assert_close(slimmed(x), dense(x), atol=1e-5, rtol=0)
+    assert sum(p.numel() for p in slimmed.parameters()) < sum(p.numel() for p in dense.parameters())
+
+
+def test_slim_genotype_records_kept_widths_and_keeps_se():
+    model = randomize_bn(build_model(one_block_genotype("k5_h40_c16_s1_se_hs")))
+    masks = slim.channel_masks(model, 0.5)
+    slimmed = slim.materialize(model, masks)
+    kept = slim.mask_summary(masks)
+    for (s, b, _, block), name in zip(slimmed.genotype.blocks(), ("stages.0.0", "stages.0.1")):
+        assert block.hidden == kept[name][0]
+    assert slimmed.genotype.stages[0][1].se == 16  # the SE keeps its width (default for 40 hidden channels)
+    assert "se16" in slimmed.genotype.to_json()
+
+
+def test_global_pruning_ratio_and_floor():
+    model = randomize_bn(build_model(one_block_genotype("k3_h64_c16_s1_re")))
+    bns = slim.hidden_bns(model)
+    bns["stages.0.1"].weight.data[:] = 1e-3  # this block would be pruned away without the floor
+    masks = slim.channel_masks(model, prune_ratio=0.5, min_channels=8)
+    assert int(masks["stages.0.1"].sum()) == 8
+    total = sum(m.numel() for m in masks.values())
+    assert sum(int(m.sum()) for m in masks.values()) == pytest.approx(total * 0.5, abs=9)
+
+
+def test_blocks_without_expand_are_not_prunable():
+    genotype = Genotype.from_compact("stem16 / k3_c16_s1_re,k3_h32_c16_s1_re / head32")
+    assert list(slim.prunable_blocks(build_model(genotype))) == ["stages.0.1"]
+
+
+def test_masks_round_trip_through_safetensors(tmp_path):
+    model = randomize_bn(build_model(one_block_genotype("k3_h48_c16_s1_re")))
+    masks = slim.channel_masks(model, 0.3)
+    slim.save_masks(masks, tmp_path / "masks.safetensors")
+    loaded = slim.load_masks(tmp_path / "masks.safetensors")
+    assert loaded.keys() == masks.keys() and all(torch.equal(loaded[k], masks[k]) for k in masks)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"stages.9.9": torch.ones(8, dtype=torch.bool)}, "matches no prunable block"),
+    ({"stages.0.1": torch.ones(7, dtype=torch.bool)}, "shape"),
+    ({"stages.0.1": torch.zeros(48, dtype=torch.bool)}, "prunes every channel"),
+])
+def test_bad_masks_are_clear_errors(bad, message):
+    model = build_model(one_block_genotype("k3_h48_c16_s1_re"))
+    with pytest.raises(slim.MenasError, match=message):
+        slim.materialize(model, bad)
+
+
+def test_corrupt_mask_file(tmp_path):
+    path = tmp_path / "masks.safetensors"
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(slim.MenasError, match="cannot read masks"):
+        slim.load_masks(path)

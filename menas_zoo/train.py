@@ -206,12 +206,13 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
             scaler.update()
             scheduler.step()
             loss_sum += loss.detach()
+        train_seconds = time.perf_counter() - t0
         val = evaluate(model, splits.val, device=device, channels_last=cfg.channels_last)
         seconds = time.perf_counter() - t0
         elapsed += seconds
         metrics = {"epoch": epoch + 1, "train_loss": (loss_sum / steps).item(), "val_acc": val["acc"],
                    "val_loss": val["loss"], "lr": scheduler.get_last_lr()[0], "seconds": seconds,
-                   "images_per_s": steps * cfg.batch_size / seconds}
+                   "images_per_s": steps * cfg.batch_size / train_seconds}  # training steps only
         if on_epoch_end is not None and on_epoch_end(epoch + 1, model, metrics):
             stopped_early = True
             metrics["stopped_early"] = 1.0

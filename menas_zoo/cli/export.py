@@ -279,7 +279,8 @@ def bench_command(
     per_block: bool = typer.Option(False, "--per-block", help="Build this machine's per-block latency table and "
                                                               "report the predictor's error on sampled genotypes."),
     table: Path = typer.Option(Path("latency_table.json"), help="--per-block: table file (extended if it exists)."),
-    genotypes: int = typer.Option(20, min=1, help="--per-block: sampled genotypes to measure and predict."),
+    genotypes: int = typer.Option(20, min=0, help="--per-block: sampled genotypes to measure and predict "
+                                                  "(besides REF's, when given)."),
     profile: str = typer.Option("small", help="--per-block: search profile to sample from."),
     seed: int = typer.Option(0, help="--per-block: first sampling seed."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
@@ -325,6 +326,8 @@ def _per_block(ref, weights, thread_list, runs, warmup, table_path: Path, n_geno
         raise MenasError("--per-block measures one thread count at a time; pass a single --threads value")
     search_profile = get_profile(profile)
     sampled = [sample_genotype(search_profile, seed + i) for i in range(n_genotypes)]
+    if ref is None and not sampled:
+        raise MenasError("--per-block needs a REF or at least one sampled genotype (--genotypes N)")
     if ref is not None:
         if ref.endswith(".onnx"):
             raise MenasError("--per-block needs a genotype or model REF, not an .onnx file")

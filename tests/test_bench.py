@@ -1,0 +1,56 @@
+"""Latency: percentiles from timed runs in ORT and eager PyTorch, a machine fingerprint, a p90 budget."""
+
+import pytest
+from export_fixtures import tiny_model, tiny_onnx  # noqa: F401  (fixtures)
+
+from menas_zoo.errors import MenasError
+from menas_zoo.export import LatencyBudgetError, LatencyStats, benchmark, check_budget, export_onnx, machine_fingerprint
+from menas_zoo.export.bench import budget_verdict, time_calls
+
+
+def test_benchmark_times_ort_and_eager_per_configuration(tiny_model, tiny_onnx):
+    report = benchmark(tiny_onnx[1], tiny_model, batch_sizes=(1, 4), threads=(1,), runs=12, warmup=2)
+    assert [(s.runtime, s.batch_size, s.runs) for s in report.onnxruntime] == [("onnxruntime", 1, 12), ("onnxruntime", 4, 12)]
+    assert [(s.runtime, s.batch_size) for s in report.eager] == [("pytorch-eager", 1), ("pytorch-eager", 4)]
+    for s in report.onnxruntime + report.eager:
+        assert 0 < s.p50_ms <= s.p90_ms <= s.p99_ms and s.mean_ms > 0 and s.stdev_pct >= 0
+    rows = report.as_dict()["onnxruntime"]
+    assert rows[0]["speedup_vs_eager_p50"] == pytest.approx(report.eager[0].p50_ms / report.onnxruntime[0].p50_ms, rel=0.02)
+
+
+def test_time_calls_counts_runs_after_warmup():
+    calls = []
+    times = time_calls(lambda: calls.append(1), runs=7, warmup=3)
+    assert len(times) == 7 and len(calls) == 10 and (times >= 0).all()
+
+
+def test_fingerprint_names_machine_and_versions():
+    fp = machine_fingerprint()
+    for key in ("cpu", "logical_cores", "usable_cores", "onnxruntime", "torch", "onnx", "python"):
+        assert fp[key], key
+
+
+def _stats(p90: float, batch: int = 1) -> LatencyStats:
+    return LatencyStats("onnxruntime", batch, 1, 100, 10, p90 / 2, p90, p90 * 2, p90 / 2, 5.0)
+
+
+def test_budget_says_by_how_much_p90_is_over():
+    check_budget([_stats(0.8)], 1.0)  # within budget: no error
+    with pytest.raises(LatencyBudgetError, match=r"p90 latency 1\.500 ms \(batch 32, 1 thread\(s\)\) is 0\.500 ms "
+                                                 r"\(50%\) over the 1 ms budget") as err:
+        check_budget([_stats(0.8), _stats(1.5, batch=32)], 1.0)
+    assert "\n" not in str(err.value)
+    assert budget_verdict([_stats(1.5)], 1.0) == {"max_latency_ms": 1.0, "p90_ms": 1.5, "batch_size": 1,
+                                                  "threads": 1, "over_ms": 0.5, "passed": False}
+
+
+@pytest.mark.parametrize("budget", [0, -1.0])
+def test_zero_or_negative_budget_is_refused(budget):
+    with pytest.raises(MenasError, match="must be a positive number of milliseconds"):
+        check_budget([_stats(0.8)], budget)
+
+
+def test_fixed_batch_model_cannot_be_timed_at_another_batch(tiny_model, tmp_path):
+    path = export_onnx(tiny_model, tmp_path / "fixed.onnx", exporter="torchscript", dynamic_batch=False).path
+    with pytest.raises(MenasError, match="fixed batch size of 2"):
+        benchmark(path, batch_sizes=(1,), runs=2, warmup=0)

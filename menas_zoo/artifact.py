@@ -133,12 +133,17 @@ def save_artifact(directory: str | Path, model: MobileNetMT, *, parent_genotype:
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp",
                                     dir=directory.parent if fresh else directory))
     try:
+        # mkdtemp makes a private (0700) folder; give the artifact the permissions a normal folder would get.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(staging / WEIGHTS), metadata={"format": "pt"})
         if masks:
             save_file({k: v.to(torch.bool).cpu().contiguous() for k, v in masks.items()}, str(staging / MASKS))
         (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         for name in os.listdir(staging):
+            os.chmod(staging / name, 0o666 & ~umask)
             with open(staging / name, "rb") as fh:
                 os.fsync(fh.fileno())
         if fresh:

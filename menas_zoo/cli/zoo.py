@@ -75,7 +75,7 @@ def load_command(
              ["loaded in", f"{seconds:.3f} s"]]
     if evaluate_test:
         rows.append(["accuracy (measured now, test)", f"{summary['measured_test_accuracy']:.4f}"])
-    print_table(f"{ref}", ["", ""], rows)
+    print_table(None, ["model", ref], rows)
 
 
 def _evaluate(artifact, data_dir: Optional[Path]) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -15,6 +16,21 @@ from menas_zoo.data import DATASETS
 from menas_zoo.errors import MenasError
 from menas_zoo.space import get_profile
 from menas_zoo.train import resolve_device
+
+
+def load_profile(ref: str):
+    """A built-in profile by name, or a JSON file of SearchProfile fields (a space of one's own)."""
+    from menas_zoo.space.sampling import PROFILES, SearchProfile
+
+    if ref in PROFILES or not ref.endswith(".json"):
+        return get_profile(ref)
+    try:
+        data = json.loads(Path(ref).read_text())
+        return SearchProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    except OSError as exc:
+        raise MenasError(f"cannot read profile {ref}: {exc.strerror or exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise MenasError(f"profile {ref} is not a valid search profile ({exc})") from None
 
 
 def ort_latency_fn(table: Optional[Path] = None, runs: int = 50):
@@ -42,7 +58,8 @@ def ort_latency_fn(table: Optional[Path] = None, runs: int = 50):
 def search_command(
     out: Optional[Path] = typer.Option(None, "--out", help="New run folder (trials.jsonl, state, report, winners)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the search in this run folder."),
-    profile: Optional[str] = typer.Option(None, help="Search profile: small (28/32 px) or imagenet. [default: small]"),
+    profile: Optional[str] = typer.Option(None, help="Search profile: small (28/32 px), imagenet, or a JSON file of "
+                                                       "SearchProfile fields. [default: small]"),
     strategy: Optional[str] = typer.Option(None, help="menas, evolution (regularized evolution) or random. [default: menas]"),
     population: Optional[int] = typer.Option(None, help="Population size (and children per generation). [default: 8]"),
     generations: Optional[int] = typer.Option(None, help="Generations after the initial population. [default: 5]"),
@@ -107,7 +124,7 @@ def search_command(
         run_dir, cfg_arg = resume, None
     else:
         if given.get("profile"):
-            given["profile"] = get_profile(given["profile"])
+            given["profile"] = load_profile(given["profile"])
         cfg = SearchConfig(**given, budget_minutes=budget_minutes, device=device or "auto")
         run_dir, cfg_arg = out, cfg
 

@@ -126,3 +126,17 @@ def test_weights_with_a_missing_tensor(tiny_artifact):
     del state["classifier.bias"]
     save_file(state, path)
     assert "missing: classifier.bias" in cli_error("load", str(tiny_artifact))
+
+
+def test_a_train_run_folder_is_an_artifact(tmp_path):
+    # One epoch on 64 images: enough to prove the run folder loads and pushes as an artifact.
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", TINY_GENOTYPE, "--out", str(run), "--epochs", "1", "--train-subset", "64",
+                                      "--val-size", "64", "--batch-size", "32", "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    artifact = load_artifact(run)
+    assert (run / "checkpoint.safetensors").is_file() and (run / "metrics.json").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert artifact.config["metrics"]["val_accuracy"]["value"] == metrics["val_acc"]
+    assert artifact.config["labels"][0] == "T-shirt/top" and artifact.config["input_spec"]["mean"] == [0.286]
+    assert artifact.config["provenance"]["seed"] == 0

@@ -1,9 +1,10 @@
 """Publish an artifact folder as a commit of a Hub model repo.
 
-The folder is loaded first (so a broken artifact is refused before anything is sent), its files and its
-card (the folder's README.md if it agrees with config.json, else a freshly rendered one) are staged in a temporary folder (a training run folder also holds checkpoints
-that do not belong on the Hub), then ``create_repo(exist_ok=True)`` and ``upload_folder``. The token
-goes to huggingface_hub and nowhere else: it is never printed, logged or written.
+The folder is loaded first, so a broken artifact is refused before anything is sent. Its files and its
+card (the folder's README.md if it agrees with config.json, else a freshly rendered one) are staged in a
+temporary folder, since a training run folder also holds checkpoints that do not belong on the Hub; then
+``create_repo(exist_ok=True)`` and ``upload_folder``. The token goes to huggingface_hub and nowhere else:
+it is never printed, logged or written.
 """
 
 from __future__ import annotations

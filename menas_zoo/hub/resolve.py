@@ -33,7 +33,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from menas_zoo.artifact import ARTIFACT_FILES, CONFIG, PICKLE_SUFFIXES, WEIGHTS, Artifact, file_sha256, load_artifact, read_config
+from menas_zoo.artifact import (ARTIFACT_FILES, CONFIG, PICKLE_SUFFIXES, WEIGHTS, Artifact, file_sha256, load_artifact,
+                               read_config)
 from menas_zoo.errors import MenasError
 from menas_zoo.hub.registry import ZooEntry, get_entry
 from menas_zoo.nets import MobileNetMT, build_model

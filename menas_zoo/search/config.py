@@ -68,6 +68,9 @@ class SearchConfig:
     val_size: int = 5000
     train_subset: int | None = None
     batch_size: int = 128
+    # Trials are short (tens to hundreds of steps): AdamW learns in far fewer steps than SGD with warm-up.
+    optimizer: str = "adamw"
+    lr: float | None = None  # None: the optimizer's default in TrainConfig
     seed: int = 0
     device: str = "auto"
     budget_minutes: float | None = None

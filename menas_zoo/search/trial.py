@@ -11,6 +11,7 @@ the ticket has emerged and training stops. Otherwise the max-epoch cap ends trai
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from menas_zoo.search.inherit import inherit_weights
 from menas_zoo.search.ticket import make_ticket
 from menas_zoo.slim import Masks, channel_masks
 from menas_zoo.space.genotype import Genotype
-from menas_zoo.train import TrainConfig, evaluate, resolve_device, train
+from menas_zoo.train import TrainConfig, evaluate, recalibrate_bn, resolve_device, train
 
 
 class EarlyBird:
@@ -93,18 +94,22 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
             snapshots["rewind"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
         return early_bird(epoch, net, metrics) if early_bird is not None else False
 
-    train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, bn_l1=cfg.bn_l1, seed=seed,
-                            device=str(device))
+    train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr,
+                            bn_l1=cfg.bn_l1, seed=seed, device=str(device))
     result = train(model, splits, train_cfg, on_epoch_end=on_epoch_end, progress=False, desc=f"trial {candidate.index}")
     trained_accuracy = result.val_acc
-    final, masks, accuracy = model, {}, trained_accuracy
+    final, masks = model, {}
     if cfg.tickets:
-        finetune = TrainConfig(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, seed=seed + 1,
-                               device=str(device)) if cfg.finetune_epochs else None
+        finetune = dataclasses.replace(train_cfg, epochs=cfg.finetune_epochs, seed=seed + 1) \
+            if cfg.finetune_epochs else None
         ticket = make_ticket(model, splits, prune_ratio=cfg.prune_ratio, min_channels=cfg.min_channels,
                              rewind_state=snapshots.get("rewind"), finetune=finetune, seed=seed)
         final, masks = ticket.model, ticket.masks
-        accuracy = evaluate(final, splits.val, device=device)["acc"]
+    else:
+        # After a short run the BN running averages lag the fast-moving weights; re-estimating them is what
+        # the ticket path does too, so every strategy's fitness is measured the same way.
+        recalibrate_bn(final, splits.train, device=device, seed=seed)
+    accuracy = evaluate(final, splits.val, device=device)["acc"]
     final = final.eval()
     latency = float(latency_fn(final)) if latency_fn is not None else None
     state = {k: v.detach().cpu().contiguous() for k, v in final.state_dict().items()}

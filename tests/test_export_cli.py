@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from menas_zoo.cli import app
-from menas_zoo.export import onnx as onnx_export
+from menas_zoo.export import pipeline
 
 FAST = ["--exporter", "torchscript", "--runs", "10", "--parity-images", "64"]  # the default exporter is tested in test_export_onnx
 
@@ -61,13 +61,13 @@ def test_over_budget_exits_nonzero_saying_by_how_much(tiny_export_artifact, tmp_
 
 
 def test_parity_failure_writes_nothing(tiny_export_artifact, tmp_path, monkeypatch):
-    real_export = onnx_export.export_onnx
+    real_export = pipeline.export_onnx
 
     def export_then_drift(model, path, **kwargs):  # a conversion that silently changes the network
         drifted = type(model)(model.genotype).eval()
         return real_export(drifted, path, **kwargs)
 
-    monkeypatch.setattr(onnx_export, "export_onnx", export_then_drift)
+    monkeypatch.setattr(pipeline, "export_onnx", export_then_drift)
     out = tmp_path / "out"
     result, _, stderr = run("export", tiny_export_artifact, "--out", out, *FAST)
     assert_one_line_error(result, stderr, r"parity failed for .*max \|logit diff\|")

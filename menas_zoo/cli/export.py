@@ -7,8 +7,6 @@ network). The export package only ever sees an ``nn.Module``.
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,17 +21,16 @@ from menas_zoo.costs import genotype_cost, human
 from menas_zoo.data import DATASETS, load_dataset
 from menas_zoo.errors import GenotypeError, MenasError
 from menas_zoo.export import onnx as onnx_export
-from menas_zoo.export.bench import DEFAULT_RUNS, DEFAULT_WARMUP, BenchReport, benchmark, budget_verdict, check_budget, check_budget_value
+from menas_zoo.export.bench import (DEFAULT_RUNS, DEFAULT_WARMUP, BenchReport, benchmark, budget_verdict, check_budget,
+                                    check_budget_value)
 from menas_zoo.export.latency_table import LatencyTable, build_latency_table, evaluate_predictor
-from menas_zoo.export.parity import DEFAULT_ATOL, check_parity, real_images
-from menas_zoo.export.quantize import compare_int8, quantize_int8
-from menas_zoo.export.runtime import optimize_offline, ort_session
-from menas_zoo.io import write_json_atomic
+from menas_zoo.export.parity import DEFAULT_ATOL, real_images
+from menas_zoo.export.pipeline import (INT8_FILE, ONNX_FILE, REPORT_FILE, ExportImages, ExportOptions, ExportOutcome,
+                                       export_model, prepare_out_dir)
+from menas_zoo.export.runtime import ort_session
 from menas_zoo.nets import MobileNetMT, build_model
 from menas_zoo.space import get_profile, resolve_genotype, sample_genotype
 
-ONNX_FILE, INT8_FILE, REPORT_FILE = "model.onnx", "model.int8.onnx", "export_report.json"
-EXPORT_BATCH, PARITY_BATCH = 2, 16  # traced at one batch size, proved at another
 
 
 @dataclass
@@ -96,18 +93,6 @@ def parse_ints(text: str, what: str) -> list[int]:
     return values
 
 
-def prepare_out_dir(out: Path) -> None:
-    """Fail early (before minutes of work) when ``out`` cannot take our files."""
-    if out.exists() and not out.is_dir():
-        raise MenasError(f"--out {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise MenasError(f"cannot write to {out}: {exc.strerror or exc}") from None
-
-
 def real_image_split(dataset: str, data_dir: Optional[Path], source: ModelSource, count: int, split: str = "test"):
     data = load_dataset(dataset, data_dir, split)
     g = source.model.genotype
@@ -162,71 +147,27 @@ def export_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Export a model to ONNX, check it, prove parity with PyTorch and time it; optionally int8."""
-    onnx_export.check_opset(opset, exporter)
-    check_budget_value(max_latency_ms)
-    batch_list, thread_list = parse_ints(batch_sizes, "--batch-sizes"), parse_ints(threads, "--threads")
+    options = ExportOptions(opset=opset, exporter=exporter, dynamic_batch=dynamic_batch, optimize=optimize, int8=int8,
+                            batch_sizes=parse_ints(batch_sizes, "--batch-sizes"),
+                            threads=parse_ints(threads, "--threads"), runs=runs, atol=atol,
+                            max_latency_ms=max_latency_ms)
+    options.check()  # before loading anything: a bad option costs no time
     source = resolve_model(ref, weights=weights, random_init=random_init)
     prepare_out_dir(out)
     parity_x, test_data = real_image_split(dataset, data_dir, source, parity_images)
-    status = err_console.status if not as_json else _quiet_status
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
-    try:
-        onnx_path = staging / ONNX_FILE
-        with status(f"exporting with the {exporter} exporter, opset {opset}"):
-            result = onnx_export.export_onnx(source.model, onnx_path, opset=opset, exporter=exporter,
-                                             dynamic_batch=dynamic_batch, export_batch=EXPORT_BATCH)
-        int8_path = None
-        if int8:
-            with status("quantizing to int8 (static QDQ, calibrating on training images)"):
-                calib, _ = real_image_split(dataset, data_dir, source, calibration_images, split="train")
-                int8_path = quantize_int8(onnx_path, staging / INT8_FILE, calib)
-        if optimize:  # after quantization: the quantizer wants the portable graph, not ORT's fused one
-            with status("optimizing the graph with ONNX Runtime"):
-                optimized = staging / "model.opt.onnx"
-                optimize_offline(onnx_path, optimized)
-                optimized.replace(onnx_path)
-                result.optimized, result.size_bytes = True, onnx_path.stat().st_size
-        with status(f"checking parity on {len(parity_x)} real images"):
-            parity = check_parity(source.model, onnx_path, parity_x, batch_size=PARITY_BATCH if dynamic_batch else EXPORT_BATCH,
-                                  export_batch=EXPORT_BATCH if dynamic_batch else None, atol=atol)
-        if not dynamic_batch and batch_list != [EXPORT_BATCH]:
-            batch_list = [EXPORT_BATCH]
-        with status(f"timing ONNX Runtime and PyTorch eager ({runs} runs per configuration)"):
-            bench = benchmark(onnx_path, source.model, batch_sizes=batch_list, threads=thread_list, runs=runs)
-        comparison = None
-        if int8_path is not None:
-            with status("comparing int8 with fp32 (size, latency, test accuracy)"):
-                acc_x, _ = real_image_split(dataset, data_dir, source, len(test_data))
-                comparison = compare_int8(onnx_path, int8_path, acc_x, test_data.labels[:len(acc_x)],
-                                          threads=thread_list[0], runs=runs)
-        verdict = budget_verdict(bench.onnxruntime, max_latency_ms) if max_latency_ms is not None else None
-        cost = genotype_cost(source.model.genotype)
-        result.path = ONNX_FILE
-        report = {
-            "model": {"ref": ref, "source": source.kind, "genotype": source.model.genotype.to_dict(),
-                      "params": cost.params, "macs": cost.macs},
-            "onnx": {**result.as_dict(), "runtime": "onnxruntime only (contrib ops)" if optimize else "any"},
-            "parity": {**parity.as_dict(), "dataset": dataset, "split": "test"},
-            "latency": bench.as_dict(),
-            "budget": verdict,
-            "int8": {**comparison.as_dict(), "path": INT8_FILE, "dataset": dataset} if comparison else None,
-            "recommended": INT8_FILE if comparison and comparison.recommended == "int8" else ONNX_FILE,
-        }
-        # Everything checked: move the files into place, the report last (it vouches for them).
-        for name in (ONNX_FILE, INT8_FILE):
-            if (staging / name).exists():
-                os.replace(staging / name, out / name)
-        if not int8:
-            (out / INT8_FILE).unlink(missing_ok=True)  # a stale int8 file of an earlier export would mislead
-        write_json_atomic(out / REPORT_FILE, report)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    images = ExportImages(parity=parity_x, dataset=dataset)
+    if int8:
+        images.calibration, _ = real_image_split(dataset, data_dir, source, calibration_images, split="train")
+        images.accuracy, _ = real_image_split(dataset, data_dir, source, len(test_data))
+        images.accuracy_labels = test_data.labels
+    outcome = export_model(source.model, out, images, options, model_info={"ref": ref, "source": source.kind},
+                           step=_quiet_status if as_json else err_console.status)
     if as_json:
-        print_json(report)
+        print_json(outcome.report)
     else:
-        _print_export(report, bench, parity, comparison, out)
+        _print_export(outcome, out)
     if max_latency_ms is not None:
-        check_budget(bench.onnxruntime, max_latency_ms)
+        check_budget(outcome.bench.onnxruntime, max_latency_ms)
 
 
 class _quiet_status:
@@ -240,7 +181,8 @@ class _quiet_status:
         return False
 
 
-def _print_export(report, bench, parity, comparison, out: Path) -> None:
+def _print_export(outcome: ExportOutcome, out: Path) -> None:
+    report, bench, parity, comparison = outcome.report, outcome.bench, outcome.parity, outcome.int8
     o, m = report["onnx"], report["model"]
     console.print(f"wrote {out / ONNX_FILE} ({o['size_bytes'] / 1e6:.2f} MB, opset {o['opset']}, {o['exporter']} exporter, "
                   f"input {o['input_shape']}{', ORT-optimized' if o['optimized'] else ''}); "

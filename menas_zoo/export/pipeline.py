@@ -1,0 +1,149 @@
+"""The whole export of one model into one folder: ONNX, [int8], [ORT optimization], parity, latency, report.
+
+    out/model.onnx          fp32, single file (ORT-optimized with ``optimize``)
+    out/model.int8.onnx     static int8 QDQ (with ``int8``)
+    out/export_report.json  opset, exporter, versions, sizes, parity, latency, budget, int8 verdict
+
+Work happens in a hidden staging folder inside ``out``; files are moved into place only once parity has
+passed, the report last (it vouches for the files beside it). A failed export leaves ``out`` as it was.
+A latency budget that is blown does not undo the export (the files are sound); the report records the
+verdict and the caller decides what to do with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ContextManager
+
+import torch
+
+from menas_zoo.costs import genotype_cost
+from menas_zoo.errors import MenasError
+from menas_zoo.export.bench import DEFAULT_RUNS, BenchReport, benchmark, budget_verdict, check_budget_value
+from menas_zoo.export.onnx import DEFAULT_OPSET, check_opset, export_onnx
+from menas_zoo.export.parity import DEFAULT_ATOL, ParityResult, check_parity
+from menas_zoo.export.quantize import Int8Comparison, compare_int8, quantize_int8
+from menas_zoo.export.runtime import optimize_offline
+from menas_zoo.io import write_json_atomic
+from menas_zoo.nets import MobileNetMT
+
+ONNX_FILE, INT8_FILE, REPORT_FILE = "model.onnx", "model.int8.onnx", "export_report.json"
+EXPORT_BATCH, PARITY_BATCH = 2, 16  # traced at one batch size, proved at another
+
+
+@dataclass
+class ExportImages:
+    """Real, normalized images: parity (test split), calibration (training split), accuracy (test split + labels)."""
+
+    parity: torch.Tensor
+    calibration: torch.Tensor | None = None
+    accuracy: torch.Tensor | None = None
+    accuracy_labels: torch.Tensor | None = None
+    dataset: str = "fashion-mnist"
+
+
+@dataclass
+class ExportOptions:
+    opset: int = DEFAULT_OPSET
+    exporter: str = "dynamo"
+    dynamic_batch: bool = True
+    optimize: bool = False
+    int8: bool = False
+    batch_sizes: Sequence[int] = (1,)
+    threads: Sequence[int] = (1,)
+    runs: int = DEFAULT_RUNS
+    atol: float = DEFAULT_ATOL
+    max_latency_ms: float | None = None
+
+    def check(self) -> None:
+        check_opset(self.opset, self.exporter)
+        check_budget_value(self.max_latency_ms)
+
+
+@dataclass
+class ExportOutcome:
+    report: dict[str, Any]  # exactly what export_report.json holds
+    bench: BenchReport
+    parity: ParityResult
+    int8: Int8Comparison | None
+
+
+def prepare_out_dir(out: Path) -> None:
+    """Fail early (before minutes of work) when ``out`` cannot take our files."""
+    if out.exists() and not out.is_dir():
+        raise MenasError(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise MenasError(f"cannot write to {out}: {exc.strerror or exc}") from None
+
+
+def export_model(model: MobileNetMT, out: str | Path, images: ExportImages, options: ExportOptions | None = None, *,
+                 model_info: dict[str, Any] | None = None,
+                 step: Callable[[str], ContextManager] = lambda _: contextlib.nullcontext()) -> ExportOutcome:
+    """Export ``model`` into ``out``; the outcome holds the report written there and the measurements
+    behind it. ``step(description)`` wraps each long stage, for progress display."""
+    options = options or ExportOptions()
+    options.check()
+    if options.int8 and (images.calibration is None or images.accuracy is None or images.accuracy_labels is None):
+        raise MenasError("int8 needs calibration images and labelled accuracy images")
+    out = Path(out)
+    prepare_out_dir(out)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    try:
+        onnx_path = staging / ONNX_FILE
+        with step(f"exporting with the {options.exporter} exporter, opset {options.opset}"):
+            result = export_onnx(model, onnx_path, opset=options.opset, exporter=options.exporter,
+                                 dynamic_batch=options.dynamic_batch, export_batch=EXPORT_BATCH)
+        int8_path = None
+        if options.int8:
+            with step("quantizing to int8 (static QDQ, calibrating on training images)"):
+                int8_path = quantize_int8(onnx_path, staging / INT8_FILE, images.calibration)
+        if options.optimize:  # after quantization: the quantizer wants the portable graph, not ORT's fused one
+            with step("optimizing the graph with ONNX Runtime"):
+                optimized = staging / "model.opt.onnx"
+                optimize_offline(onnx_path, optimized)
+                optimized.replace(onnx_path)
+                result.optimized, result.size_bytes = True, onnx_path.stat().st_size
+        # A fixed-batch file only runs at its export batch: parity and timing then have no other choice.
+        batch_sizes = list(options.batch_sizes) if options.dynamic_batch else [EXPORT_BATCH]
+        with step(f"checking parity on {len(images.parity)} real images"):
+            parity = check_parity(model, onnx_path, images.parity,
+                                  batch_size=PARITY_BATCH if options.dynamic_batch else EXPORT_BATCH,
+                                  export_batch=EXPORT_BATCH if options.dynamic_batch else None, atol=options.atol)
+        with step(f"timing ONNX Runtime and PyTorch eager ({options.runs} runs per configuration)"):
+            bench = benchmark(onnx_path, model, batch_sizes=batch_sizes, threads=options.threads, runs=options.runs)
+        comparison = None
+        if int8_path is not None:
+            with step("comparing int8 with fp32 (size, latency, test accuracy)"):
+                comparison = compare_int8(onnx_path, int8_path, images.accuracy, images.accuracy_labels,
+                                          threads=options.threads[0], runs=options.runs)
+        cost = genotype_cost(model.genotype)
+        result.path = ONNX_FILE
+        report = {
+            "model": {**(model_info or {}), "genotype": model.genotype.to_dict(), "params": cost.params,
+                      "macs": cost.macs},
+            "onnx": {**result.as_dict(), "runtime": "onnxruntime only (contrib ops)" if options.optimize else "any"},
+            "parity": {**parity.as_dict(), "dataset": images.dataset, "split": "test"},
+            "latency": bench.as_dict(),
+            "budget": budget_verdict(bench.onnxruntime, options.max_latency_ms) if options.max_latency_ms else None,
+            "int8": {**comparison.as_dict(), "path": INT8_FILE, "dataset": images.dataset} if comparison else None,
+            "recommended": INT8_FILE if comparison and comparison.recommended == "int8" else ONNX_FILE,
+        }
+        for name in (ONNX_FILE, INT8_FILE):
+            if (staging / name).exists():
+                os.replace(staging / name, out / name)
+        if not options.int8:
+            (out / INT8_FILE).unlink(missing_ok=True)  # a stale int8 file of an earlier export would mislead
+        write_json_atomic(out / REPORT_FILE, report)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportOutcome(report, bench, parity, comparison)

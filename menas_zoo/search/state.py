@@ -138,6 +138,8 @@ class RunState:
             raise MenasError(f"{out / STATE} is damaged ({type(exc).__name__}: {exc}); it cannot be resumed") from None
         state.trials = _read_trials(out / TRIALS)
         state._check()
+        for leftover in out.rglob(".*.tmp"):  # a write that SIGKILL cut short; never under a final name
+            leftover.unlink(missing_ok=True)
         return state
 
     def _check(self) -> None:

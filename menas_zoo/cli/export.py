@@ -106,7 +106,8 @@ def latency_rows(report: BenchReport) -> list[list]:
     rows = []
     for s in report.onnxruntime:
         eager = report.eager_for(s)
-        rows.append([s.batch_size, s.threads, f"{s.p50_ms:.3f}", f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}", f"{s.mean_ms:.3f}",
+        rows.append([s.batch_size, s.threads, f"{s.p50_ms:.3f}", f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}",
+                     f"{s.mean_ms:.3f}",
                      f"{s.stdev_pct:.0f}%", f"{eager.p50_ms:.3f}" if eager else "-",
                      f"{eager.p50_ms / s.p50_ms:.1f}x" if eager else "-"])
     return rows
@@ -117,7 +118,8 @@ LATENCY_COLUMNS = ["batch", "threads", "ORT p50 ms", "p90", "p99", "mean", "stde
 
 def print_machine(fingerprint: dict) -> None:
     console.print(f"machine: {fingerprint['cpu']}, {fingerprint['usable_cores']} usable cores, load "
-                  f"{fingerprint['load_average']}; onnxruntime {fingerprint['onnxruntime']}, torch {fingerprint['torch']}, "
+                  f"{fingerprint['load_average']}; onnxruntime {fingerprint['onnxruntime']}, "
+                  f"torch {fingerprint['torch']}, "
                   f"onnx {fingerprint['onnx']}", highlight=False)
 
 
@@ -125,15 +127,18 @@ def print_machine(fingerprint: dict) -> None:
 
 @command(name="export")
 def export_command(
-    ref: str = typer.Argument(..., help="Zoo name, hf-hub:ORG/NAME[@REV], artifact folder, or a genotype with --weights."),
+    ref: str = typer.Argument(..., help="Zoo name, hf-hub:ORG/NAME[@REV], artifact folder, or a genotype "
+                                        "with --weights."),
     out: Path = typer.Option(..., "--out", help="Folder for model.onnx, model.int8.onnx and export_report.json."),
     opset: int = typer.Option(onnx_export.DEFAULT_OPSET, help="ONNX opset (dynamo exporter: 18-21)."),
-    exporter: str = typer.Option("dynamo", help="dynamo (torch.export-based, maintained) or torchscript (legacy, faster)."),
+    exporter: str = typer.Option("dynamo", help="dynamo (torch.export-based, maintained) or torchscript "
+                                                "(legacy, faster)."),
     dynamic_batch: bool = typer.Option(True, help="Export a symbolic batch dimension."),
     optimize: bool = typer.Option(False, "--optimize", help="Apply ONNX Runtime's offline graph optimizations "
                                                             "(the file then needs ONNX Runtime)."),
     int8: bool = typer.Option(False, "--int8", help="Also write a static int8 (QDQ) model and compare it with fp32."),
-    max_latency_ms: Optional[float] = typer.Option(None, help="Fail (exit 2) when ORT p90 latency is over this budget."),
+    max_latency_ms: Optional[float] = typer.Option(None, help="Fail (exit 2) when ORT p90 latency is over "
+                                                              "this budget."),
     weights: Optional[Path] = typer.Option(None, help="safetensors weights for a genotype REF."),
     random_init: bool = typer.Option(False, "--random-init", help="Export a genotype REF with untrained weights."),
     batch_sizes: str = typer.Option("1", help="Batch sizes to time, comma-separated."),
@@ -142,8 +147,10 @@ def export_command(
     atol: float = typer.Option(DEFAULT_ATOL, help="Parity tolerance on logits (max abs difference)."),
     parity_images: int = typer.Option(512, min=1, help="Real test images for the parity check."),
     calibration_images: int = typer.Option(512, min=1, help="Real training images for int8 calibration."),
-    dataset: str = typer.Option("fashion-mnist", help=f"Images for parity, calibration and accuracy: {', '.join(DATASETS)}."),
-    data_dir: Optional[Path] = typer.Option(None, help="Dataset folder (default for Fashion-MNIST: the Debian package's)."),
+    dataset: str = typer.Option("fashion-mnist", help="Images for parity, calibration and accuracy: "
+                                                      f"{', '.join(DATASETS)}."),
+    data_dir: Optional[Path] = typer.Option(None, help="Dataset folder (default for Fashion-MNIST: the Debian "
+                                                       "package's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Export a model to ONNX, check it, prove parity with PyTorch and time it; optionally int8."""
@@ -184,7 +191,8 @@ class _quiet_status:
 def _print_export(outcome: ExportOutcome, out: Path) -> None:
     report, bench, parity, comparison = outcome.report, outcome.bench, outcome.parity, outcome.int8
     o, m = report["onnx"], report["model"]
-    console.print(f"wrote {out / ONNX_FILE} ({o['size_bytes'] / 1e6:.2f} MB, opset {o['opset']}, {o['exporter']} exporter, "
+    console.print(f"wrote {out / ONNX_FILE} ({o['size_bytes'] / 1e6:.2f} MB, opset {o['opset']}, "
+                  f"{o['exporter']} exporter, "
                   f"input {o['input_shape']}{', ORT-optimized' if o['optimized'] else ''}); "
                   f"params {human(m['params'])}, MACs {human(m['macs'])}", highlight=False)
     console.print(f"parity: {parity.summary()}", highlight=False)
@@ -193,8 +201,10 @@ def _print_export(outcome: ExportOutcome, out: Path) -> None:
     if comparison is not None:
         c = comparison
         print_table("int8 vs fp32", ["", "fp32", "int8", "change"], [
-            ["size", f"{c.fp32_bytes / 1e6:.2f} MB", f"{c.int8_bytes / 1e6:.2f} MB", f"{c.int8_bytes / c.fp32_bytes:.2f}x"],
-            [f"p50 latency, batch {c.batch_size}", f"{c.fp32_p50_ms:.3f} ms", f"{c.int8_p50_ms:.3f} ms", f"{c.speedup:.2f}x faster" if c.speedup >= 1 else f"{1 / c.speedup:.2f}x slower"],
+            ["size", f"{c.fp32_bytes / 1e6:.2f} MB", f"{c.int8_bytes / 1e6:.2f} MB",
+             f"{c.int8_bytes / c.fp32_bytes:.2f}x"],
+            [f"p50 latency, batch {c.batch_size}", f"{c.fp32_p50_ms:.3f} ms", f"{c.int8_p50_ms:.3f} ms",
+             f"{c.speedup:.2f}x faster" if c.speedup >= 1 else f"{1 / c.speedup:.2f}x slower"],
             [f"test accuracy ({c.test_images} images)", f"{c.fp32_accuracy:.4f}", f"{c.int8_accuracy:.4f}",
              f"{c.accuracy_change * 100:+.2f} pts"]])
         if c.recommended == "fp32":
@@ -209,7 +219,8 @@ def _print_export(outcome: ExportOutcome, out: Path) -> None:
 @command(name="bench")
 def bench_command(
     ref: Optional[str] = typer.Argument(None, metavar="REF_OR_ONNX",
-                                        help="An .onnx file, or a model REF as for export (optional with --per-block)."),
+                                        help="An .onnx file, or a model REF as for export "
+                                             "(optional with --per-block)."),
     batch_sizes: str = typer.Option("1,32", help="Batch sizes, comma-separated."),
     threads: str = typer.Option("1", help="ORT intra-op (and torch) thread counts, comma-separated."),
     runs: int = typer.Option(DEFAULT_RUNS, min=1, help="Timed runs per configuration (after warm-up)."),
@@ -286,7 +297,8 @@ def _per_block(ref, weights, thread_list, runs, warmup, table_path: Path, n_geno
         return
     print_table(f"latency table predictor vs measured, batch 1, {thread_list[0]} thread(s)",
                 ["genotype", "MACs", "predicted ms", "measured ms", "error"],
-                [[_short(r["genotype"]), human(genotype_cost(g).macs), f"{r['predicted_ms']:.3f}", f"{r['measured_ms']:.3f}",
+                [[_short(r["genotype"]), human(genotype_cost(g).macs), f"{r['predicted_ms']:.3f}",
+                  f"{r['measured_ms']:.3f}",
                   f"{r['error_pct']:+.1f}%"] for r, g in zip(evaluation["networks"], sampled)])
     console.print(f"wrote {table_path} ({len(table.entries)} parts); predictor error on {len(sampled)} networks: "
                   f"median {evaluation['median_abs_error_pct']:.1f}%, worst {evaluation['worst_abs_error_pct']:.1f}%, "

@@ -22,7 +22,8 @@ from menas_zoo.export.parity import ParityError, ParityResult, check_parity, rea
 from menas_zoo.export.quantize import Int8Comparison, compare_int8, quantize_int8
 from menas_zoo.export.runtime import ort_session
 
-__all__ = ["BenchReport", "DEFAULT_OPSET", "EXPORTERS", "ExportImages", "ExportOptions", "ExportOutcome", "ExportResult", "Int8Comparison", "LatencyBudgetError",
-           "LatencyStats", "LatencyTable", "ParityError", "ParityResult", "bench_eager", "bench_onnx", "benchmark",
-           "build_latency_table", "check_budget", "check_parity", "compare_int8", "evaluate_predictor", "export_model", "export_onnx",
-           "machine_fingerprint", "ort_session", "quantize_int8", "real_images"]
+__all__ = ["BenchReport", "DEFAULT_OPSET", "EXPORTERS", "ExportImages", "ExportOptions", "ExportOutcome",
+           "ExportResult", "Int8Comparison", "LatencyBudgetError", "LatencyStats", "LatencyTable", "ParityError",
+           "ParityResult", "bench_eager", "bench_onnx", "benchmark", "build_latency_table", "check_budget",
+           "check_parity", "compare_int8", "evaluate_predictor", "export_model", "export_onnx", "machine_fingerprint",
+           "ort_session", "quantize_int8", "real_images"]

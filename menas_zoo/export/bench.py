@@ -118,7 +118,8 @@ def bench_onnx(path: str | Path, *, batch_sizes: Iterable[int] = (1,), threads: 
 
 def _concrete_shape(shape: list, batch: int, path) -> list[int]:
     if isinstance(shape[0], int) and shape[0] != batch:
-        raise MenasError(f"{path} has a fixed batch size of {shape[0]}; export with a dynamic batch to time batch {batch}")
+        raise MenasError(f"{path} has a fixed batch size of {shape[0]}; "
+                         f"export with a dynamic batch to time batch {batch}")
     rest = shape[1:]
     if not all(isinstance(d, int) for d in rest):
         raise MenasError(f"{path} has symbolic dimensions besides the batch ({shape}); cannot pick an input")

@@ -1,9 +1,9 @@
 """int8 vs fp32 on one trained model: file size, ONNX Runtime latency and Fashion-MNIST test accuracy.
 
-    python benchmarks/int8_vs_fp32.py [--artifact DIR] [--epochs 2] [--train-subset 20000] [--runs 200] [--json]
+    python benchmarks/int8_vs_fp32.py [--artifact DIR] [--epochs 1] [--train-subset 10000] [--runs 200] [--json]
 
 The model is a zoo artifact when ``--artifact`` is given; otherwise a small genotype (multiple-of-8 widths)
-trained here for a couple of epochs, enough for accuracy to mean something. Then: export (dynamo, opset 18),
+trained here for one epoch on 10k images (a few minutes on 2 cores), enough for accuracy to mean something. Then: export (dynamo, opset 18),
 static int8 QDQ with per-channel weights calibrated on 512 training images, and the comparison that
 ``menas-zoo export --int8`` prints (full 10k test set, batch 1 and 32, 1 thread).
 """
@@ -32,8 +32,8 @@ GENOTYPE = ("stem16 / k3_h32_c24_s1_re / k5_h72_c32_s2_se_hs,k3_h96_c32_s1_hs / 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--artifact", type=Path, default=None)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--train-subset", type=int, default=20000)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--train-subset", type=int, default=10000)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

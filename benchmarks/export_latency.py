@@ -4,13 +4,15 @@ and eager PyTorch, on this machine.
     python benchmarks/export_latency.py [--genotypes 3] [--prune-ratio 0.2] [--runs 100] [--rounds 2] [--json]
 
 Models: for each of N genotypes sampled from the ``small`` profile (until the zoo holds trained winners), the
-dense parent, its lottery ticket (``slim.channel_masks`` + ``slim.materialize``: physically narrower), and the
-same ticket with each block's kept count rounded up to a multiple of 8 (``-ticket8``); then torchvision's
+dense parent, its lottery ticket (``slim.channel_masks`` + ``slim.materialize``: physically narrower, each
+block's kept count rounded to a multiple of 8), and the same ticket cut at the exact global threshold with
+odd widths (``-ticket-odd``); then torchvision's
 ``mobilenet_v3_small(num_classes=10)`` with its first conv taking 1 channel, all at 1x28x28.
 
-Why ``-ticket8``: ONNX Runtime's fastest CPU convolutions run in a blocked channel layout (NCHWc, 8 channels
+Why ``-ticket-odd``: ONNX Runtime's fastest CPU convolutions run in a blocked channel layout (NCHWc, 8 channels
 per block on AVX2) that its graph optimizer only uses when channel counts are multiples of the block size.
-A ticket with odd widths falls off that path and can be slower than its wider parent; this table shows it.
+A ticket with odd widths falls off that path and can be slower than its wider parent; this table shows why
+slimming rounds kept counts.
 Latency depends on the widths that survive, not on trained values, so the tickets are cut from parents
 whose BN gammas are drawn at random (seeded), as after slimming the gammas spread out.
 
@@ -61,21 +63,15 @@ def count(model: nn.Module) -> tuple[int, int]:
 
 
 def tickets_of(parent: nn.Module, prune_ratio: float, seed: int) -> tuple[nn.Module, nn.Module]:
-    """The ticket as slim makes it, and the same ticket with kept counts rounded up to multiples of 8
-    (the next-largest |gamma| channels are kept back)."""
+    """The ticket as slim makes it (kept counts rounded to multiples of 8), and the same ticket cut at the
+    exact global threshold (odd widths), to show what the rounding buys in ONNX Runtime."""
     gen = torch.Generator().manual_seed(seed)
-    bns = hidden_bns(parent)
     with torch.no_grad():
-        for bn in bns.values():
+        for bn in hidden_bns(parent).values():
             bn.weight.copy_(torch.randn(bn.weight.shape, generator=gen).abs())
-    masks = channel_masks(parent, prune_ratio)
-    rounded = {}
-    for name, mask in masks.items():
-        gamma = bns[name].weight.detach().abs()
-        keep = min(gamma.numel(), -(-int(mask.sum()) // 8) * 8)
-        rounded[name] = torch.zeros_like(mask)
-        rounded[name][gamma.topk(keep).indices] = True
-    return materialize(parent, masks).eval(), materialize(parent, rounded).eval()
+    rounded = channel_masks(parent, prune_ratio)
+    exact = channel_masks(parent, prune_ratio, multiple_of=1)
+    return materialize(parent, rounded).eval(), materialize(parent, exact).eval()
 
 
 def main() -> None:
@@ -93,8 +89,8 @@ def main() -> None:
     for i in range(args.genotypes):
         parent = build_model(sample_genotype("small", args.seed + i)).eval()
         models[f"g{args.seed + i}-parent"] = parent
-        models[f"g{args.seed + i}-ticket"], models[f"g{args.seed + i}-ticket8"] = tickets_of(parent, args.prune_ratio,
-                                                                                        args.seed + i)
+        ticket, unrounded = tickets_of(parent, args.prune_ratio, args.seed + i)
+        models[f"g{args.seed + i}-ticket"], models[f"g{args.seed + i}-ticket-odd"] = ticket, unrounded
     models["torchvision-mnv3-small"] = torchvision_mobilenet_v3_small()
 
     test = load_dataset("fashion-mnist", split="test")
@@ -126,7 +122,7 @@ def main() -> None:
                "ort_over_eager_b1": round(ort1.p50_ms / eager1.p50_ms, 3),
                "eager_speedup_b1": round(eager1.p50_ms / ort1.p50_ms, 1)}
         if "-ticket" in name:
-            parent_name = name.rsplit("-", 1)[0] + "-parent"
+            parent_name = name.split("-ticket")[0] + "-parent"
             parent, parent32 = best[(parent_name, "onnxruntime", 1)], best[(parent_name, "onnxruntime", 32)]
             row["ticket_over_parent_b1"] = round(ort1.p50_ms / parent.p50_ms, 3)
             row["ticket_over_parent_b32"] = round(ort32.p50_ms / parent32.p50_ms, 3)

@@ -46,9 +46,15 @@ def bn_l1_penalty(model: MobileNetMT) -> torch.Tensor:
     return torch.stack(terms).sum() if terms else torch.zeros(())
 
 
-def channel_masks(model: MobileNetMT, prune_ratio: float, min_channels: int = 8) -> Masks:
+def channel_masks(model: MobileNetMT, prune_ratio: float, min_channels: int = 8, multiple_of: int = 8) -> Masks:
     """Global pruning: drop the ``prune_ratio`` fraction of hidden channels with the smallest |gamma|,
-    keeping at least ``min_channels`` (or all, if fewer) in every block."""
+    keeping at least ``min_channels`` (or all, if fewer) in every block.
+
+    Each block's kept count is then rounded to the nearest multiple of ``multiple_of`` (taking the next
+    channels by |gamma|): ONNX Runtime's CPU convolutions and GPU tensor cores work in blocks of 8
+    channels, and a ticket with odd widths measured 2-3x slower than its wider parent. ``multiple_of=1``
+    keeps the exact global threshold.
+    """
     if not 0.0 <= prune_ratio < 1.0:
         raise MenasError(f"prune ratio must be in [0, 1), got {prune_ratio}")
     gammas = {name: bn.weight.detach().abs().float().cpu() for name, bn in hidden_bns(model).items()}
@@ -59,11 +65,12 @@ def channel_masks(model: MobileNetMT, prune_ratio: float, min_channels: int = 8)
     threshold = everything.sort().values[n_prune - 1] if n_prune > 0 else -1.0
     masks = {}
     for name, gamma in gammas.items():
-        keep = gamma > threshold
-        floor = min(min_channels, gamma.numel())
-        if int(keep.sum()) < floor:
-            keep = torch.zeros_like(keep)
-            keep[gamma.topk(floor).indices] = True
+        kept = int((gamma > threshold).sum())
+        if multiple_of > 1:
+            kept = max(multiple_of, int(kept / multiple_of + 0.5) * multiple_of)  # nearest, halves up
+        kept = min(gamma.numel(), max(kept, min_channels))
+        keep = torch.zeros_like(gamma, dtype=torch.bool)
+        keep[gamma.topk(kept).indices] = True
         masks[name] = keep
     return masks
 

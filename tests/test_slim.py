@@ -92,3 +92,14 @@ def test_corrupt_mask_file(tmp_path):
     path.write_bytes(b"not a safetensors file")
     with pytest.raises(slim.MenasError, match="cannot read masks"):
         slim.load_masks(path)
+
+
+def test_kept_counts_round_to_multiples_of_eight():
+    model = randomize_bn(build_model(one_block_genotype("k3_h64_c16_s1_re")))
+    for ratio in (0.1, 0.3, 0.55):
+        masks = slim.channel_masks(model, ratio)
+        assert all(int(m.sum()) % 8 == 0 for m in masks.values())
+        exact = slim.channel_masks(model, ratio, multiple_of=1)
+        for name in masks:  # rounding only adds back the next channels by |gamma|, never swaps kept ones
+            assert abs(int(masks[name].sum()) - int(exact[name].sum())) <= 4
+            assert (exact[name] & ~masks[name]).sum() == 0 or (masks[name] & ~exact[name]).sum() == 0

@@ -27,8 +27,11 @@ $(OLAH):
 	$(PYTHON) -m venv .venv-olah
 	.venv-olah/bin/pip install -q 'olah==0.5.4'
 
+# The main job: get the zoo's model (offline, from the copy bundled in the package), export it to ONNX,
+# prove parity on real images and check its ONNX Runtime latency against a budget.
 demo: install data
-	$(BIN)/menas-zoo info mobilenetv3-small --in-chans 1 --resolution 28 --num-classes 10
+	HF_HUB_OFFLINE=1 $(BIN)/menas-zoo load mt-test
+	$(BIN)/menas-zoo export mt-test --out exported/mt-test --max-latency-ms 20
 
 test: install data $(OLAH)
 	MENAS_OLAH_CLI=$(CURDIR)/$(OLAH) HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_TELEMETRY=1 \
@@ -39,6 +42,8 @@ test-all: test
 
 bench: install data
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/export_latency.py
+	$(BIN)/python benchmarks/latency_table.py
 
 clean:
-	rm -rf $(VENV) .venv-olah .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-olah .pytest_cache build *.egg-info exported

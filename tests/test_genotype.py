@@ -50,7 +50,7 @@ def test_genotype_errors_name_stage_and_block():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"version": 99}, "schema version"), ({"profile": "tiny"}, "profile"), ({"num_classes": 1}, "num_classes"),
+    ({"version": 99}, "schema version"), ({"profile": "huge"}, "profile"), ({"num_classes": 1}, "num_classes"),
     ({"stages": []}, "at least one stage"), ({"head": 0}, "head"), ({"extra": 1}, "unknown keys"),
 ])
 def test_genotype_validation(change, message):
@@ -95,3 +95,12 @@ def test_references_and_resolution(tmp_path):
     path.write_text("{not json")
     with pytest.raises(GenotypeError, match="not valid JSON"):
         resolve_genotype(str(path))
+
+
+def test_tiny_profile_reaches_the_zoo_size_classes():
+    from menas_zoo.costs import genotype_cost
+
+    params = [genotype_cost(sample_genotype("tiny", s)).params for s in range(40)]
+    assert min(params) < 150_000 and sum(p <= 1_000_000 for p in params) >= 30
+    g = sample_genotype("tiny", 0)
+    assert g.stem_stride == 1 and all(len(stage) <= 3 for stage in g.stages)

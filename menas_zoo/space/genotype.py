@@ -29,7 +29,7 @@ from menas_zoo.errors import GenotypeError
 SCHEMA_VERSION = 1
 ACTIVATIONS = {"re": "relu", "hs": "hswish"}
 #: Stem stride of each search profile; the profile also bounds sampling (see ``sampling.py``).
-PROFILE_STEM_STRIDE = {"small": 1, "imagenet": 2}
+PROFILE_STEM_STRIDE = {"small": 1, "tiny": 1, "imagenet": 2}
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:

@@ -1,7 +1,10 @@
 """Search profiles: which genotypes a search may sample, and seeded sampling from them.
 
 The genotype format is general; a profile only bounds what is drawn. ``small`` is for 28 or 32 px
-inputs (Fashion-MNIST, CIFAR-10) with a stride-1 stem; ``imagenet`` for 224 px with a stride-2 stem.
+inputs (Fashion-MNIST, CIFAR-10) with a stride-1 stem and MobileNetV3-Large's widths (median draw 1.4M
+params, 52M MACs); ``tiny`` is the same layout around MobileNetV3-Small's widths with at most 3 blocks a
+stage, the zoo's size classes (100K to 1M params; median draw 0.4M params, 18M MACs); ``imagenet`` is
+for 224 px with a stride-2 stem.
 Per block: kernel, expansion (-> an explicit hidden width), SE, activation. Per stage: depth and an
 output width from a grid around MobileNetV3's widths. Global: stem, head and fc widths.
 """
@@ -39,6 +42,10 @@ PROFILES = {
         name="small", resolution=28, stage_strides=(1, 2, 2, 1, 2), base_widths=(24, 40, 80, 112, 160),
         max_depth=4, stem_choices=(8, 16, 24), head_choices=(128, 256, 384, 512, 640, 960),
         fc_choices=(0, 128, 256, 512, 1024),
+    ),
+    "tiny": SearchProfile(
+        name="tiny", resolution=28, stage_strides=(1, 2, 2, 1, 2), base_widths=(16, 24, 40, 48, 96),
+        max_depth=3, stem_choices=(8, 16), head_choices=(64, 128, 256, 384, 576), fc_choices=(0, 128, 256),
     ),
     "imagenet": SearchProfile(
         name="imagenet", resolution=224, stage_strides=(2, 2, 2, 1, 2), base_widths=(24, 40, 80, 112, 160),

@@ -19,8 +19,10 @@ class Killed(Exception):
 
 
 def config(profile, **changes):
+    # channel_multiple=1: the tiny space has 8-48 hidden channels a block, where rounding kept counts to
+    # multiples of 8 would undo most 20% prunes.
     settings = dict(strategy="menas", profile=profile, population=3, generations=1, epochs=2, eb_window=2,
-                    val_size=256, train_subset=256, device="cpu", seed=11)
+                    val_size=256, train_subset=256, device="cpu", seed=11, channel_multiple=1)
     return SearchConfig(**{**settings, **changes})
 
 
@@ -82,8 +84,13 @@ def test_killed_in_the_middle_of_a_trial_reruns_only_that_trial(tmp_path, tiny_p
 
 
 def test_budget_stops_cleanly_and_resume_continues(tmp_path, tiny_profile, tiny_splits):
+    import time
+
     out = tmp_path / "run"
-    result = run_search(config(tiny_profile, budget_minutes=0.03, generations=1, population=2), out, splits=tiny_splits)
+    # Each finished trial takes at least 1 s of wall clock (the callback sleeps), so a 1.5 s budget runs out
+    # after the first or second trial on any machine, fast or loaded.
+    result = run_search(config(tiny_profile, budget_minutes=0.025, generations=1, population=2), out,
+                        splits=tiny_splits, on_trial=lambda record, state: time.sleep(1.0))
     assert result.stopped_by_budget and 1 <= len(result.state.trials) < 4  # stopped before a trial, not in one
     assert (out / "report.md").exists() and (out / "pareto.png").exists()
     assert "stopped by the time budget" in (out / "report.md").read_text()

@@ -82,6 +82,8 @@ def search_command(
     early_stop: Optional[bool] = typer.Option(None, "--early-stop/--no-early-stop", help="Early-Bird early stop."),
     keep_largest: Optional[float] = typer.Option(None, help="Fraction of survivors kept as the largest by MACs. [menas: 0.2]"),
     prune_ratio: Optional[float] = typer.Option(None, help="Global fraction of hidden channels a ticket prunes. [default: 0.2]"),
+    channel_multiple: Optional[int] = typer.Option(None, min=1, help="Round each ticket block's kept channels to a "
+                                                   "multiple of this (fast kernels want 8). [default: 8]"),
     finetune_epochs: Optional[int] = typer.Option(None, help="Fine-tune each ticket for this many epochs. [default: 0]"),
     rewind_epoch: Optional[int] = typer.Option(None, help="Rewind tickets to this epoch's weights (then fine-tune)."),
     seed: Optional[int] = typer.Option(None, help="Seed: the same seed gives the same search. [default: 0]"),
@@ -104,6 +106,7 @@ def search_command(
         "data_dir": str(data_dir) if data_dir else None, "max_macs": _int(max_macs), "max_params": _int(max_params),
         "max_latency_ms": max_latency_ms, "penalty": penalty, "tickets": tickets, "weight_sharing": weight_sharing,
         "early_bird": early_stop, "keep_largest": keep_largest, "prune_ratio": prune_ratio,
+        "channel_multiple": channel_multiple,
         "finetune_epochs": finetune_epochs, "rewind_epoch": rewind_epoch, "seed": seed,
     }
     given = {k: v for k, v in settings.items() if v is not None}

@@ -49,6 +49,7 @@ class SearchConfig:
     # -- lottery ticket --
     prune_ratio: float = 0.2  # global fraction of hidden channels pruned by |gamma|
     min_channels: int = 8
+    channel_multiple: int = 8  # kept counts rounded to multiples of this (8: fast in ORT and on tensor cores)
     finetune_epochs: int = 0
     rewind_epoch: int | None = None  # rewind the ticket's weights to this epoch's snapshot before fine-tuning
     eb_window: int = 5  # Early-Bird: masks of the last N epochs ...

@@ -34,11 +34,12 @@ class Ticket:
 
 
 def make_ticket(model: MobileNetMT, splits: DataSplits, *, prune_ratio: float = 0.2, min_channels: int = 8,
+                channel_multiple: int = 8,
                 rewind_state: dict[str, torch.Tensor] | None = None, finetune: TrainConfig | None = None,
                 recalibrate: bool = True, seed: int = 0) -> Ticket:
     """Prune ``model`` (trained with BN-L1) into its ticket; ``model`` itself is left as it was."""
     device = next(model.parameters()).device
-    masks = channel_masks(model, prune_ratio, min_channels)
+    masks = channel_masks(model, prune_ratio, min_channels, multiple_of=channel_multiple)
     source = model
     if rewind_state is not None:
         source = MobileNetMT(model.genotype, dropout=model.dropout.p).to(device)

@@ -42,7 +42,8 @@ class EarlyBird:
         return (a != b).float().mean().item() if a.numel() else 0.0
 
     def __call__(self, epoch: int, model: MobileNetMT, metrics: dict[str, float]) -> bool:
-        masks = channel_masks(model, self.prune_ratio, self.min_channels)
+        # The exact threshold (no rounding): Early-Bird watches the ranking converge, not the final widths.
+        masks = channel_masks(model, self.prune_ratio, self.min_channels, multiple_of=1)
         flat = torch.cat(list(masks.values())) if masks else torch.zeros(0, dtype=torch.bool)
         self.masks.append(flat)
         if len(self.masks) < self.masks.maxlen:
@@ -103,6 +104,7 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
         finetune = dataclasses.replace(train_cfg, epochs=cfg.finetune_epochs, seed=seed + 1) \
             if cfg.finetune_epochs else None
         ticket = make_ticket(model, splits, prune_ratio=cfg.prune_ratio, min_channels=cfg.min_channels,
+                             channel_multiple=cfg.channel_multiple,
                              rewind_state=snapshots.get("rewind"), finetune=finetune, seed=seed)
         final, masks = ticket.model, ticket.masks
     else:

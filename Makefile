@@ -14,7 +14,7 @@ install: $(BIN)/menas-zoo
 $(BIN)/menas-zoo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,ray]"
 	touch $@
 
 data: $(DATA)

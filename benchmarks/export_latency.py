@@ -3,7 +3,8 @@ and eager PyTorch, on this machine.
 
     python benchmarks/export_latency.py [--genotypes 3] [--prune-ratio 0.2] [--runs 100] [--rounds 2] [--json]
 
-Models: for each of N genotypes sampled from the ``small`` profile (until the zoo holds trained winners), the
+Models: for each of N genotypes sampled from the ``tiny`` profile, the zoo's size classes (``--profile small``
+for MobileNetV3-Large-sized ones; until the zoo holds trained winners), the
 dense parent, its lottery ticket (``slim.channel_masks`` + ``slim.materialize``: physically narrower, each
 block's kept count rounded to a multiple of 8), and the same ticket cut at the exact global threshold with
 odd widths (``-ticket-odd``); then torchvision's
@@ -78,6 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--genotypes", type=int, default=2, help="sampled genotypes (each gives a parent and a ticket)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", default="tiny", help="search profile the genotypes are sampled from")
     parser.add_argument("--prune-ratio", type=float, default=0.2, help="global fraction of hidden channels pruned")
     parser.add_argument("--runs", type=int, default=100, help="timed runs per configuration and round")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the lowest-p50 round is kept")
@@ -87,7 +89,7 @@ def main() -> None:
 
     models: dict[str, nn.Module] = {}
     for i in range(args.genotypes):
-        parent = build_model(sample_genotype("small", args.seed + i)).eval()
+        parent = build_model(sample_genotype(args.profile, args.seed + i)).eval()
         models[f"g{args.seed + i}-parent"] = parent
         ticket, unrounded = tickets_of(parent, args.prune_ratio, args.seed + i)
         models[f"g{args.seed + i}-ticket"], models[f"g{args.seed + i}-ticket-odd"] = ticket, unrounded

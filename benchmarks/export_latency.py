@@ -131,7 +131,7 @@ def main() -> None:
         rows.append(row)
 
     config = {"runs": args.runs, "rounds": args.rounds, "threads": 1, "exporter": args.exporter, "opset": 18,
-              "prune_ratio": args.prune_ratio, "machine": machine_fingerprint()}
+              "prune_ratio": args.prune_ratio, "profile": args.profile, "machine": machine_fingerprint()}
     if args.json:
         print(json.dumps({"config": config, "rows": rows}, indent=2))
         return

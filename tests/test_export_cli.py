@@ -135,3 +135,12 @@ def test_bench_per_block_writes_table_and_reports_predictor_error(tmp_path):
     saved = json.loads(table.read_text())
     assert saved["kind"] == "menas-zoo latency table" and len(saved["entries"]) == data["entries"]
     assert all(set(e) == {"count", "mean", "var"} for e in saved["entries"].values())
+
+
+def test_corrupt_weights_file_is_one_line(tmp_path):
+    bad = tmp_path / "w.safetensors"
+    bad.write_bytes(b"garbage")
+    result = CliRunner().invoke(app, ["export", "stem8 / k3_h16_c8_s1_re / head32", "--weights", str(bad),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "cannot read weights" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

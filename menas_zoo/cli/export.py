@@ -7,12 +7,14 @@ network). The export package only ever sees an ``nn.Module``.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import typer
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from menas_zoo.artifact import check_state_dict, is_artifact, load_artifact
@@ -28,9 +30,9 @@ from menas_zoo.export.parity import DEFAULT_ATOL, real_images
 from menas_zoo.export.pipeline import (INT8_FILE, ONNX_FILE, REPORT_FILE, ExportImages, ExportOptions, ExportOutcome,
                                        export_model, prepare_out_dir)
 from menas_zoo.export.runtime import ort_session
+from menas_zoo.hub import load as hub_load
 from menas_zoo.nets import MobileNetMT, build_model
 from menas_zoo.space import get_profile, resolve_genotype, sample_genotype
-
 
 
 @dataclass
@@ -51,7 +53,7 @@ def resolve_model(ref: str, *, weights: Optional[Path] = None, random_init: bool
         if weights is not None:
             try:
                 state = load_file(str(weights))
-            except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises SafetensorError (ValueError)
+            except (OSError, SafetensorError) as exc:
                 raise MenasError(f"cannot read weights {weights}: {str(exc).splitlines()[0]}") from None
             check_state_dict(state, model, where=str(weights))
             model.load_state_dict(state, strict=True)
@@ -59,14 +61,7 @@ def resolve_model(ref: str, *, weights: Optional[Path] = None, random_init: bool
     if Path(ref).is_dir() and is_artifact(ref):
         return _from_artifact(load_artifact(ref), ref, "artifact")
     try:
-        from menas_zoo.hub import load as hub_load  # the hub resolves zoo names and hf-hub: refs
-    except ImportError:
-        hub_load = None
-    try:
-        if hub_load is None:
-            raise MenasError(f"unknown model {ref!r}: give an artifact folder, or a genotype with --weights FILE "
-                             "(or --random-init to time an untrained network)")
-        artifact, _ = hub_load(ref)
+        artifact, _ = hub_load(ref)  # zoo names and hf-hub: refs
     except MenasError:
         try:
             resolve_genotype(ref)
@@ -168,7 +163,7 @@ def export_command(
         images.accuracy, _ = real_image_split(dataset, data_dir, source, len(test_data))
         images.accuracy_labels = test_data.labels
     outcome = export_model(source.model, out, images, options, model_info={"ref": ref, "source": source.kind},
-                           step=_quiet_status if as_json else err_console.status)
+                           step=_status(as_json))
     if as_json:
         print_json(outcome.report)
     else:
@@ -177,15 +172,9 @@ def export_command(
         check_budget(outcome.bench.onnxruntime, max_latency_ms)
 
 
-class _quiet_status:
-    def __init__(self, *_):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *_):
-        return False
+def _status(quiet: bool):
+    """A spinner on stderr for long steps; nothing under --json, so stdout stays one JSON document."""
+    return (lambda _message: contextlib.nullcontext()) if quiet else err_console.status
 
 
 def _print_export(outcome: ExportOutcome, out: Path) -> None:
@@ -256,7 +245,7 @@ def bench_command(
         onnx_export.check_opset(onnx_export.DEFAULT_OPSET, exporter)
         source = resolve_model(ref, weights=weights, random_init=random_init)
         with tempfile.TemporaryDirectory(prefix="menas-zoo-bench-") as tmp:
-            status = err_console.status if not as_json else _quiet_status
+            status = _status(as_json)
             with status(f"exporting with the {exporter} exporter"):
                 path = onnx_export.export_onnx(source.model, Path(tmp) / ONNX_FILE, exporter=exporter).path
             with status(f"timing ({runs} runs per configuration)"):

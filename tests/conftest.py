@@ -1,6 +1,5 @@
 """Shared fixtures. Data fixtures read the Fashion-MNIST Debian package (installed by `make test`)."""
 
-
 import pytest
 import torch
 

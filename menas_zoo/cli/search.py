@@ -58,7 +58,7 @@ def ort_latency_fn(table: Optional[Path] = None, runs: int = 50):
 def search_command(
     out: Optional[Path] = typer.Option(None, "--out", help="New run folder (trials.jsonl, state, report, winners)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the search in this run folder."),
-    profile: Optional[str] = typer.Option(None, help="Search profile: small (28/32 px), imagenet, or a JSON file of "
+    profile: Optional[str] = typer.Option(None, help="Search profile: small (28/32 px), tiny (the zoo's 100K-1M sizes), imagenet, or a JSON file of "
                                                        "SearchProfile fields. [default: small]"),
     strategy: Optional[str] = typer.Option(None, help="menas, evolution (regularized evolution) or random. [default: menas]"),
     population: Optional[int] = typer.Option(None, help="Population size (and children per generation). [default: 8]"),

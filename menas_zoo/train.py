@@ -1,8 +1,18 @@
 """The one train/eval loop: every trainer in menas-zoo (``train``, search trials, fine-tuning) calls it.
 
 SGD (Nesterov) or AdamW with a per-step cosine schedule and linear warm-up, label smoothing,
-channels_last, an optional BN-gamma L1 term (network slimming), mixed precision on CUDA, a progress
-bar, and an ``on_epoch_end`` hook that may stop training early (the Early-Bird rule uses it).
+channels_last, BN-gamma sparsity for network slimming (an L1 term in the loss, or a calibrated
+proximal shrink), mixed precision on CUDA, a progress bar, an ``on_epoch_end`` hook that may stop
+training early (the Early-Bird rule uses it) and a ``should_stop`` check between steps (a search's
+wall-clock budget) that interrupts a run within one step.
+
+BN sparsity, calibrated: an L1 term in the loss means different things to SGD and to AdamW (Adam
+normalizes it away) and its effect scales with the number of steps, so a strength tuned for one run
+length does nothing in another. ``bn_shrink`` instead sets the *total* amount every prunable |gamma|
+is pulled towards 0 over the whole run, applied after each optimizer step as a soft threshold
+(``gamma <- sign(gamma) * max(|gamma| - eta_t, 0)``, the proximal step of L1) with ``eta_t``
+proportional to the step's learning rate. Channels the loss does not defend reach exactly 0, the
+others settle where the loss holds them, whatever the optimizer and the run length.
 
 With ``out_dir`` the loop is resumable: after every epoch it writes ``checkpoint.safetensors``
 atomically (weights, optimizer and scheduler state, RNG states, history), and a later call with the
@@ -31,7 +41,7 @@ from tqdm.auto import tqdm
 from menas_zoo.data import Augment, BatchLoader, DataSplits, ImageDataset
 from menas_zoo.errors import MenasError
 from menas_zoo.io import atomic_path
-from menas_zoo.slim import bn_l1_penalty
+from menas_zoo.slim import bn_l1_penalty, hidden_bns
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -47,6 +57,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     bn_l1: float = 0.0  # network slimming: lambda x sum |gamma| of prunable hidden BNs
+    bn_shrink: float = 0.0  # calibrated sparsity: total |gamma| shrink over the run (see module doc)
     augment: Augment | None = field(default_factory=Augment)
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
@@ -124,11 +135,23 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmu
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class TrainingInterrupted(MenasError):
+    """``should_stop`` asked a run to stop between two steps (the last finished epoch is checkpointed)."""
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device a model's weights live on (CPU for a model without parameters)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 1000, device: str | torch.device = "cpu",
-             channels_last: bool = True) -> dict[str, float]:
-    """Top-1 accuracy and mean cross-entropy on ``dataset`` (no augmentation)."""
-    device = torch.device(device)
+def evaluate(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 1000,
+             device: str | torch.device | None = None, channels_last: bool = True) -> dict[str, float]:
+    """Top-1 accuracy and mean cross-entropy on ``dataset`` (no augmentation), on the model's device
+    unless ``device`` moves it."""
+    device = model_device(model) if device is None else torch.device(device)
+    model.to(device)
     model.eval()
     correct, loss_sum = 0, 0.0
     for x, y in BatchLoader(dataset, batch_size, device=device, channels_last=channels_last):
@@ -142,9 +165,11 @@ def evaluate(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 1000,
 
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, dataset: ImageDataset, *, batches: int = 20, batch_size: int = 256,
-                   device: str | torch.device = "cpu", seed: int = 0) -> None:
+                   device: str | torch.device | None = None, seed: int = 0) -> None:
     """Re-estimate BN running statistics with a cumulative average over a few training batches
     (needed after slicing channels or inheriting weights; the running stats no longer fit)."""
+    device = model_device(model) if device is None else torch.device(device)
+    model.to(device)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in bns]
     for bn in bns:
@@ -161,9 +186,38 @@ def recalibrate_bn(model: nn.Module, dataset: ImageDataset, *, batches: int = 20
     model.eval()
 
 
+def warmup_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """``warmup_epochs`` of linear warm-up, but never more than a fifth of the run (a 1-epoch run must
+    still spend most of its steps at a useful learning rate)."""
+    return min(int(cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch // 5)
+
+
+def shrink_schedule(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[float], float]:
+    """lr -> this step's |gamma| shrink, so the shrinks over the whole run add up to ``cfg.bn_shrink``."""
+    total = cfg.epochs * steps_per_epoch
+    warmup = warmup_steps(cfg, steps_per_epoch)
+    factor = cosine_with_warmup(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), total, warmup).lr_lambdas[0]
+    lr_sum = sum(factor(step) for step in range(total)) * cfg.resolved_lr()
+    return lambda lr: cfg.bn_shrink * lr / max(lr_sum, 1e-12)
+
+
+@torch.no_grad()
+def shrink_gammas(model: nn.Module, amount: float) -> None:
+    """Soft-threshold every prunable |gamma| by ``amount`` (L1's proximal step)."""
+    for bn in hidden_bns(model).values():
+        gamma = bn.weight
+        gamma.copy_(gamma.sign() * (gamma.abs() - amount).clamp_min(0))
+
+
 def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: str | Path | None = None,
-          on_epoch_end: EpochHook | None = None, progress: bool = True, desc: str = "train") -> TrainResult:
-    """Train ``model`` in place; resumable from ``out_dir`` (see module doc). Returns the history."""
+          on_epoch_end: EpochHook | None = None, progress: bool = True, desc: str = "train",
+          should_stop: Callable[[], bool] | None = None, validate_each_epoch: bool = True) -> TrainResult:
+    """Train ``model`` in place; resumable from ``out_dir`` (see module doc). Returns the history.
+
+    ``should_stop`` is checked before every step; when it answers True the run raises
+    :class:`TrainingInterrupted` (with ``out_dir``, the last finished epoch is on disk to resume from).
+    Without ``validate_each_epoch`` only the last epoch is evaluated (short runs that only need the end).
+    """
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model.to(device)
@@ -174,10 +228,11 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
                          generator=torch.Generator().manual_seed(cfg.seed))
     optimizer = make_optimizer(model, cfg)
     steps = max(1, len(loader))
-    scheduler = cosine_with_warmup(optimizer, cfg.epochs * steps, int(cfg.warmup_epochs * steps))
+    scheduler = cosine_with_warmup(optimizer, cfg.epochs * steps, warmup_steps(cfg, steps))
     use_fp16 = device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    shrink_for = shrink_schedule(cfg, steps) if cfg.bn_shrink else None
 
     history: list[dict[str, float]] = []
     start_epoch, elapsed = 0, 0.0
@@ -196,6 +251,8 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
         loss_sum = torch.zeros((), device=device)
         bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress, unit="batch")
         for x, y in bar:
+            if should_stop is not None and should_stop():
+                raise TrainingInterrupted(f"{desc} interrupted in epoch {epoch + 1}/{cfg.epochs}")
             with _autocast(device, cfg.amp):
                 loss = criterion(model(x), y)
             if cfg.bn_l1:
@@ -204,10 +261,16 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            if shrink_for is not None:
+                shrink_gammas(model, shrink_for(scheduler.get_last_lr()[0]))
             scheduler.step()
             loss_sum += loss.detach()
         train_seconds = time.perf_counter() - t0
-        val = evaluate(model, splits.val, device=device, channels_last=cfg.channels_last)
+        last = epoch + 1 == cfg.epochs
+        if validate_each_epoch or last:
+            val = evaluate(model, splits.val, device=device, channels_last=cfg.channels_last)
+        else:
+            val = {"acc": float("nan"), "loss": float("nan")}
         seconds = time.perf_counter() - t0
         elapsed += seconds
         metrics = {"epoch": epoch + 1, "train_loss": (loss_sum / steps).item(), "val_acc": val["acc"],
@@ -216,6 +279,9 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
         if on_epoch_end is not None and on_epoch_end(epoch + 1, model, metrics):
             stopped_early = True
             metrics["stopped_early"] = 1.0
+            if math.isnan(metrics["val_acc"]):  # stopped before the last epoch: its end is what counts
+                val = evaluate(model, splits.val, device=device, channels_last=cfg.channels_last)
+                metrics.update(val_acc=val["acc"], val_loss=val["loss"])
         history.append(metrics)
         if progress:
             tqdm.write(f"{desc} epoch {epoch + 1}/{cfg.epochs}: loss {metrics['train_loss']:.4f}  "

@@ -76,35 +76,43 @@ def test_mutation_keeps_unmutated_pruned_widths(tiny_profile):
 
 def test_crossover_takes_each_stage_from_a_parent(tiny_profile):
     a, b = sample_genotype(tiny_profile, 1), sample_genotype(tiny_profile, 2)
-    child = crossover(a, b, random.Random(0))
+    child, from_b = crossover(a, b, random.Random(0))
     for s, stage in enumerate(child.stages):
-        assert stage in (a.stages[s], b.stages[s])
-    sources = {("a" if stage == a.stages[s] else "b") for s, stage in enumerate(child.stages)}
-    assert len(sources) == 2  # at least one stage from each parent
+        assert stage == (b.stages[s] if s in from_b else a.stages[s])
+    assert 0 < len(from_b) < len(child.stages)  # at least one stage from each parent
 
 
-def test_proposals_skip_duplicates_and_respect_the_limit(tiny_profile):
-    cfg = SearchConfig(strategy="menas", population=6, profile=tiny_profile, seed=4)
-    limit = sorted(genotype_cost(sample_genotype(tiny_profile, s)).macs for s in range(12))[6]
-    accept = lambda g: genotype_cost(g).macs <= limit  # noqa: E731
+@pytest.mark.parametrize("strategy", ["menas", "evolution"])
+def test_proposals_skip_duplicates_and_respect_the_limit(tiny_profile, strategy):
+    limit = sorted(genotype_cost(sample_genotype(tiny_profile, s)).macs for s in range(12))[3]
+    cfg = SearchConfig(strategy=strategy, population=6, profile=tiny_profile, seed=4, max_macs=limit, mutation_rate=0.5)
+    # With tickets a child may exceed the limit by 1 / (1 - prune ratio): its ticket is pruned to fit.
+    child_limit = limit / (1 - cfg.prune_ratio) if strategy == "menas" else limit
     seen: set = set()
-    children = propose([], cfg, 0, 0, seen, accept)
+    children = propose([], cfg, 0, 0, seen, lambda g: True)
     assert [c.index for c in children] == list(range(6))
     assert len({c.genotype for c in children}) == 6
-    assert all(genotype_cost(c.genotype).macs <= limit for c in children)
-    again = propose([], cfg, 0, 0, set(), accept)
+    assert all(genotype_cost(c.genotype).macs <= child_limit for c in children)
+    again = propose([], cfg, 0, 0, set(), lambda g: True)
     assert [c.genotype for c in again] == [c.genotype for c in children]  # seeded by (seed, generation)
     members = [Member(c.index, 0.5 + 0.01 * c.index, genotype_cost(c.genotype).macs, c.genotype) for c in children]
-    next_gen = propose(members, cfg, 1, 6, seen, accept)
+    next_gen = propose(members, cfg, 1, 6, seen, lambda g: True)
     assert all(c.genotype not in {m.genotype for m in members} for c in next_gen)
+    assert all(genotype_cost(c.genotype).macs <= child_limit for c in next_gen)  # repaired, not rejected
     assert {c.op for c in next_gen} <= {"mutate", "crossover"}
     assert all(c.parent in {m.index for m in members} for c in next_gen)
 
 
-def test_impossible_limit_is_a_clear_error(tiny_profile):
+def test_a_rejecting_latency_check_is_a_clear_error(tiny_profile):
     cfg = SearchConfig(population=2, profile=tiny_profile)
-    with pytest.raises(MenasError, match="no new genotype within the cost limits"):
+    with pytest.raises(MenasError, match="no new genotype within the limits"):
         propose([], cfg, 0, 0, set(), lambda g: False)
+
+
+def test_a_limit_no_genotype_meets_is_a_clear_error(tiny_profile):
+    cfg = SearchConfig(population=2, profile=tiny_profile, max_params=50)
+    with pytest.raises(MenasError, match="no genotype of profile .* fits params 62"):
+        propose([], cfg, 0, 0, set(), lambda g: True)
 
 
 def test_fitness_hard_limit_and_mnasnet_penalty():

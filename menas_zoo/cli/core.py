@@ -22,15 +22,28 @@ DeviceOption = typer.Option("auto", "--device", help="auto (CUDA when present, w
 
 @command(space_app, "sample")
 def space_sample(
-    profile: str = typer.Option("small", help="Search profile: small (28/32 px) or imagenet (224 px)."),
+    profile: str = typer.Option("small", help="Search profile: small (28/32 px), tiny (the zoo's 100K-1M sizes) "
+                                              "or imagenet (224 px)."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same genotype."),
     in_chans: int = typer.Option(1, help="Input channels."),
     num_classes: int = typer.Option(10, help="Number of classes."),
+    max_params: Optional[float] = typer.Option(None, help="Parameter limit, e.g. 1e5: the draw is fitted into "
+                                                          "60-100% of it."),
+    max_macs: Optional[float] = typer.Option(None, help="MACs limit, e.g. 5e6 (fitted likewise)."),
     compact: bool = typer.Option(False, "--compact", help="Print the one-line form instead of JSON."),
 ) -> None:
-    """Print a random genotype of a search profile."""
-    genotype = sample_genotype(get_profile(profile), seed, in_chans=in_chans, num_classes=num_classes)
+    """Print a random genotype of a search profile, optionally fitted to a params/MACs budget."""
+    genotype = sample_genotype(get_profile(profile), seed, in_chans=in_chans, num_classes=num_classes,
+                               max_params=_limit(max_params, "--max-params"), max_macs=_limit(max_macs, "--max-macs"))
     typer.echo(genotype.to_compact() if compact else genotype.to_json())
+
+
+def _limit(value: Optional[float], flag: str) -> Optional[int]:
+    if value is None:
+        return None
+    if not value >= 1:  # also refuses NaN
+        raise MenasError(f"{flag} must be a positive number, got {value:g}")
+    return int(value)
 
 
 @command(name="info")

@@ -2,10 +2,15 @@
 
 Every MENAS ingredient is a switch, so the ablations run from the same code:
 
-    strategy    tickets  weight sharing  keep-largest  BN-L1  Early-Bird  selection
-    menas       yes      yes             0.2           1e-4   yes         top-K + largest, (mu + lambda)
-    evolution   no       no              0             0      no          regularized evolution (aging)
-    random      no       no              0             0      no          none: every child is sampled
+    strategy    tickets  weight sharing  keep-largest  BN shrink  Early-Bird  selection
+    menas       yes      yes             0.2           0.5        yes         top-K + largest, (mu + lambda)
+    evolution   no       no              0             0          no          regularized evolution (aging)
+    random      no       no              0             0          no          none: every child is sampled
+
+Whatever the switches, a trial's fitness is the same measurement: its final architecture (the ticket,
+or the child without tickets) trained from scratch for ``epochs`` epochs with one fixed recipe, then
+scored on the validation split (see ``trial.py``). That is what makes fitness rank architectures and
+not lineages.
 
 A switch given explicitly (``--no-tickets``, ``--keep-largest 0``) overrides the strategy's preset.
 The config is saved in the run folder; ``--resume`` reads it back, so a resumed run cannot silently
@@ -20,14 +25,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from menas_zoo.errors import MenasError
+from menas_zoo.space.budget import Budget
 from menas_zoo.space.sampling import SearchProfile, get_profile
 
 STRATEGIES = ("menas", "evolution", "random")
 #: Preset of each strategy: (tickets, weight_sharing, keep_largest, bn_l1, early_bird).
 PRESETS: dict[str, dict[str, Any]] = {
-    "menas": {"tickets": True, "weight_sharing": True, "keep_largest": 0.2, "bn_l1": 1e-4, "early_bird": True},
-    "evolution": {"tickets": False, "weight_sharing": False, "keep_largest": 0.0, "bn_l1": 0.0, "early_bird": False},
-    "random": {"tickets": False, "weight_sharing": False, "keep_largest": 0.0, "bn_l1": 0.0, "early_bird": False},
+    "menas": {"tickets": True, "weight_sharing": True, "keep_largest": 0.2, "bn_shrink": 0.5, "early_bird": True},
+    "evolution": {"tickets": False, "weight_sharing": False, "keep_largest": 0.0, "bn_shrink": 0.0, "early_bird": False},
+    "random": {"tickets": False, "weight_sharing": False, "keep_largest": 0.0, "bn_shrink": 0.0, "early_bird": False},
 }
 #: Settings that may change when a run is resumed (they do not change what is searched).
 RESUMABLE_OVERRIDES = ("budget_minutes", "device")
@@ -39,20 +45,23 @@ class SearchConfig:
     profile: SearchProfile = field(default_factory=lambda: get_profile("small"))
     population: int = 8
     generations: int = 5  # generations after the initial random population
-    epochs: int = 6  # max-epoch cap of one trial
+    epochs: int = 4  # the fitness proxy: epochs of from-scratch training of each trial's final architecture
+    mask_epochs: int = 4  # cap of a ticket's mask phase (Early-Bird usually stops it sooner)
     # -- switches (None: the strategy's preset) --
     tickets: bool | None = None
     weight_sharing: bool | None = None
     keep_largest: float | None = None  # fraction of the population kept as the largest models by MACs
-    bn_l1: float | None = None
+    bn_l1: float | None = None  # an L1 term in the loss (network slimming as published); 0 by default
+    bn_shrink: float | None = None  # calibrated sparsity of the mask phase: total |gamma| shrink (train.py)
     early_bird: bool | None = None
     # -- lottery ticket --
-    prune_ratio: float = 0.2  # global fraction of hidden channels pruned by |gamma|
+    prune_ratio: float = 0.2  # global fraction of hidden channels pruned by |gamma| (at least)
+    max_prune_ratio: float = 0.6  # prune to fit: a ticket over a cost limit is pruned further, up to this
     min_channels: int = 8
     channel_multiple: int = 8  # kept counts rounded to multiples of this (8: fast in ORT and on tensor cores)
     finetune_epochs: int = 0
     rewind_epoch: int | None = None  # rewind the ticket's weights to this epoch's snapshot before fine-tuning
-    eb_window: int = 5  # Early-Bird: masks of the last N epochs ...
+    eb_window: int = 2  # Early-Bird: masks of the last N epochs ...
     eb_threshold: float = 0.1  # ... all within this normalized Hamming distance of the newest
     # -- variation --
     crossover_rate: float = 0.25
@@ -88,6 +97,8 @@ class SearchConfig:
         for key, value in PRESETS[self.strategy].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        if self.bn_l1 is None:
+            self.bn_l1 = 0.0
         self.validate()
 
     def validate(self) -> None:
@@ -95,14 +106,19 @@ class SearchConfig:
             (self.population >= 2, "--population must be at least 2"),
             (self.generations >= 0, "--generations must be >= 0"),
             (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.mask_epochs >= 1, "--mask-epochs must be at least 1"),
             (0.0 <= self.keep_largest < 1.0, "--keep-largest must be in [0, 1)"),
-            (0.0 <= self.prune_ratio < 1.0, "--prune-ratio must be in [0, 1)"),
-            (self.eb_window >= 2, "Early-Bird window must be at least 2 epochs"),
+            (0.0 < self.prune_ratio < 1.0, f"--prune-ratio must be in (0, 1), got {self.prune_ratio:g}"),
+            (self.prune_ratio <= self.max_prune_ratio < 1.0,
+             "--max-prune-ratio must be in [--prune-ratio, 1)"),
+            (self.eb_window >= 2, f"--eb-window must be at least 2 epochs (it compares masks), got {self.eb_window}"),
+            (0.0 < self.eb_threshold < 1.0, f"--eb-threshold must be in (0, 1), got {self.eb_threshold:g}"),
+            (self.bn_shrink >= 0.0 and self.bn_l1 >= 0.0, "BN sparsity must be >= 0"),
             (self.budget_minutes is None or self.budget_minutes > 0, "--budget-minutes must be positive"),
             (self.train_subset is None or self.train_subset > 0, "--train-subset must be positive"),
             (self.penalty is None or self.penalty > 0, "--penalty must be positive (e.g. 0.07)"),
-            (self.rewind_epoch is None or 1 <= self.rewind_epoch <= self.epochs,
-             "--rewind-epoch must be between 1 and --epochs"),
+            (self.rewind_epoch is None or 1 <= self.rewind_epoch <= self.mask_epochs,
+             "--rewind-epoch must be between 1 and --mask-epochs"),
         ]
         for limit in ("max_macs", "max_params", "max_latency_ms"):
             value = getattr(self, limit)
@@ -110,6 +126,19 @@ class SearchConfig:
         for ok, message in checks:
             if not ok:
                 raise MenasError(message)
+
+    def budget(self) -> Budget:
+        """The hard params/MACs limits every individual (ticket or child) must meet."""
+        return Budget(self.max_params, self.max_macs) if self.penalty is None else Budget()
+
+    def child_budget(self) -> Budget:
+        """What a child may cost before its ticket: with tickets, the limit over (1 - prune ratio), since
+        the ticket is pruned until it fits (prune to fit); without, the limit itself."""
+        budget = self.budget()
+        if not (budget and self.tickets):
+            return budget
+        scale = 1.0 / (1.0 - self.prune_ratio)
+        return Budget(*(int(v * scale) if v else None for v in (budget.max_params, budget.max_macs)))
 
     @property
     def tournament_size(self) -> int:

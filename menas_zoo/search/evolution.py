@@ -7,7 +7,10 @@
 * Children: per-gene mutation (each gene resampled from the profile's choice sets with probability
   ``mutation_rate``) and stage-wise crossover; regularized evolution picks its parent by tournament and
   only mutates; random search samples every child afresh.
-* A child already seen (trained or proposed) or over a hard cost limit is redrawn before any training.
+* A child over a hard params/MACs limit is *repaired*: its costliest genes shrink one step at a time
+  until it fits (``space/budget.py``), so no trial is spent and no draw is wasted on it. With tickets
+  the limit a child must meet is the final one over (1 - prune ratio): its ticket is pruned to fit.
+  A child already seen (trained or proposed), or over a latency limit, is redrawn.
 
 Every draw comes from a ``random.Random`` seeded by ``(seed, generation)``, never from global state, so a
 resumed run proposes exactly the children the uninterrupted one did.
@@ -23,10 +26,11 @@ from typing import Any, Protocol
 from menas_zoo.errors import MenasError
 from menas_zoo.search.config import SearchConfig, derive_seed
 from menas_zoo.space.genotype import BlockSpec, Genotype, default_se_width, make_divisible
+from menas_zoo.space.budget import Budget, check_feasible, shrink
 from menas_zoo.space.sampling import SearchProfile, sample_block, sample_genotype
 
-#: Redraws allowed per child before the search gives up (the space or the cost limit is too tight).
-MAX_DRAWS = 500
+#: Redraws allowed per child before the search gives up (the space is exhausted or a latency limit too tight).
+MAX_DRAWS = 200
 
 
 class Member(Protocol):
@@ -48,15 +52,18 @@ class Candidate:
     op: str  # "sample" | "mutate" | "crossover"
     parent: int | None = None  # the individual whose ticket weights the child inherits
     second_parent: int | None = None  # crossover's other parent
+    second_stages: tuple[int, ...] = ()  # crossover: the stages taken (with their weights) from second_parent
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "generation": self.generation, "genotype": self.genotype.to_dict(),
-                "op": self.op, "parent": self.parent, "second_parent": self.second_parent}
+                "op": self.op, "parent": self.parent, "second_parent": self.second_parent,
+                "second_stages": list(self.second_stages)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Candidate:
         return cls(index=data["index"], generation=data["generation"], genotype=Genotype.from_dict(data["genotype"]),
-                   op=data["op"], parent=data["parent"], second_parent=data["second_parent"])
+                   op=data["op"], parent=data["parent"], second_parent=data["second_parent"],
+                   second_stages=tuple(data.get("second_stages", ())))
 
 
 # -- selection -------------------------------------------------------------------------------------
@@ -70,7 +77,7 @@ def select_survivors(pool: Sequence[Member], cfg: SearchConfig) -> list[Member]:
     by_fitness = sorted(pool, key=lambda m: (-m.fitness, m.index))
     best = by_fitness[:size - n_largest]
     chosen = {m.index for m in best}
-    rest = [m for m in pool if m.index not in chosen]
+    rest = [m for m in pool if m.index not in chosen and m.fitness >= 0]  # never keep an infeasible model
     largest = sorted(rest, key=lambda m: (-m.macs, -m.fitness, m.index))[:n_largest]
     return sorted(best + largest, key=lambda m: m.index)
 
@@ -135,8 +142,9 @@ def _mutate_block(old: BlockSpec, profile: SearchProfile, rng: random.Random, ra
     return BlockSpec(kernel=kernel, out=out, stride=stride, hidden=hidden, se=se, act=act)
 
 
-def crossover(a: Genotype, b: Genotype, rng: random.Random) -> Genotype:
-    """Each stage (and stem, head, fc) from one parent or the other; at least one stage from each."""
+def crossover(a: Genotype, b: Genotype, rng: random.Random) -> tuple[Genotype, tuple[int, ...]]:
+    """Each stage (and stem, head, fc) from one parent or the other; at least one stage from each.
+    Returns the child and the stages it took from ``b`` (they inherit ``b``'s weights)."""
     n = min(len(a.stages), len(b.stages))
     from_a = [rng.random() < 0.5 for _ in range(n)]
     if n > 1 and len(set(from_a)) == 1:
@@ -144,45 +152,57 @@ def crossover(a: Genotype, b: Genotype, rng: random.Random) -> Genotype:
         from_a[flip] = not from_a[flip]
     stages = tuple(a.stages[s] if from_a[s] else b.stages[s] for s in range(n))
     pick = lambda: a if rng.random() < 0.5 else b  # noqa: E731
-    return a.replace(stages=stages, stem=pick().stem, head=pick().head, fc=pick().fc)
+    child = a.replace(stages=stages, stem=pick().stem, head=pick().head, fc=pick().fc)
+    return child, tuple(s for s in range(n) if not from_a[s])
 
 
 # -- proposals -------------------------------------------------------------------------------------
 
 def propose(population: Sequence[Member], cfg: SearchConfig, generation: int, start_index: int,
             seen: set[Genotype], accept: Callable[[Genotype], bool]) -> list[Candidate]:
-    """The children of ``generation`` (generation 0: the initial random population)."""
+    """The children of ``generation`` (generation 0: the initial random population), each within the
+    child budget (repaired if a variation overshot it), new, and accepted by ``accept``."""
     rng = random.Random(derive_seed(cfg.seed, "generation", generation))
+    budget = cfg.child_budget()
+    check_feasible(cfg.profile, budget, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
+                   resolution=cfg.resolution)
     children: list[Candidate] = []
     for i in range(cfg.population):
         for _ in range(MAX_DRAWS):
-            child = _draw(population, cfg, generation, start_index + i, rng)
+            child = _draw(population, cfg, generation, start_index + i, rng, budget)
             if child.genotype not in seen and accept(child.genotype):
                 break
         else:
-            raise MenasError(f"no new genotype within the cost limits after {MAX_DRAWS} draws; "
-                             "loosen --max-macs/--max-params/--max-latency-ms or use a larger profile")
+            raise MenasError(f"no new genotype within the limits after {MAX_DRAWS} draws; loosen "
+                             "--max-latency-ms or use a larger profile")
         seen.add(child.genotype)
         children.append(child)
     return children
 
 
 def _draw(population: Sequence[Member], cfg: SearchConfig, generation: int, index: int,
-          rng: random.Random) -> Candidate:
+          rng: random.Random, budget: Budget) -> Candidate:
     if generation == 0 or cfg.strategy == "random" or not population:
         genotype = sample_genotype(cfg.profile, rng, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
-                                   resolution=cfg.resolution)
+                                   resolution=cfg.resolution, max_params=budget.max_params, max_macs=budget.max_macs)
         return Candidate(index, generation, genotype, "sample")
     if cfg.strategy == "evolution":
         parent = tournament(population, cfg.tournament_size, rng)
-        return Candidate(index, generation, mutate(parent.genotype, cfg.profile, rng, cfg.mutation_rate), "mutate",
-                         parent.index)
+        child = mutate(parent.genotype, cfg.profile, rng, cfg.mutation_rate)
+        return Candidate(index, generation, _repair(child, cfg, budget, rng), "mutate", parent.index)
     if len(population) >= 2 and rng.random() < cfg.crossover_rate:
         a, b = rng.sample(list(population), 2)
-        child = crossover(a.genotype, b.genotype, rng)
+        child, from_b = crossover(a.genotype, b.genotype, rng)
         if rng.random() < 0.5:  # crossover alone only reshuffles; a light mutation keeps exploring
             child = mutate(child, cfg.profile, rng, cfg.mutation_rate / 2)
-        return Candidate(index, generation, child, "crossover", a.index, b.index)
+        return Candidate(index, generation, _repair(child, cfg, budget, rng), "crossover", a.index, b.index, from_b)
     parent = rng.choice(list(population))
-    return Candidate(index, generation, mutate(parent.genotype, cfg.profile, rng, cfg.mutation_rate), "mutate",
-                     parent.index)
+    child = mutate(parent.genotype, cfg.profile, rng, cfg.mutation_rate)
+    return Candidate(index, generation, _repair(child, cfg, budget, rng), "mutate", parent.index)
+
+
+def _repair(child: Genotype, cfg: SearchConfig, budget: Budget, rng: random.Random) -> Genotype:
+    """Shrink a child over the budget until it fits (its costliest genes first)."""
+    if budget and not budget.fits(child):
+        return shrink(child, cfg.profile, budget, rng)
+    return child

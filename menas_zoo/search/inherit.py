@@ -13,10 +13,14 @@ Per space, one selection of parent channels is made and used for every tensor th
 
 A tensor whose spaces mean different things in parent and child (a classifier that reads the head in
 one and the fc in the other) keeps its fresh initialization.
+
+A crossover child has two parents: ``keys`` restricts one call to some tensors, so the child takes each
+stage's weights from the parent that gave the stage (``stage_keys``) and everything else from the other.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -79,14 +83,24 @@ def channel_spaces(genotype: Genotype) -> dict[str, tuple[str, ...]]:
     return spaces
 
 
+def stage_keys(stages: Iterable[int]) -> Callable[[str], bool]:
+    """A ``keys`` filter for the state-dict entries of the given stages (``stages.S.*``)."""
+    prefixes = tuple(f"stages.{s}." for s in stages)
+    return lambda key: bool(prefixes) and key.startswith(prefixes)
+
+
 @torch.no_grad()
-def inherit_weights(child: MobileNetMT, parent_state: dict[str, torch.Tensor], parent_genotype: Genotype) -> InheritReport:
-    """Initialize ``child`` in place from its parent's weights; see the module doc for the rules."""
+def inherit_weights(child: MobileNetMT, parent_state: dict[str, torch.Tensor], parent_genotype: Genotype,
+                    keys: Callable[[str], bool] | None = None) -> InheritReport:
+    """Initialize ``child`` in place from its parent's weights; see the module doc for the rules.
+    With ``keys``, only the child's tensors it accepts are touched."""
     child_spaces, parent_spaces = channel_spaces(child.genotype), channel_spaces(parent_genotype)
     selector = _ChannelSelector(parent_state, parent_spaces)
     state = child.state_dict()
     report = InheritReport()
     for key, target in state.items():
+        if keys is not None and not keys(key):
+            continue
         source = parent_state.get(key)
         names, parent_names = child_spaces.get(key), parent_spaces.get(key)
         if source is None or names is None or names != parent_names or source.ndim != target.ndim:
@@ -118,6 +132,8 @@ def inherit_weights(child: MobileNetMT, parent_state: dict[str, torch.Tensor], p
     parent_blocks = {".".join(k.split(".")[:3]) for k in parent_state if k.startswith("stages.")}
     for s, b, block in child.blocks():
         name = f"stages.{s}.{b}"
+        if keys is not None and not keys(f"{name}.dw.conv.weight"):
+            continue
         if name not in parent_blocks:
             report.new_blocks.append(name)
             if block.has_shortcut:  # zero residual branch: x + 0 = x, the parent's function is unchanged

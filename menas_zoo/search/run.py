@@ -84,13 +84,9 @@ def run_search(cfg: SearchConfig | None, out: str | Path, *, resume: bool = Fals
         return cfg.budget_minutes is not None and elapsed() >= cfg.budget_minutes * 60
 
     def accept(genotype: Genotype) -> bool:
-        if not limits.hard:
-            return True
-        cost = genotype_cost(genotype)
-        if not limits.fits(cost.macs, cost.params):
-            return False
-        if cfg.max_latency_ms is not None:  # same shapes, same latency: an untrained child measures the same
-            return limits.fits(cost.macs, cost.params, latency_fn(build_model(genotype).eval()))
+        # Params and MACs limits are met by construction (the proposals are fitted and repaired).
+        if limits.hard and cfg.max_latency_ms is not None:  # same shapes, same latency: untrained measures the same
+            return latency_fn(build_model(genotype).eval()) <= cfg.max_latency_ms
         return True
 
     stopped = False
@@ -149,10 +145,14 @@ def _close_generation(state: RunState) -> None:
 
 
 def _job(state: RunState, candidate) -> TrialJob:
-    if candidate.parent is None or not state.config.weight_sharing:
+    cfg = state.config
+    if candidate.parent is None or not (cfg.weight_sharing and cfg.tickets):  # only the mask phase inherits
         return TrialJob(candidate)
     genotype, weights, _, _ = state.load_ticket(candidate.parent)
-    return TrialJob(candidate, parent_genotype=genotype, parent_state=weights)
+    job = TrialJob(candidate, parent_genotype=genotype, parent_state=weights)
+    if candidate.second_parent is not None and candidate.second_stages:
+        job.second_genotype, job.second_state, _, _ = state.load_ticket(candidate.second_parent)
+    return job
 
 
 def _record(outcome: TrialOutcome, limits: CostLimits, elapsed: float) -> TrialRecord:
@@ -165,7 +165,8 @@ def _record(outcome: TrialOutcome, limits: CostLimits, elapsed: float) -> TrialR
         fitness=limits.fitness(outcome.accuracy, cost.macs, cost.params, outcome.latency_ms),
         macs=cost.macs, params=cost.params, latency_ms=outcome.latency_ms, epochs=outcome.epochs,
         stopped_early=outcome.stopped_early, seconds=outcome.seconds, elapsed=elapsed,
-        masks=mask_summary(outcome.masks), inherit=outcome.inherit)
+        masks=mask_summary(outcome.masks), inherit=outcome.inherit, ticket_accuracy=outcome.ticket_accuracy,
+        pruned=outcome.pruned, feasible=outcome.feasible, phase_seconds=outcome.phase_seconds)
 
 
 def _load_data(cfg: SearchConfig) -> DataSplits:

@@ -48,7 +48,7 @@ class TrialRecord:
     genotype: Genotype  # the individual (the ticket's genotype with tickets on)
     trained_genotype: Genotype  # the child as trained, before pruning
     accuracy: float  # validation accuracy (split carved from the training set)
-    trained_accuracy: float
+    trained_accuracy: float | None  # the child after the mask phase (None without tickets)
     fitness: float
     macs: int
     params: int
@@ -59,6 +59,10 @@ class TrialRecord:
     elapsed: float  # the run's wall-clock time when the trial finished (across resumes)
     masks: dict[str, list[int]] = field(default_factory=dict)  # {block: [kept, total]}
     inherit: dict[str, Any] = field(default_factory=dict)
+    ticket_accuracy: float | None = None  # the ticket with the child's (inherited, trained) weights
+    pruned: float = 0.0  # fraction of prunable channels the ticket really removed
+    feasible: bool = True
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -1,12 +1,24 @@
-"""One trial: build the child, inherit its parent's ticket weights, train with an early stop, ticket it.
+"""One trial: find the child's lottery ticket, then score the ticket's architecture from scratch.
 
-:func:`run_trial` is a pure function of its inputs (the candidate, the parent's weights, the data, the
+With tickets (MENAS), a trial has two phases:
+
+1. **Mask phase.** Build the child and start it from its parents' ticket weights (weight sharing;
+   a crossover child takes each stage from the parent that gave it). Train with calibrated BN
+   sparsity until the Early-Bird rule (You et al. 2020) sees the channel mask stop moving, or the
+   ``mask_epochs`` cap. Prune the ticket (``ticket.py``), further where needed to fit the cost limit.
+2. **Fitness proxy.** Train the ticket's architecture *from scratch* (a fresh seeded initialization)
+   for ``epochs`` epochs with the search's one recipe, recalibrate BN and score it on the validation
+   split. These weights are what the population keeps and what children inherit.
+
+Without tickets (regularized evolution, random search, ``--no-tickets``) only phase 2 runs, on the
+child itself. So every fitness in every strategy is the same measurement of an architecture, however
+much training its lineage accumulated: inherited weights speed up finding the ticket (Early-Bird stops
+sooner), they never inflate the score. (An earlier design scored the inherited, further-trained
+weights; its winners lost to plain evolution's when both were retrained from scratch.)
+
+:func:`run_trial` is a pure function of its inputs (the candidate, the parents' weights, the data, the
 config): its random streams are seeded from ``(seed, trial index)``, so the same trial gives the same
-ticket in-process, after a resume, or (with the same thread count) on a Ray worker.
-
-Early stop is the Early-Bird rule (You et al. 2020): after every epoch take the ticket's channel mask;
-once the last ``window`` masks are all within normalized Hamming distance ``threshold`` of the newest,
-the ticket has emerged and training stops. Otherwise the max-epoch cap ends training.
+result in-process, after a resume, or (with the same thread count) on a Ray worker.
 """
 
 from __future__ import annotations
@@ -24,8 +36,8 @@ from menas_zoo.nets import MobileNetMT, build_model
 from menas_zoo.search.config import SearchConfig, derive_seed
 from menas_zoo.search.evolution import Candidate
 from menas_zoo.search.fitness import LatencyFn
-from menas_zoo.search.inherit import inherit_weights
-from menas_zoo.search.ticket import make_ticket
+from menas_zoo.search.inherit import inherit_weights, stage_keys
+from menas_zoo.search.ticket import make_ticket, pruned_fraction
 from menas_zoo.slim import Masks, channel_masks
 from menas_zoo.space.genotype import Genotype
 from menas_zoo.train import TrainConfig, evaluate, recalibrate_bn, resolve_device, train
@@ -59,63 +71,113 @@ class TrialJob:
     candidate: Candidate
     parent_genotype: Genotype | None = None
     parent_state: dict[str, torch.Tensor] | None = None
+    second_genotype: Genotype | None = None  # crossover: the parent that gave ``candidate.second_stages``
+    second_state: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
 class TrialOutcome:
     candidate: Candidate
     genotype: Genotype  # what enters the population: the ticket's genotype, or the child's without tickets
-    state: dict[str, torch.Tensor]  # its weights (CPU)
+    state: dict[str, torch.Tensor]  # its weights after the fitness proxy (CPU)
     masks: Masks  # ticket masks relative to the trained child (empty without tickets)
-    accuracy: float  # validation accuracy of what enters the population
-    trained_accuracy: float  # validation accuracy of the trained child before pruning
-    epochs: int
+    accuracy: float  # fitness proxy: validation accuracy of ``genotype`` trained from scratch
+    trained_accuracy: float | None  # mask phase: the trained child's validation accuracy (None without tickets)
+    epochs: int  # epochs of the mask phase (0 without tickets)
     stopped_early: bool
     seconds: float
     latency_ms: float | None = None
     inherit: dict[str, Any] = field(default_factory=dict)
+    ticket_accuracy: float | None = None  # the ticket with the child's weights, BN recalibrated
+    pruned: float = 0.0  # fraction of prunable channels the ticket really removed
+    feasible: bool = True  # False: even the most pruned ticket is over a hard limit (no proxy trained)
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # mask, ticket, proxy, score
 
 
-def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: LatencyFn | None = None) -> TrialOutcome:
+def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: LatencyFn | None = None,
+              should_stop=None) -> TrialOutcome:
     start = time.perf_counter()
     candidate = job.candidate
     seed = derive_seed(cfg.seed, "trial", candidate.index)
     device = resolve_device(cfg.device)
-    torch.manual_seed(seed)  # the child's fresh initialization
-    model = build_model(candidate.genotype)
-    inherit = {}
-    if cfg.weight_sharing and job.parent_state is not None and job.parent_genotype is not None:
-        inherit = inherit_weights(model, job.parent_state, job.parent_genotype).as_dict()
+    genotype, masks, inherit, phases = candidate.genotype, {}, {}, {}
+    trained_accuracy = ticket_accuracy = None
+    mask_epochs, stopped_early, feasible = 0, False, True
 
-    snapshots: dict[str, dict[str, torch.Tensor]] = {}
-    early_bird = EarlyBird(cfg.prune_ratio, cfg.eb_window, cfg.eb_threshold, cfg.min_channels) if cfg.early_bird else None
-
-    def on_epoch_end(epoch: int, net: MobileNetMT, metrics: dict[str, float]) -> bool:
-        if cfg.tickets and cfg.rewind_epoch == epoch:
-            snapshots["rewind"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        return early_bird(epoch, net, metrics) if early_bird is not None else False
-
-    train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr,
-                            bn_l1=cfg.bn_l1, seed=seed, device=str(device))
-    result = train(model, splits, train_cfg, on_epoch_end=on_epoch_end, progress=False, desc=f"trial {candidate.index}")
-    trained_accuracy = result.val_acc
-    final, masks = model, {}
     if cfg.tickets:
-        finetune = dataclasses.replace(train_cfg, epochs=cfg.finetune_epochs, seed=seed + 1) \
+        torch.manual_seed(seed)  # the child's fresh initialization, where nothing is inherited
+        child = build_model(candidate.genotype)
+        if cfg.weight_sharing:
+            inherit = _inherit(child, job)
+        snapshots: dict[str, dict[str, torch.Tensor]] = {}
+        early_bird = EarlyBird(cfg.prune_ratio, cfg.eb_window, cfg.eb_threshold, cfg.min_channels) \
+            if cfg.early_bird else None
+
+        def on_epoch_end(epoch: int, net: MobileNetMT, metrics: dict[str, float]) -> bool:
+            if cfg.rewind_epoch == epoch:
+                snapshots["rewind"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            return early_bird(epoch, net, metrics) if early_bird is not None else False
+
+        mask_cfg = TrainConfig(epochs=cfg.mask_epochs, batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr,
+                               bn_l1=cfg.bn_l1, bn_shrink=cfg.bn_shrink, seed=seed, device=str(device))
+        result = train(child, splits, mask_cfg, on_epoch_end=on_epoch_end, progress=False,
+                       desc=f"trial {candidate.index} mask", should_stop=should_stop, validate_each_epoch=False)
+        trained_accuracy, mask_epochs, stopped_early = result.val_acc, result.epochs, result.stopped_early
+        phases["mask"] = time.perf_counter() - start
+        t0 = time.perf_counter()
+        finetune = dataclasses.replace(mask_cfg, epochs=cfg.finetune_epochs, seed=seed + 1) \
             if cfg.finetune_epochs else None
-        ticket = make_ticket(model, splits, prune_ratio=cfg.prune_ratio, min_channels=cfg.min_channels,
-                             channel_multiple=cfg.channel_multiple,
-                             rewind_state=snapshots.get("rewind"), finetune=finetune, seed=seed)
-        final, masks = ticket.model, ticket.masks
+        ticket = make_ticket(child, splits, prune_ratio=cfg.prune_ratio, min_channels=cfg.min_channels,
+                             channel_multiple=cfg.channel_multiple, budget=cfg.budget(),
+                             max_ratio=cfg.max_prune_ratio, rewind_state=snapshots.get("rewind"), finetune=finetune,
+                             seed=seed)
+        genotype, masks = ticket.model.genotype, ticket.masks
+        ticket_accuracy = evaluate(ticket.model, splits.val)["acc"]
+        feasible = cfg.budget().fits(genotype)
+        phases["ticket"] = time.perf_counter() - t0
+
+    accuracy, state = float("nan"), {}
+    if feasible:
+        t0 = time.perf_counter()
+        torch.manual_seed(derive_seed(cfg.seed, "proxy", candidate.index))
+        model = build_model(genotype)
+        train(model, splits, proxy_config(cfg, seed), progress=False, desc=f"trial {candidate.index}",
+              should_stop=should_stop, validate_each_epoch=False)
+        phases["proxy"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        # After a short run the BN running averages lag the fast-moving weights: re-estimate them first.
+        recalibrate_bn(model, splits.train, seed=seed)
+        accuracy = evaluate(model, splits.val)["acc"]
+        model.eval()
+        latency = float(latency_fn(model)) if latency_fn is not None else None
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        phases["score"] = time.perf_counter() - t0
     else:
-        # After a short run the BN running averages lag the fast-moving weights; re-estimating them is what
-        # the ticket path does too, so every strategy's fitness is measured the same way.
-        recalibrate_bn(final, splits.train, device=device, seed=seed)
-    accuracy = evaluate(final, splits.val, device=device)["acc"]
-    final = final.eval()
-    latency = float(latency_fn(final)) if latency_fn is not None else None
-    state = {k: v.detach().cpu().contiguous() for k, v in final.state_dict().items()}
-    return TrialOutcome(candidate=candidate, genotype=final.genotype, state=state,
+        accuracy, latency = 0.0, None
+    return TrialOutcome(candidate=candidate, genotype=genotype, state=state,
                         masks={k: v.cpu() for k, v in masks.items()}, accuracy=accuracy,
-                        trained_accuracy=trained_accuracy, epochs=result.epochs, stopped_early=result.stopped_early,
-                        seconds=time.perf_counter() - start, latency_ms=latency, inherit=inherit)
+                        trained_accuracy=trained_accuracy, epochs=mask_epochs, stopped_early=stopped_early,
+                        seconds=time.perf_counter() - start, latency_ms=latency, inherit=inherit,
+                        ticket_accuracy=ticket_accuracy, pruned=pruned_fraction(masks) if masks else 0.0,
+                        feasible=feasible, phase_seconds=phases)
+
+
+def proxy_config(cfg: SearchConfig, seed: int) -> TrainConfig:
+    """The fitness proxy's recipe: the same for every trial of every strategy."""
+    return TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr,
+                       seed=derive_seed(seed, "proxy"), device=cfg.device if cfg.device != "auto" else "auto")
+
+
+def _inherit(child: MobileNetMT, job: TrialJob) -> dict[str, Any]:
+    """Weight sharing: the first parent's weights everywhere, then the second parent's for its stages."""
+    report: dict[str, Any] = {}
+    if job.parent_state is None or job.parent_genotype is None:
+        return report
+    second = set(job.candidate.second_stages) if job.second_state is not None else set()
+    own = stage_keys(second)
+    report = inherit_weights(child, job.parent_state, job.parent_genotype, keys=lambda k: not own(k)).as_dict()
+    if second:
+        other = inherit_weights(child, job.second_state, job.second_genotype, keys=own).as_dict()
+        report = {k: report[k] + other[k] for k in report}
+        report["second_stages"] = sorted(second)
+    return report

@@ -80,10 +80,27 @@ def sample_stage(profile: SearchProfile, rng: random.Random, stage: int, in_chan
 
 
 def sample_genotype(profile: str | SearchProfile = "small", seed: int | random.Random = 0, *, in_chans: int = 1,
-                    num_classes: int = 10, resolution: int | None = None) -> Genotype:
-    """A random genotype of ``profile``; the same seed always gives the same genotype."""
+                    num_classes: int = 10, resolution: int | None = None, max_params: int | None = None,
+                    max_macs: int | None = None, low: float = 0.6) -> Genotype:
+    """A random genotype of ``profile``; the same seed always gives the same genotype.
+
+    With ``max_params``/``max_macs`` the draw is fitted to the budget (``budget.py``): it always fits,
+    at a size spread over ``[low, 1.0]`` of the limit; a budget that no genotype of the profile can
+    meet is a :class:`GenotypeError`.
+    """
+    from menas_zoo.space.budget import Budget, check_feasible, fit_to_budget
+
     profile = get_profile(profile) if isinstance(profile, str) else profile
     rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+    budget = Budget(max_params, max_macs)
+    if budget:
+        check_feasible(profile, budget, in_chans=in_chans, num_classes=num_classes, resolution=resolution)
+        return fit_to_budget(_draw(profile, rng, in_chans, num_classes, resolution), profile, budget, rng, low)
+    return _draw(profile, rng, in_chans, num_classes, resolution)
+
+
+def _draw(profile: SearchProfile, rng: random.Random, in_chans: int, num_classes: int,
+          resolution: int | None) -> Genotype:
     stem = rng.choice(profile.stem_choices)
     stages, in_ch = [], stem
     for s in range(len(profile.stage_strides)):

@@ -239,6 +239,8 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
     checkpoint = Path(out_dir) / CHECKPOINT if out_dir is not None else None
     if checkpoint is not None and checkpoint.exists():
         start_epoch, history, elapsed = _load_checkpoint(checkpoint, model, optimizer, scheduler, loader, cfg)
+        if hasattr(on_epoch_end, "restore"):  # a stateful hook (Early-Bird) picks up its past epochs
+            on_epoch_end.restore(history)
         if progress and start_epoch < cfg.epochs:
             tqdm.write(f"resuming {desc} after epoch {start_epoch}/{cfg.epochs}")
 

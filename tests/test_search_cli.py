@@ -60,13 +60,19 @@ def test_resume_of_a_finished_search_runs_nothing(run):
     (["--backend", "spark"], "unknown backend"),
     (["--profile", "missing.json"], "cannot read profile"),
     (["--device", "cuda:7"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], "device"),
+    (["--max-params", "10", "--val-size", "256", "--train-subset", "256"], "no genotype of profile 'small' fits params 10"),
+    (["--max-params", "0"], "must be a positive number"),
+    (["--max-macs", "-5e6"], "must be a positive number"),
+    (["--prune-ratio", "1.5"], "--prune-ratio must be in (0, 1)"),
+    (["--prune-ratio", "0"], "--prune-ratio must be in (0, 1)"),
+    (["--eb-window", "0"], "--eb-window must be at least 2"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, args, message):
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["search", "--out", str(out), *args])
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
-    assert not (out / "state.json").exists()  # nothing half-made on disk
+    assert not out.exists()  # nothing half-made on disk
 
 
 def test_resume_errors(tmp_path, run, profile_file):

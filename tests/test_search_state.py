@@ -91,7 +91,7 @@ def test_budget_stops_cleanly_and_resume_continues(tmp_path, tiny_profile, tiny_
     # after the first or second trial on any machine, fast or loaded.
     result = run_search(config(tiny_profile, budget_minutes=0.025, generations=1, population=2), out,
                         splits=tiny_splits, on_trial=lambda record, state: time.sleep(1.0))
-    assert result.stopped_by_budget and 1 <= len(result.state.trials) < 4  # stopped before a trial, not in one
+    assert result.stopped_by_budget and 1 <= len(result.state.trials) < 4
     assert (out / "report.md").exists() and (out / "pareto.png").exists()
     assert "stopped by the time budget" in (out / "report.md").read_text()
     resumed = run_search(None, out, resume=True, splits=tiny_splits, overrides={"budget_minutes": 60})

@@ -2,6 +2,7 @@
 
 import copy
 
+import pytest
 import torch
 
 from menas_zoo.nets import build_model
@@ -151,3 +152,27 @@ def test_crossover_child_inherits_each_stage_from_the_parent_that_gave_it(tiny_s
     assert torch.equal(child.stages[0][0].dw.bn.weight, a.stages[0][0].dw.bn.weight)  # stage 0 from a
     assert torch.equal(child.stages[1][0].dw.bn.weight, b.stages[1][0].dw.bn.weight)  # stage 1 from b
     assert not torch.equal(child.stages[1][0].dw.bn.weight, a.stages[1][0].dw.bn.weight)
+
+
+def test_an_interrupted_trial_resumes_from_its_last_epoch(tmp_path, tiny_splits, tiny_profile, one_thread):
+    from menas_zoo.train import TrainingInterrupted
+
+    cfg = SearchConfig(profile=tiny_profile, epochs=2, mask_epochs=2, mask_fraction=1.0, device="cpu", batch_size=128)
+    parent = with_gammas(GENOTYPE)
+    job = TrialJob(Candidate(7, 1, GENOTYPE, "mutate", parent=0), parent.genotype, parent.state_dict())
+    full = run_trial(job, tiny_splits, cfg)
+    # 256 training images at batch 128: 2 steps an epoch. Stop before the 7th step: the mask phase (4 steps)
+    # and the first proxy epoch (2 steps) are done, the budget runs out inside the second proxy epoch.
+    calls = []
+
+    def budget_runs_out() -> bool:
+        calls.append(1)
+        return len(calls) >= 7
+
+    work = tmp_path / "partial"
+    with pytest.raises(TrainingInterrupted):
+        run_trial(job, tiny_splits, cfg, should_stop=budget_runs_out, work_dir=work)
+    assert (work / "mask" / "checkpoint.safetensors").exists() and (work / "proxy" / "checkpoint.safetensors").exists()
+    resumed = run_trial(job, tiny_splits, cfg, work_dir=work)
+    assert resumed.accuracy == full.accuracy and resumed.genotype == full.genotype
+    assert all(torch.equal(resumed.state[k], v) for k, v in full.state.items())

@@ -63,7 +63,17 @@ def search_command(
     strategy: Optional[str] = typer.Option(None, help="menas, evolution (regularized evolution) or random. [default: menas]"),
     population: Optional[int] = typer.Option(None, help="Population size (and children per generation). [default: 8]"),
     generations: Optional[int] = typer.Option(None, help="Generations after the initial population. [default: 5]"),
-    epochs: Optional[int] = typer.Option(None, help="Max epochs per trial (Early-Bird may stop sooner). [default: 6]"),
+    epochs: Optional[int] = typer.Option(None, help="Fitness proxy: epochs each trial's final architecture is trained "
+                                                    "from scratch before it is scored. [default: 4]"),
+    mask_epochs: Optional[int] = typer.Option(None, help="Cap of a ticket's mask phase (Early-Bird usually stops it "
+                                                         "sooner). [default: 4]"),
+    mask_fraction: Optional[float] = typer.Option(None, help="The mask phase's epochs pass over this fraction of the "
+                                                             "training images. [default: 0.25]"),
+    eb_window: Optional[int] = typer.Option(None, help="Early-Bird: compare the masks of the last N epochs. [default: 2]"),
+    eb_threshold: Optional[float] = typer.Option(None, help="Early-Bird: stop when they differ in less than this "
+                                                            "fraction of channels. [default: 0.1]"),
+    bn_shrink: Optional[float] = typer.Option(None, help="BN sparsity of the mask phase: total |gamma| shrink over "
+                                                         "the phase, whatever its length. [menas: 0.5]"),
     train_subset: Optional[int] = typer.Option(None, help="Train on only this many images (quick searches)."),
     val_size: Optional[int] = typer.Option(None, help="Validation images carved from the training set. [default: 5000]"),
     dataset: Optional[str] = typer.Option(None, help=f"Dataset: {', '.join(DATASETS)}. [default: fashion-mnist]"),
@@ -82,6 +92,8 @@ def search_command(
     early_stop: Optional[bool] = typer.Option(None, "--early-stop/--no-early-stop", help="Early-Bird early stop."),
     keep_largest: Optional[float] = typer.Option(None, help="Fraction of survivors kept as the largest by MACs. [menas: 0.2]"),
     prune_ratio: Optional[float] = typer.Option(None, help="Global fraction of hidden channels a ticket prunes. [default: 0.2]"),
+    max_prune_ratio: Optional[float] = typer.Option(None, help="Prune to fit: a ticket over a limit is pruned further, "
+                                                               "up to this fraction. [default: 0.6]"),
     channel_multiple: Optional[int] = typer.Option(None, min=1, help="Round each ticket block's kept channels to a "
                                                    "multiple of this (fast kernels want 8). [default: 8]"),
     finetune_epochs: Optional[int] = typer.Option(None, help="Fine-tune each ticket for this many epochs. [default: 0]"),
@@ -102,7 +114,8 @@ def search_command(
         raise MenasError("give either --out RUN_DIR (a new search) or --resume RUN_DIR (continue one)")
     settings = {
         "profile": profile, "strategy": strategy, "population": population, "generations": generations,
-        "epochs": epochs, "train_subset": train_subset, "val_size": val_size, "dataset": dataset,
+        "epochs": epochs, "mask_epochs": mask_epochs, "mask_fraction": mask_fraction, "eb_window": eb_window, "eb_threshold": eb_threshold,
+        "bn_shrink": bn_shrink, "max_prune_ratio": max_prune_ratio, "train_subset": train_subset, "val_size": val_size, "dataset": dataset,
         "data_dir": str(data_dir) if data_dir else None, "max_macs": _int(max_macs), "max_params": _int(max_params),
         "max_latency_ms": max_latency_ms, "penalty": penalty, "tickets": tickets, "weight_sharing": weight_sharing,
         "early_bird": early_stop, "keep_largest": keep_largest, "prune_ratio": prune_ratio,
@@ -123,8 +136,17 @@ def search_command(
                              "(only --budget-minutes, --device, --threads and --backend may change)")
         from menas_zoo.search.state import RunState
 
-        cfg = RunState.load(resume).config
+        state = RunState.load(resume)
+        cfg = state.config
         run_dir, cfg_arg = resume, None
+        budget = budget_minutes if budget_minutes is not None else cfg.budget_minutes
+        if not as_json:
+            where = "finished" if state.finished else f"generation {state.generation}"
+            console.print(f"resuming {resume}: {len(state.trials)} trials done ({where}) in "
+                          f"{state.elapsed / 60:.1f} min; this session's budget: "
+                          + (f"{budget:g} min" + (" (--budget-minutes)" if budget_minutes is not None
+                                                  else " (fresh, from the run's settings)") if budget else "none"),
+                          markup=False, highlight=False)
     else:
         if given.get("profile"):
             given["profile"] = load_profile(given["profile"])
@@ -175,4 +197,6 @@ def search_command(
 
 
 def _int(value: Optional[float]) -> Optional[int]:
+    if value is not None and not value >= 1:  # also refuses NaN
+        raise MenasError(f"a params/MACs limit must be a positive number, got {value:g}")
     return None if value is None else int(value)

@@ -1,20 +1,23 @@
 """Where a generation's trials run: in this process (default) or as Ray tasks on a cluster.
 
 A backend takes the trials still to run and yields their outcomes as they finish; the search loop
-persists each one at once, so the backend needs no state of its own. ``should_stop`` is asked before
-every trial starts (the wall-clock budget): in-process stops before the next trial; Ray cancels the
-tasks that have not finished. We do not schedule anything ourselves: Ray does that.
+persists each one at once, so the backend needs no state of its own. ``should_stop`` is the wall-clock
+budget: in-process it is asked between training steps, so a search stops within a step of its budget
+and the interrupted trial resumes from its last checkpointed epoch; Ray cancels the tasks that have not
+finished. We do not schedule anything ourselves: Ray does that.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 from menas_zoo.data import DataSplits
 from menas_zoo.errors import MenasError
 from menas_zoo.search.config import SearchConfig
 from menas_zoo.search.fitness import LatencyFn
 from menas_zoo.search.trial import TrialJob, TrialOutcome, run_trial
+from menas_zoo.train import TrainingInterrupted
 
 BACKENDS = ("in-process", "ray")
 
@@ -23,11 +26,17 @@ class InProcessBackend:
     name = "in-process"
 
     def run(self, jobs: Sequence[TrialJob], splits: DataSplits, cfg: SearchConfig, latency_fn: LatencyFn | None,
-            should_stop: Callable[[], bool]) -> Iterator[TrialOutcome]:
+            should_stop: Callable[[], bool], work_dir: Callable[[int], Path] | None = None) -> Iterator[TrialOutcome]:
+        """Trials one after another; the budget is checked between training steps, and an interrupted
+        trial resumes from its last finished epoch (checkpointed under ``work_dir(index)``) next time."""
         for job in jobs:
             if should_stop():
                 return
-            yield run_trial(job, splits, cfg, latency_fn)
+            folder = work_dir(job.candidate.index) if work_dir is not None else None
+            try:
+                yield run_trial(job, splits, cfg, latency_fn, should_stop=should_stop, work_dir=folder)
+            except TrainingInterrupted:
+                return
 
 
 class RayBackend:
@@ -51,7 +60,9 @@ class RayBackend:
         self._splits_id: int | None = None
 
     def run(self, jobs: Sequence[TrialJob], splits: DataSplits, cfg: SearchConfig, latency_fn: LatencyFn | None,
-            should_stop: Callable[[], bool]) -> Iterator[TrialOutcome]:
+            should_stop: Callable[[], bool], work_dir: Callable[[int], Path] | None = None) -> Iterator[TrialOutcome]:
+        # Workers may not share this file system: their trials are not checkpointed, and one cut short
+        # by the budget is cancelled and run again on resume.
         ray = self.ray
         if self._splits_id != id(splits):  # the dataset goes to the object store once per search
             self._splits_ref, self._splits_id = ray.put(splits), id(splits)

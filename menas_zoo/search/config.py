@@ -46,7 +46,8 @@ class SearchConfig:
     population: int = 8
     generations: int = 5  # generations after the initial random population
     epochs: int = 4  # the fitness proxy: epochs of from-scratch training of each trial's final architecture
-    mask_epochs: int = 4  # cap of a ticket's mask phase (Early-Bird usually stops it sooner)
+    mask_epochs: int = 4  # cap of a ticket's mask phase (Early-Bird usually stops it sooner) ...
+    mask_fraction: float = 0.25  # ... whose epochs are passes over this fraction of the training images
     # -- switches (None: the strategy's preset) --
     tickets: bool | None = None
     weight_sharing: bool | None = None
@@ -107,6 +108,7 @@ class SearchConfig:
             (self.generations >= 0, "--generations must be >= 0"),
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.mask_epochs >= 1, "--mask-epochs must be at least 1"),
+            (0.0 < self.mask_fraction <= 1.0, f"--mask-fraction must be in (0, 1], got {self.mask_fraction:g}"),
             (0.0 <= self.keep_largest < 1.0, "--keep-largest must be in [0, 1)"),
             (0.0 < self.prune_ratio < 1.0, f"--prune-ratio must be in (0, 1), got {self.prune_ratio:g}"),
             (self.prune_ratio <= self.max_prune_ratio < 1.0,

@@ -114,6 +114,22 @@ def plot_pareto(state: RunState, path: Path) -> None:
         tmp.write_bytes(buffer.getvalue())
 
 
+def ticket_lines(trials: list[TrialRecord], cfg) -> list[str]:
+    """Early-Bird's saving, the real prune fraction and ticket vs dense accuracy, measured over the run."""
+    ticketed = [t for t in trials if t.masks and t.trained_accuracy is not None]
+    if not ticketed:
+        return [""]
+    saved = 1 - sum(t.epochs for t in ticketed) / (len(ticketed) * cfg.mask_epochs)
+    pruned = sum(t.pruned for t in ticketed) / len(ticketed)
+    gap = [t.ticket_accuracy - t.trained_accuracy for t in ticketed if t.ticket_accuracy is not None]
+    line = (f"- tickets: Early-Bird saved {saved:.0%} of mask-phase epochs; pruned {pruned:.1%} of hidden channels on "
+            f"average (asked {cfg.prune_ratio:.0%}")
+    line += f", up to {cfg.max_prune_ratio:.0%} to fit)" if cfg.budget() else ")"
+    if gap:
+        line += f"; ticket minus dense accuracy after BN recalibration {sum(gap) / len(gap):+.4f} on average"
+    return [line, ""]
+
+
 def render_markdown(state: RunState, winners: list[tuple[TrialRecord, Path]], stopped_by_budget: bool) -> str:
     cfg, trials = state.config, state.trials
     best = max(trials, key=lambda t: (t.fitness, -t.index))
@@ -123,14 +139,18 @@ def render_markdown(state: RunState, winners: list[tuple[TrialRecord, Path]], st
     lines = [
         f"# MENAS search report: {state.out.name}", "",
         f"- strategy **{cfg.strategy}** (tickets {cfg.tickets}, weight sharing {cfg.weight_sharing}, "
-        f"keep-largest {cfg.keep_largest}, BN-L1 {cfg.bn_l1}, Early-Bird {cfg.early_bird}), seed {cfg.seed}",
-        f"- population {cfg.population}, generations {cfg.generations}, max epochs {cfg.epochs}, "
+        f"keep-largest {cfg.keep_largest}, BN shrink {cfg.bn_shrink}, Early-Bird {cfg.early_bird}), seed {cfg.seed}",
+        f"- fitness: validation accuracy of each trial's final architecture trained from scratch for {cfg.epochs} "
+        f"epochs (the same proxy in every strategy)"
+        + (f"; tickets found in a mask phase of at most {cfg.mask_epochs} epochs" if cfg.tickets else ""),
+        f"- population {cfg.population}, generations {cfg.generations}, "
         f"train subset {cfg.train_subset or 'all'}, validation {cfg.val_size} images of {cfg.dataset}'s training split",
         f"- cost limit: {limits or 'none'} ({'hard' if cfg.penalty is None else f'penalty w={cfg.penalty}'})",
         f"- {len(trials)} trials in {state.elapsed / 60:.1f} min ({trials_per_minute(state):.2f} trials/min); "
         f"{status}, generation {min(state.generation, cfg.generations)} of {cfg.generations}",
         f"- best: trial {best.index}, fitness {best.fitness:.4f}, validation accuracy {best.accuracy:.4f}, "
         f"{human(best.macs)} MACs, {human(best.params)} params", "",
+        *ticket_lines(trials, cfg),
         "![Pareto front and population MACs](pareto.png)", "",
         "## Population per generation", "",
         "| generation | mean MACs | mean params | best fitness | mean fitness | minutes |",

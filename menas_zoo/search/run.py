@@ -6,12 +6,14 @@
     after each gen.    survivors -> population; the population's mean MACs and best fitness -> history
     at the end         report.md, pareto.png and the winners as zoo artifacts (report.py)
 
-The loop stops cleanly before a trial would start past ``budget_minutes`` and still writes the report;
-``resume=True`` continues from the run folder with no finished trial lost or re-run.
+``budget_minutes`` bounds one call: the loop stops within a training step of it, keeps the interrupted
+trial's last finished epoch, and still writes the report. ``resume=True`` continues from the run folder
+with no finished trial lost or re-run, the interrupted trial resumed, and a fresh budget.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from menas_zoo.search.fitness import CostLimits, LatencyFn
 from menas_zoo.search.state import RunState, TrialRecord
 from menas_zoo.search.trial import TrialJob, TrialOutcome
 from menas_zoo.slim import mask_summary
+from menas_zoo.space.budget import check_feasible
 from menas_zoo.space.genotype import Genotype
 
 TrialCallback = Callable[[TrialRecord, RunState], None]
@@ -69,19 +72,22 @@ def run_search(cfg: SearchConfig | None, out: str | Path, *, resume: bool = Fals
         splits = splits or _load_data(cfg)
         cfg.in_chans, cfg.num_classes = splits.train.in_chans, len(splits.train.classes)
         cfg.resolution = splits.train.resolution
+        # A limit no genotype of the profile can meet is refused before the run folder exists.
+        check_feasible(cfg.profile, cfg.budget(), in_chans=cfg.in_chans, num_classes=cfg.num_classes,
+                       resolution=cfg.resolution)
         state = RunState.create(out, cfg)
     splits = splits or _load_data(cfg)
     if cfg.max_latency_ms is not None and latency_fn is None:
         raise MenasError("--max-latency-ms needs a latency measurement (the CLI provides ONNX Runtime's)")
     backend = backend or InProcessBackend()
     limits = cost_limits(cfg)
-    session_start = time.perf_counter()
+    session_start = call_start = time.perf_counter()
 
     def elapsed() -> float:
         return state.elapsed + time.perf_counter() - session_start
 
-    def over_budget() -> bool:
-        return cfg.budget_minutes is not None and elapsed() >= cfg.budget_minutes * 60
+    def over_budget() -> bool:  # each call (a new search or a resume) gets the whole budget
+        return cfg.budget_minutes is not None and time.perf_counter() - call_start >= cfg.budget_minutes * 60
 
     def accept(genotype: Genotype) -> bool:
         # Params and MACs limits are met by construction (the proposals are fitted and repaired).
@@ -97,9 +103,10 @@ def run_search(cfg: SearchConfig | None, out: str | Path, *, resume: bool = Fals
             state.save()
         done = {t.index for t in state.trials}
         jobs = [_job(state, c) for c in state.pending if c.index not in done]
-        for outcome in backend.run(jobs, splits, cfg, latency_fn, over_budget):
+        for outcome in backend.run(jobs, splits, cfg, latency_fn, over_budget, work_dir=state.partial_dir):
             record = _record(outcome, limits, elapsed())
             state.add_trial(record, outcome.state, outcome.masks)
+            shutil.rmtree(state.partial_dir(record.index), ignore_errors=True)
             state.elapsed, session_start = elapsed(), time.perf_counter()
             state.save()
             if on_trial is not None:

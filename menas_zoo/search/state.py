@@ -4,6 +4,7 @@
     trials.jsonl                      one line per finished trial (the source of truth for "finished")
     state.json                        generation, population, the generation's planned children, history
     tickets/trial-000012.safetensors  weights (and masks) of every individual still needed
+    partial/trial-000013/             per-epoch checkpoints of the trial in progress (resumed after a kill)
     report.md, pareto.png, winners/   written at the end (report.py)
 
 A trial is finished once its line is in trials.jsonl. Its weights are written first, then the line,
@@ -33,7 +34,7 @@ from menas_zoo.space.genotype import Genotype
 
 FORMAT = "menas-zoo-search"
 VERSION = 1
-CONFIG, TRIALS, STATE, TICKETS = "config.json", "trials.jsonl", "state.json", "tickets"
+CONFIG, TRIALS, STATE, TICKETS, PARTIAL = "config.json", "trials.jsonl", "state.json", "tickets", "partial"
 
 
 @dataclass
@@ -183,6 +184,10 @@ class RunState:
                 continue
             if index not in keep:
                 path.unlink(missing_ok=True)
+
+    def partial_dir(self, index: int) -> Path:
+        """Checkpoints of a trial still running (removed once the trial is in trials.jsonl)."""
+        return self.out / PARTIAL / f"trial-{index:06d}"
 
     def load_ticket(self, index: int) -> tuple[Genotype, dict[str, torch.Tensor], Masks, Genotype]:
         return load_ticket(self.ticket_path(index))

@@ -86,7 +86,7 @@ def make_ticket(model: MobileNetMT, splits: DataSplits, *, prune_ratio: float = 
         source.load_state_dict(rewind_state)
     slim = materialize(source, masks)
     if recalibrate:
-        recalibrate_bn(slim, splits.train, device=device, seed=seed)
+        recalibrate_bn(slim, splits.train, batches=10, device=device, seed=seed)
     epochs = 0
     if finetune is not None and finetune.epochs > 0:
         # A short, gentle run: no warm-up, no sparsity term (the structure is fixed now).

@@ -5,7 +5,9 @@ With tickets (MENAS), a trial has two phases:
 1. **Mask phase.** Build the child and start it from its parents' ticket weights (weight sharing;
    a crossover child takes each stage from the parent that gave it). Train with calibrated BN
    sparsity until the Early-Bird rule (You et al. 2020) sees the channel mask stop moving, or the
-   ``mask_epochs`` cap. Prune the ticket (``ticket.py``), further where needed to fit the cost limit.
+   ``mask_epochs`` cap; its epochs are passes over a seeded ``mask_fraction`` of the training images,
+   since a ticket's structure emerges long before its weights converge (that is Early-Bird's finding).
+   Prune the ticket (``ticket.py``), further where needed to fit the cost limit.
 2. **Fitness proxy.** Train the ticket's architecture *from scratch* (a fresh seeded initialization)
    for ``epochs`` epochs with the search's one recipe, recalibrate BN and score it on the validation
    split. These weights are what the population keeps and what children inherit.
@@ -27,6 +29,7 @@ import dataclasses
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,11 +47,20 @@ from menas_zoo.train import TrainConfig, evaluate, recalibrate_bn, resolve_devic
 
 
 class EarlyBird:
-    """``on_epoch_end`` hook: True (stop) once the channel mask has stopped moving."""
+    """``on_epoch_end`` hook: True (stop) once the channel mask has stopped moving.
+
+    Each epoch's mask is also written into the epoch's metrics (``eb_mask``, hex), so a trial resumed
+    from a checkpoint restores the window it had (:meth:`restore`) and stops where it would have.
+    """
 
     def __init__(self, prune_ratio: float, window: int = 5, threshold: float = 0.1, min_channels: int = 8):
         self.prune_ratio, self.threshold, self.min_channels = prune_ratio, threshold, min_channels
         self.masks: deque[torch.Tensor] = deque(maxlen=window)
+
+    def restore(self, history: list[dict]) -> None:
+        for metrics in history:
+            if "eb_mask" in metrics:
+                self.masks.append(_unpack(metrics["eb_mask"], int(metrics["eb_mask_len"])))
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> float:
         return (a != b).float().mean().item() if a.numel() else 0.0
@@ -58,10 +70,21 @@ class EarlyBird:
         masks = channel_masks(model, self.prune_ratio, self.min_channels, multiple_of=1)
         flat = torch.cat(list(masks.values())) if masks else torch.zeros(0, dtype=torch.bool)
         self.masks.append(flat)
+        metrics["eb_mask"], metrics["eb_mask_len"] = _pack(flat), flat.numel()
         if len(self.masks) < self.masks.maxlen:
             return False
         newest = self.masks[-1]
         return all(self.distance(newest, old) < self.threshold for old in list(self.masks)[:-1])
+
+
+def _pack(mask: torch.Tensor) -> str:
+    bits = "".join("1" if b else "0" for b in mask.tolist())
+    return f"{int(bits, 2):x}" if bits else ""
+
+
+def _unpack(text: str, length: int) -> torch.Tensor:
+    bits = bin(int(text, 16))[2:].zfill(length) if length else ""
+    return torch.tensor([c == "1" for c in bits], dtype=torch.bool)
 
 
 @dataclass
@@ -95,8 +118,12 @@ class TrialOutcome:
 
 
 def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: LatencyFn | None = None,
-              should_stop=None) -> TrialOutcome:
+              should_stop=None, work_dir: Path | None = None) -> TrialOutcome:
+    """Run one trial (see the module doc). ``should_stop`` interrupts it between two training steps
+    (:class:`~menas_zoo.train.TrainingInterrupted`); with ``work_dir`` each phase checkpoints every
+    epoch there, and the same call later resumes from the last finished epoch."""
     start = time.perf_counter()
+    phase_dir = (lambda name: Path(work_dir) / name) if work_dir is not None else (lambda name: None)
     candidate = job.candidate
     seed = derive_seed(cfg.seed, "trial", candidate.index)
     device = resolve_device(cfg.device)
@@ -118,9 +145,12 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
                 snapshots["rewind"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
             return early_bird(epoch, net, metrics) if early_bird is not None else False
 
+        if early_bird is not None:
+            on_epoch_end.restore = early_bird.restore  # type: ignore[attr-defined]
+
         mask_cfg = TrainConfig(epochs=cfg.mask_epochs, batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr,
                                bn_l1=cfg.bn_l1, bn_shrink=cfg.bn_shrink, seed=seed, device=str(device))
-        result = train(child, splits, mask_cfg, on_epoch_end=on_epoch_end, progress=False,
+        result = train(child, mask_splits(splits, cfg.mask_fraction, seed), mask_cfg, on_epoch_end=on_epoch_end, progress=False, out_dir=phase_dir("mask"),
                        desc=f"trial {candidate.index} mask", should_stop=should_stop, validate_each_epoch=False)
         trained_accuracy, mask_epochs, stopped_early = result.val_acc, result.epochs, result.stopped_early
         phases["mask"] = time.perf_counter() - start
@@ -132,7 +162,7 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
                              max_ratio=cfg.max_prune_ratio, rewind_state=snapshots.get("rewind"), finetune=finetune,
                              seed=seed)
         genotype, masks = ticket.model.genotype, ticket.masks
-        ticket_accuracy = evaluate(ticket.model, splits.val)["acc"]
+        ticket_accuracy = evaluate(ticket.model, splits.val)["acc"]  # make_ticket recalibrated its BN
         feasible = cfg.budget().fits(genotype)
         phases["ticket"] = time.perf_counter() - t0
 
@@ -142,11 +172,11 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
         torch.manual_seed(derive_seed(cfg.seed, "proxy", candidate.index))
         model = build_model(genotype)
         train(model, splits, proxy_config(cfg, seed), progress=False, desc=f"trial {candidate.index}",
-              should_stop=should_stop, validate_each_epoch=False)
+              should_stop=should_stop, validate_each_epoch=False, out_dir=phase_dir("proxy"))
         phases["proxy"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         # After a short run the BN running averages lag the fast-moving weights: re-estimate them first.
-        recalibrate_bn(model, splits.train, seed=seed)
+        recalibrate_bn(model, splits.train, batches=RECALIBRATION_BATCHES, seed=seed)
         accuracy = evaluate(model, splits.val)["acc"]
         model.eval()
         latency = float(latency_fn(model)) if latency_fn is not None else None
@@ -160,6 +190,20 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
                         seconds=time.perf_counter() - start, latency_ms=latency, inherit=inherit,
                         ticket_accuracy=ticket_accuracy, pruned=pruned_fraction(masks) if masks else 0.0,
                         feasible=feasible, phase_seconds=phases)
+
+
+#: Batches of 256 training images that re-estimate BN statistics before scoring (enough for stable
+#: statistics, a small share of a trial's time).
+RECALIBRATION_BATCHES = 10
+
+
+def mask_splits(splits: DataSplits, fraction: float, seed: int) -> DataSplits:
+    """The mask phase's data: a seeded ``fraction`` of the training images (and the same validation)."""
+    if fraction >= 1.0:
+        return splits
+    n = max(1, int(len(splits.train) * fraction))
+    index = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))[:n]
+    return DataSplits(train=splits.train.subset(index), val=splits.val)
 
 
 def proxy_config(cfg: SearchConfig, seed: int) -> TrainConfig:

@@ -1,125 +1,275 @@
-"""MENAS vs regularized evolution vs random search under the same wall-clock budget, on Fashion-MNIST.
+"""Does the search find better architectures? Every strategy and ablation under one wall-clock budget,
+its winners retrained from scratch, and the rank correlation of search fitness with that retraining.
 
-For every strategy and seed, one search runs for ``--budget-minutes`` (in this process, one after the
-other, so they share the machine equally). Reported, from each run's trials.jsonl and state.json:
+Rows: ``menas``, ``evolution`` (regularized evolution), ``random``, and MENAS without each ingredient
+(``no-tickets``, ``no-weight-sharing``, ``no-keep-largest``, ``no-early-stop``). Each row runs one
+search per seed for ``--budget-minutes`` on the ``tiny`` profile under a zoo params limit. Then, with
+one fixed recipe (``--retrain-epochs`` of AdamW from scratch, the same for every architecture):
 
-* best validation accuracy under the MACs limit (a hard limit: no trial exceeds it);
-* time to reach the best that ``evolution`` reached in its whole budget (same seed), in minutes and as a
-  fraction of the budget (the target for MENAS is <= 60%);
-* trials per minute;
-* MENAS's population mean MACs per generation (it should fall while the best fitness does not).
+* each run's top 3 trials by search fitness are retrained with every ``--train-seeds`` seed;
+* more trials, spread over each run's fitness range, are retrained once, so that every row has at least
+  ``--tau-trials`` (fitness, from-scratch accuracy) pairs for Kendall's tau.
 
-    python benchmarks/search_ablation.py --budget-minutes 3 --seeds 0 1 2 --out /tmp/ablation
+From-scratch accuracy is measured on a **holdout** carved from the training set that neither the
+searches' training nor their validation (fitness) images touch; the test split is never read. The table
+puts search-time fitness and from-scratch accuracy side by side, with tau, trials per minute, Early-Bird's
+saved share of mask-phase epochs, the real prune fraction and the share of trial time spent outside
+training.
 
-The numbers depend on the machine and its load; the script prints what it measured, nothing else.
+Everything is resumable: runs live in ``--out`` (a killed search resumes with what is left of its
+budget) and every retraining is appended to ``retrain.jsonl`` as it finishes; the same command continues.
+
+    python benchmarks/search_ablation.py --out runs/ablation --budget-minutes 10 --seeds 0 1 2 --jobs 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import torch
-
-from menas_zoo.data import load_splits
-from menas_zoo.search import SearchConfig, run_search
-from menas_zoo.space.sampling import SearchProfile
-
-#: A 28 px space sized for CPU searches: four stages at 14/7/7/4 px, networks of about 1-4 M MACs.
-BENCH_PROFILE = SearchProfile(
-    name="small", resolution=28, stage_strides=(2, 2, 1, 2), base_widths=(16, 24, 32, 48), max_depth=2,
-    stem_choices=(8, 16), head_choices=(64, 128), fc_choices=(0, 128), kernels=(3, 5, 7),
-    expansions=(1, 2, 3, 4), width_mults=(0.5, 0.75, 1.0, 1.5),
-)
+ROWS = {  # row -> SearchConfig settings
+    "menas": {"strategy": "menas"},
+    "evolution": {"strategy": "evolution"},
+    "random": {"strategy": "random"},
+    "no-tickets": {"strategy": "menas", "tickets": False},
+    "no-weight-sharing": {"strategy": "menas", "weight_sharing": False},
+    "no-keep-largest": {"strategy": "menas", "keep_largest": 0.0},
+    "no-early-stop": {"strategy": "menas", "early_bird": False},
+}
 
 
-def time_to_reach(trials: list[dict], target: float) -> float | None:
-    """Run time (s) at which the first trial reached ``target`` fitness, or None."""
-    hits = [t["elapsed"] for t in trials if t["fitness"] >= target - 1e-12]
-    return min(hits) if hits else None
+# -- data: one fixed split of the 60k training images, the same for every run --------------------------
+
+def make_splits(args):
+    """``(search_splits, retrain_splits)``: search train + validation, and retrain train + holdout; the
+    holdout is disjoint from every image the searches saw."""
+    import torch
+
+    from menas_zoo.data import DataSplits, load_dataset
+
+    full = load_dataset("fashion-mnist", split="train")
+    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(args.data_seed))
+    holdout = order[:args.holdout]
+    val = order[args.holdout:args.holdout + args.val_size]
+    train = order[args.holdout + args.val_size:args.holdout + args.val_size + args.train_subset]
+    search = DataSplits(train=full.subset(train), val=full.subset(val))
+    retrain = DataSplits(train=full.subset(train), val=full.subset(holdout))
+    return search, retrain
 
 
-def run_one(strategy: str, seed: int, args, splits, root: Path) -> dict:
-    out = root / f"{strategy}-seed{seed}"
-    cfg = SearchConfig(strategy=strategy, profile=BENCH_PROFILE, population=args.population, generations=1000,
-                       epochs=args.epochs, eb_window=args.eb_window, train_subset=args.train_subset,
-                       val_size=args.val_size, max_macs=int(args.max_macs), budget_minutes=args.budget_minutes,
-                       batch_size=args.batch_size, seed=seed, device=args.device)
+# -- stage 1: searches ---------------------------------------------------------------------------------
+
+def run_search_job(row: str, seed: int, args) -> str:
+    import torch
+
+    from menas_zoo.search import SearchConfig, run_search
+    from menas_zoo.search.state import RunState
+
+    torch.set_num_threads(args.threads)
+    out = args.out / "runs" / f"{row}-seed{seed}"
+    search, _ = make_splits(args)
+    if (out / "state.json").exists():
+        state = RunState.load(out)
+        left = args.budget_minutes - state.elapsed / 60
+        if left <= 0.05 or state.finished:
+            return f"{row} seed {seed}: done ({len(state.trials)} trials)"
+        result = run_search(None, out, resume=True, splits=search, overrides={"budget_minutes": left})
+    else:
+        cfg = SearchConfig(**ROWS[row], profile="tiny", population=args.population, generations=1000,
+                           epochs=args.epochs, mask_epochs=args.mask_epochs, max_params=int(args.max_params),
+                           batch_size=args.batch_size, budget_minutes=args.budget_minutes, seed=seed,
+                           device=args.device, val_size=args.val_size, train_subset=args.train_subset)
+        result = run_search(cfg, out, splits=search)
+    best = max((t.fitness for t in result.state.trials), default=float("nan"))
+    return f"{row} seed {seed}: {len(result.state.trials)} trials, best fitness {best:.4f}"
+
+
+# -- stage 2: retraining from scratch --------------------------------------------------------------------
+
+def read_trials(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+
+
+def plan_retraining(args) -> list[tuple[str, int, int, int]]:
+    """``(row, search seed, trial, train seed)`` to retrain: top 3 x every train seed, plus a spread."""
+    plan = []
+    per_run = -(-args.tau_trials // len(args.seeds))  # trials per run for the tau pool
+    for row in args.rows:
+        for seed in args.seeds:
+            trials = [t for t in read_trials(args.out / "runs" / f"{row}-seed{seed}") if t.get("feasible", True)]
+            ranked = sorted(trials, key=lambda t: (-t["fitness"], t["index"]))
+            top = ranked[:3]
+            rest = ranked[3:]
+            extra = max(0, per_run - len(top))
+            step = len(rest) / extra if extra and rest else 0
+            spread = [rest[int(i * step)] for i in range(min(extra, len(rest)))]
+            for t in top:
+                plan += [(row, seed, t["index"], s) for s in args.train_seeds]
+            plan += [(row, seed, t["index"], args.train_seeds[0]) for t in spread]
+    return plan
+
+
+def retrain_job(row: str, seed: int, trial: int, train_seed: int, args) -> dict:
+    import torch
+
+    from menas_zoo.nets import build_model
+    from menas_zoo.space.genotype import Genotype
+    from menas_zoo.train import TrainConfig, evaluate, recalibrate_bn, train
+
+    torch.set_num_threads(args.threads)
+    record = next(t for t in read_trials(args.out / "runs" / f"{row}-seed{seed}") if t["index"] == trial)
+    genotype = Genotype.from_dict(record["genotype"])
+    _, retrain = make_splits(args)
+    torch.manual_seed(train_seed)
+    model = build_model(genotype)
+    cfg = TrainConfig(epochs=args.retrain_epochs, batch_size=args.batch_size, optimizer="adamw", seed=train_seed,
+                      device=args.device)
     started = time.perf_counter()
-    result = run_search(cfg, out, splits=splits)
-    trials = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
-    return {"strategy": strategy, "seed": seed, "out": str(out), "wall_s": time.perf_counter() - started,
-            "trials": trials, "history": result.state.history, "elapsed": result.state.elapsed}
+    train(model, retrain, cfg, progress=False, validate="none")
+    recalibrate_bn(model, retrain.train, batches=10, seed=train_seed)
+    accuracy = evaluate(model, retrain.val)["acc"]
+    return {"row": row, "seed": seed, "trial": trial, "train_seed": train_seed, "holdout_acc": accuracy,
+            "fitness": record["fitness"], "params": record["params"], "macs": record["macs"],
+            "seconds": time.perf_counter() - started}
 
 
-def summarize(runs: list[dict], budget_s: float) -> list[dict]:
-    evolution_best = {r["seed"]: max(t["fitness"] for t in r["trials"]) for r in runs if r["strategy"] == "evolution"}
+# -- summary -----------------------------------------------------------------------------------------------
+
+def kendall_tau(xs: list[float], ys: list[float]) -> float:
+    """Kendall's tau-b (ties in either variable counted as neither concordant nor discordant)."""
+    concordant = discordant = ties_x = ties_y = 0
+    for i in range(len(xs)):
+        for j in range(i + 1, len(xs)):
+            dx, dy = xs[i] - xs[j], ys[i] - ys[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denominator = ((concordant + discordant + ties_x) * (concordant + discordant + ties_y)) ** 0.5
+    return (concordant - discordant) / denominator if denominator else float("nan")
+
+
+def mean_sd(values: list[float]) -> str:
+    if not values:
+        return "-"
+    sd = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+
+
+def summarize(args, retrained: list[dict]) -> list[dict]:
     rows = []
-    for strategy in dict.fromkeys(r["strategy"] for r in runs):
-        mine = [r for r in runs if r["strategy"] == strategy]
-        best = [max(t["accuracy"] for t in r["trials"]) for r in mine]
-        reach = [time_to_reach(r["trials"], evolution_best[r["seed"]]) if r["seed"] in evolution_best else None
-                 for r in mine]
+    for row in args.rows:
+        runs = {seed: read_trials(args.out / "runs" / f"{row}-seed{seed}") for seed in args.seeds}
+        mine = [r for r in retrained if r["row"] == row]
+        best_fitness, winner_acc, top3_acc, minutes = [], [], [], []
+        for seed, trials in runs.items():
+            ranked = sorted(trials, key=lambda t: (-t["fitness"], t["index"]))
+            best_fitness.append(ranked[0]["fitness"])
+            minutes.append(max(t["elapsed"] for t in trials) / 60)
+            top = {t["index"] for t in ranked[:3]}
+            winner_acc += [r["holdout_acc"] for r in mine if r["seed"] == seed and r["trial"] == ranked[0]["index"]]
+            top3_acc += [r["holdout_acc"] for r in mine if r["seed"] == seed and r["trial"] in top]
+        first_seed = {(r["seed"], r["trial"]): r for r in mine if r["train_seed"] == args.train_seeds[0]}
+        pairs = [(r["fitness"], r["holdout_acc"]) for r in first_seed.values()]
+        all_trials = [t for trials in runs.values() for t in trials]
+        ticketed = [t for t in all_trials if t.get("masks") and t.get("trained_accuracy") is not None]
+        outside = [1 - (t["phase_seconds"].get("mask", 0) + t["phase_seconds"].get("proxy", 0)) / t["seconds"]
+                   for t in all_trials if t.get("phase_seconds")]
         rows.append({
-            "strategy": strategy,
-            "best_acc_mean": statistics.mean(best), "best_acc_std": statistics.pstdev(best), "best_acc": best,
-            "trials_per_min": statistics.mean(60 * len(r["trials"]) / r["elapsed"] for r in mine),
-            "trials": [len(r["trials"]) for r in mine],
-            "reach_evolution_best_s": reach,
-            "reach_fraction": [None if s is None else s / budget_s for s in reach],
-            "mean_macs_per_generation": [[round(h["mean_macs"]) for h in r["history"]] for r in mine],
-            "best_fitness_per_generation": [[round(h["best_fitness"], 4) for h in r["history"]] for r in mine],
+            "row": row,
+            "search_fitness": best_fitness,
+            "winner_holdout": winner_acc,
+            "top3_holdout": top3_acc,
+            "tau": kendall_tau(*zip(*pairs)) if len(pairs) > 1 else float("nan"),
+            "tau_n": len(pairs),
+            "trials": [len(t) for t in runs.values()],
+            "trials_per_min": statistics.mean(len(runs[s]) / m for s, m in zip(runs, minutes)),
+            "eb_saved": (1 - sum(t["epochs"] for t in ticketed) / (len(ticketed) * args.mask_epochs)) if ticketed else None,
+            "pruned": statistics.mean(t["pruned"] for t in ticketed) if ticketed else None,
+            "ticket_minus_dense": statistics.mean(t["ticket_accuracy"] - t["trained_accuracy"] for t in ticketed)
+            if ticketed else None,
+            "overhead": statistics.mean(outside) if outside else None,
+            "params": statistics.mean(t["params"] for t in all_trials),
         })
     return rows
 
 
-def print_table(rows: list[dict], budget_s: float) -> None:
-    print(f"\nbudget {budget_s / 60:.1f} min per run; time to evolution's best as % of the budget (per seed)")
-    print(f"{'strategy':<10} {'best val acc':>16} {'trials':>12} {'trials/min':>10}  time to evolution's best")
+def print_table(rows: list[dict], args) -> None:
+    print(f"\n{args.budget_minutes:g} min per search, tiny profile, params <= {int(args.max_params):,}, seeds "
+          f"{' '.join(map(str, args.seeds))}; retrained {args.retrain_epochs} epochs from scratch on "
+          f"{args.train_subset} images, train seeds {' '.join(map(str, args.train_seeds))}, scored on a "
+          f"{args.holdout}-image holdout no search saw")
+    header = (f"{'row':<18} {'search fitness':>17} {'winner, scratch':>17} {'top-3, scratch':>17} {'tau (n)':>11} "
+              f"{'trials/min':>10} {'EB saved':>8} {'pruned':>7} {'tkt-dense':>9} {'overhead':>8}")
+    print(header)
+    print("-" * len(header))
     for r in rows:
-        reach = ", ".join("never" if f is None else f"{100 * f:.0f}%" for f in r["reach_fraction"])
-        print(f"{r['strategy']:<10} {r['best_acc_mean']:.4f} ± {r['best_acc_std']:.4f} "
-              f"{'/'.join(map(str, r['trials'])):>12} {r['trials_per_min']:>10.2f}  {reach}")
-    for r in rows:
-        for seed, (macs, fit) in enumerate(zip(r["mean_macs_per_generation"], r["best_fitness_per_generation"])):
-            print(f"{r['strategy']} run {seed}: population mean MACs/gen {[f'{m / 1e6:.2f}M' for m in macs]} "
-                  f"best fitness/gen {fit}")
+        pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+        gap = "-" if r["ticket_minus_dense"] is None else f"{r['ticket_minus_dense']:+.3f}"
+        print(f"{r['row']:<18} {mean_sd(r['search_fitness']):>17} {mean_sd(r['winner_holdout']):>17} "
+              f"{mean_sd(r['top3_holdout']):>17} {r['tau']:>6.2f} ({r['tau_n']:>2}) {r['trials_per_min']:>10.2f} "
+              f"{pct(r['eb_saved']):>8} {pct(r['pruned']):>7} {gap:>9} {pct(r['overhead']):>8}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--strategies", nargs="+", default=["menas", "evolution", "random"])
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--budget-minutes", type=float, default=3.0)
-    parser.add_argument("--max-macs", type=float, default=2e6)
+    parser.add_argument("--budget-minutes", type=float, default=10.0)
+    parser.add_argument("--max-params", type=float, default=1e5)
     parser.add_argument("--population", type=int, default=6)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--eb-window", type=int, default=2,
-                        help="Early-Bird window; with a 3-epoch cap the default 5 could never fire")
-    parser.add_argument("--train-subset", type=int, default=1500)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--val-size", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=2, help="the fitness proxy's epochs")
+    parser.add_argument("--mask-epochs", type=int, default=3)
+    parser.add_argument("--train-subset", type=int, default=4000)
+    parser.add_argument("--val-size", type=int, default=2000)
+    parser.add_argument("--holdout", type=int, default=5000)
+    parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--retrain-epochs", type=int, default=8)
+    parser.add_argument("--train-seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--tau-trials", type=int, default=21, help="retrained trials per row, pooled over seeds")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1) // 2),
+                        help="searches / retrainings run side by side, one process each")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    splits = load_splits("fashion-mnist", val_size=args.val_size, seed=0, train_subset=args.train_subset)
-    runs = []
-    for seed in args.seeds:  # interleave strategies so machine load drifts hit them alike
-        for strategy in args.strategies:
-            print(f"running {strategy} seed {seed} for {args.budget_minutes} min ...", flush=True)
-            runs.append(run_one(strategy, seed, args, splits, args.out))
-            best = max(t["accuracy"] for t in runs[-1]["trials"])
-            print(f"  {len(runs[-1]['trials'])} trials, best val acc {best:.4f}", flush=True)
-    budget_s = args.budget_minutes * 60
-    rows = summarize(runs, budget_s)
-    print_table(rows, budget_s)
-    (args.out / "ablation.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                         "summary": rows}, indent=2))
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    # Interleave rows so drifts in machine load hit them alike.
+    jobs = [(row, seed) for seed in args.seeds for row in args.rows]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for message in pool.map(run_search_job, *zip(*jobs), [args] * len(jobs)):
+            print(message, flush=True)
+
+    log = args.out / "retrain.jsonl"
+    done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    have = {(r["row"], r["seed"], r["trial"], r["train_seed"]) for r in done}
+    todo = [p for p in plan_retraining(args) if p not in have]
+    print(f"retraining {len(todo)} architectures from scratch ({len(have)} already done)", flush=True)
+    with ProcessPoolExecutor(args.jobs) as pool, log.open("a") as fh:
+        for result in pool.map(retrain_job, *zip(*todo), [args] * len(todo)) if todo else []:
+            fh.write(json.dumps(result) + "\n")
+            fh.flush()
+            done.append(result)
+            print(f"  {result['row']} seed {result['seed']} trial {result['trial']} train seed {result['train_seed']}: "
+                  f"holdout {result['holdout_acc']:.4f} ({result['seconds']:.0f} s)", flush=True)
+
+    rows = summarize(args, done)
+    print_table(rows, args)
+    summary = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
+    (args.out / "ablation.json").write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

@@ -211,12 +211,14 @@ def shrink_gammas(model: nn.Module, amount: float) -> None:
 
 def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: str | Path | None = None,
           on_epoch_end: EpochHook | None = None, progress: bool = True, desc: str = "train",
-          should_stop: Callable[[], bool] | None = None, validate_each_epoch: bool = True) -> TrainResult:
+          should_stop: Callable[[], bool] | None = None, validate: str = "each") -> TrainResult:
     """Train ``model`` in place; resumable from ``out_dir`` (see module doc). Returns the history.
 
     ``should_stop`` is checked before every step; when it answers True the run raises
     :class:`TrainingInterrupted` (with ``out_dir``, the last finished epoch is on disk to resume from).
-    Without ``validate_each_epoch`` only the last epoch is evaluated (short runs that only need the end).
+    ``validate`` says when the validation split is scored: after ``each`` epoch, the ``last`` one only,
+    or ``none`` (the caller scores the model itself, e.g. after recalibrating BN); unscored epochs
+    record NaN.
     """
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -269,7 +271,7 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
             loss_sum += loss.detach()
         train_seconds = time.perf_counter() - t0
         last = epoch + 1 == cfg.epochs
-        if validate_each_epoch or last:
+        if validate == "each" or (validate == "last" and last):
             val = evaluate(model, splits.val, device=device, channels_last=cfg.channels_last)
         else:
             val = {"acc": float("nan"), "loss": float("nan")}
@@ -281,7 +283,7 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
         if on_epoch_end is not None and on_epoch_end(epoch + 1, model, metrics):
             stopped_early = True
             metrics["stopped_early"] = 1.0
-            if math.isnan(metrics["val_acc"]):  # stopped before the last epoch: its end is what counts
+            if validate != "none" and math.isnan(metrics["val_acc"]):  # stopped early: its end is what counts
                 val = evaluate(model, splits.val, device=device, channels_last=cfg.channels_last)
                 metrics.update(val_acc=val["acc"], val_loss=val["loss"])
         history.append(metrics)

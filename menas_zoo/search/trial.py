@@ -151,10 +151,13 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
         mask_cfg = TrainConfig(epochs=cfg.mask_epochs, batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr,
                                bn_l1=cfg.bn_l1, bn_shrink=cfg.bn_shrink, seed=seed, device=str(device))
         result = train(child, mask_splits(splits, cfg.mask_fraction, seed), mask_cfg, on_epoch_end=on_epoch_end, progress=False, out_dir=phase_dir("mask"),
-                       desc=f"trial {candidate.index} mask", should_stop=should_stop, validate_each_epoch=False)
-        trained_accuracy, mask_epochs, stopped_early = result.val_acc, result.epochs, result.stopped_early
+                       desc=f"trial {candidate.index} mask", should_stop=should_stop, validate="none")
+        mask_epochs, stopped_early = result.epochs, result.stopped_early
         phases["mask"] = time.perf_counter() - start
         t0 = time.perf_counter()
+        # Dense and ticket accuracy are both measured after BN recalibration, so they compare alike.
+        recalibrate_bn(child, splits.train, batches=RECALIBRATION_BATCHES, seed=seed)
+        trained_accuracy = evaluate(child, splits.val)["acc"]
         finetune = dataclasses.replace(mask_cfg, epochs=cfg.finetune_epochs, seed=seed + 1) \
             if cfg.finetune_epochs else None
         ticket = make_ticket(child, splits, prune_ratio=cfg.prune_ratio, min_channels=cfg.min_channels,
@@ -172,7 +175,7 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
         torch.manual_seed(derive_seed(cfg.seed, "proxy", candidate.index))
         model = build_model(genotype)
         train(model, splits, proxy_config(cfg, seed), progress=False, desc=f"trial {candidate.index}",
-              should_stop=should_stop, validate_each_epoch=False, out_dir=phase_dir("proxy"))
+              should_stop=should_stop, validate="none", out_dir=phase_dir("proxy"))
         phases["proxy"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         # After a short run the BN running averages lag the fast-moving weights: re-estimate them first.

@@ -8,11 +8,12 @@ wall-clock budget) that interrupts a run within one step.
 
 BN sparsity, calibrated: an L1 term in the loss means different things to SGD and to AdamW (Adam
 normalizes it away) and its effect scales with the number of steps, so a strength tuned for one run
-length does nothing in another. ``bn_shrink`` instead sets the *total* amount every prunable |gamma|
-is pulled towards 0 over the whole run, applied after each optimizer step as a soft threshold
-(``gamma <- sign(gamma) * max(|gamma| - eta_t, 0)``, the proximal step of L1) with ``eta_t``
-proportional to the step's learning rate. Channels the loss does not defend reach exactly 0, the
-others settle where the loss holds them, whatever the optimizer and the run length.
+length does nothing in another (1e-4 over 70 AdamW steps left every |gamma| in [0.93, 1.05]).
+``bn_shrink`` instead sets the *total* amount every prunable |gamma| is pulled towards 0 over the run,
+applied after each optimizer step as a soft threshold (``gamma <- sign(gamma) * max(|gamma| - eta_t,
+0)``, the proximal step of L1) with ``eta_t`` following the learning-rate schedule. With AdamW the
+gammas get their own learning rate, scaled so that a gamma the loss consistently defends can move as
+far as the shrink pulls: defended channels hold, undefended ones fall, whatever the run length.
 
 With ``out_dir`` the loop is resumable: after every epoch it writes ``checkpoint.safetensors``
 atomically (weights, optimizer and scheduler state, RNG states, history), and a later call with the
@@ -111,13 +112,18 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast("cuda", dtype=dtype)
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+def make_optimizer(model: nn.Module, cfg: TrainConfig, gamma_lr: float | None = None) -> torch.optim.Optimizer:
+    """Weight decay on conv/linear weights only; with ``gamma_lr`` the prunable BN gammas get their own
+    learning rate (the calibrated BN shrink, see the module doc)."""
+    gammas = {id(bn.weight) for bn in hidden_bns(model).values()} if gamma_lr is not None else set()
+    decay, no_decay, gamma = [], [], []
     for p in model.parameters():
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
+            (gamma if id(p) in gammas else no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.resolved_weight_decay()},
               {"params": no_decay, "weight_decay": 0.0}]
+    if gamma:
+        groups.append({"params": gamma, "weight_decay": 0.0, "lr": gamma_lr})
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.resolved_lr(), momentum=cfg.momentum, nesterov=True)
     if cfg.optimizer == "adamw":
@@ -192,13 +198,12 @@ def warmup_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
     return min(int(cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch // 5)
 
 
-def shrink_schedule(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[float], float]:
-    """lr -> this step's |gamma| shrink, so the shrinks over the whole run add up to ``cfg.bn_shrink``."""
+def schedule_sum(cfg: TrainConfig, steps_per_epoch: int) -> float:
+    """The sum over the run of the schedule's lr factor (warm-up and cosine)."""
     total = cfg.epochs * steps_per_epoch
-    warmup = warmup_steps(cfg, steps_per_epoch)
-    factor = cosine_with_warmup(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), total, warmup).lr_lambdas[0]
-    lr_sum = sum(factor(step) for step in range(total)) * cfg.resolved_lr()
-    return lambda lr: cfg.bn_shrink * lr / max(lr_sum, 1e-12)
+    dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    factor = cosine_with_warmup(dummy, total, warmup_steps(cfg, steps_per_epoch)).lr_lambdas[0]
+    return max(sum(factor(step) for step in range(total)), 1e-12)
 
 
 @torch.no_grad()
@@ -228,13 +233,23 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
     loader = BatchLoader(splits.train, cfg.batch_size, shuffle=True, augment=cfg.augment, device=device,
                          channels_last=cfg.channels_last, drop_last=len(splits.train) > cfg.batch_size,
                          generator=torch.Generator().manual_seed(cfg.seed))
-    optimizer = make_optimizer(model, cfg)
     steps = max(1, len(loader))
+    # Calibrated BN shrink: each step pulls every prunable |gamma| down by the gamma group's lr, which adds
+    # up to bn_shrink over the run. With AdamW a gamma moves at most its lr per step, so a channel the
+    # loss consistently defends holds its place while the undefended ones fall by up to bn_shrink.
+    gamma_lr = cfg.bn_shrink / schedule_sum(cfg, steps) if cfg.bn_shrink and cfg.optimizer == "adamw" else None
+    optimizer = make_optimizer(model, cfg, gamma_lr)
     scheduler = cosine_with_warmup(optimizer, cfg.epochs * steps, warmup_steps(cfg, steps))
     use_fp16 = device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    shrink_for = shrink_schedule(cfg, steps) if cfg.bn_shrink else None
+    if cfg.bn_shrink and gamma_lr is None:  # SGD: the shrink follows the schedule, summing to bn_shrink
+        lr_sum = schedule_sum(cfg, steps) * cfg.resolved_lr()
+        shrink_for = lambda group: cfg.bn_shrink * group["lr"] / lr_sum  # noqa: E731
+    elif cfg.bn_shrink:
+        shrink_for = lambda group: group["lr"]  # noqa: E731
+    else:
+        shrink_for = None
 
     history: list[dict[str, float]] = []
     start_epoch, elapsed = 0, 0.0
@@ -266,7 +281,7 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
             scaler.step(optimizer)
             scaler.update()
             if shrink_for is not None:
-                shrink_gammas(model, shrink_for(scheduler.get_last_lr()[0]))
+                shrink_gammas(model, shrink_for(optimizer.param_groups[-1]))
             scheduler.step()
             loss_sum += loss.detach()
         train_seconds = time.perf_counter() - t0

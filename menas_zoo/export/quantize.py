@@ -19,6 +19,8 @@ accuracy, the comparison says so and recommends the fp32 file.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,9 +75,12 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration_imag
             # ORT's recommended pre-processing: symbolic shape inference and graph cleanup (BN folding is
             # already done by the exporter), so the quantizer sees every tensor's shape.
             quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
-            quantize_static(str(prepared), str(tmp), ImageCalibrationReader(calibration_images, input_name),
-                            quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=reduce_range,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method)
+            # The histogram calibrators print progress to stdout, which must stay clean for --json.
+            with contextlib.redirect_stdout(sys.stderr):
+                quantize_static(str(prepared), str(tmp), ImageCalibrationReader(calibration_images, input_name),
+                                quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=reduce_range,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=method)
         except MenasError:
             raise
         except Exception as exc:

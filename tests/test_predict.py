@@ -183,3 +183,18 @@ def test_edge_module_runs_vendored_alone(exported, pngs, tmp_path):
     assert proc.returncode == 0, proc.stderr
     (prediction,) = json.loads(proc.stdout)
     assert prediction["image"].endswith("000.png") and len(prediction["top"]) == 3
+
+
+def test_zoo_model_onnx_top1_agrees_with_pytorch_on_512_real_test_images(fashion_test_split, tmp_path):
+    """The target of the feature: the zoo's model, exported, classifies 512 real PNGs as PyTorch does."""
+    out, folder = tmp_path / "export", tmp_path / "png"
+    folder.mkdir()
+    for i in range(512):
+        Image.fromarray(fashion_test_split.images[i, 0].numpy()).save(folder / f"{i:04d}.png")
+    result, _, _ = run("export", "mt-test", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    onnx_top1 = [p["top"][0]["label"] for p in json.loads(run("predict", out / "model.onnx", folder, "--json")[1])["predictions"]]
+    torch_top1 = [p["top"][0]["label"] for p in json.loads(run("predict", "mt-test", folder, "--json")[1])["predictions"]]
+    assert len(onnx_top1) == 512 and onnx_top1 == torch_top1
+    truth = [fashion_test_split.classes[int(y)] for y in fashion_test_split.labels[:512]]
+    assert np.mean([a == b for a, b in zip(onnx_top1, truth)]) > 0.8  # mt-test's recorded accuracy is 0.8371

@@ -130,8 +130,9 @@ LATENCY_COLUMNS = ["batch", "threads", "ORT p50 ms", "p90", "p99", "mean", "img/
 
 
 def print_noise_warnings(report: BenchReport) -> None:
+    """Part of the printed result, on stdout: stderr stays for the one line of a failure."""
     for warning in noise_warnings(report):
-        err_console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
 
 
 def precision_rows(precisions: dict) -> list[list]:

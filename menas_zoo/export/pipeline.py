@@ -123,6 +123,7 @@ def export_model(model: MobileNetMT, out: str | Path, images: ExportImages, opti
                                  dynamic_batch=options.dynamic_batch, export_batch=EXPORT_BATCH)
         if onnx_metadata:
             embed_metadata(onnx_path, onnx_metadata)
+            result.size_bytes = onnx_path.stat().st_size
         int8_path = None
         if options.int8:
             with step(f"quantizing to int8 (static QDQ, {options.calibration_method} calibration on training images)"):

@@ -208,6 +208,9 @@ def load_image(path: str | Path, *, channels: int, resolution: int, resize: bool
             img.load()  # decode now: a truncated file fails here, not later
             if img.format not in ("PNG", "JPEG"):
                 raise EdgeError(f"{path} is a {img.format} image; use PNG or JPEG")
+            if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+                # 16-bit grayscale (PNG): Pillow's own conversion to 8 bits clips instead of scaling.
+                img = Image.fromarray((np.asarray(img, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 img = _on_white(img)
             img = img.convert("L" if channels == 1 else "RGB")

@@ -103,6 +103,12 @@ def test_card_shows_the_exports_numbers_per_precision(tiny_export_artifact, tmp_
     fp32 = report["precisions"]["fp32"]["batches"]["32"]
     assert f"| fp32 | " in text and f"{fp32['p50_ms']:.3f} / {fp32['p90_ms']:.3f}" in text and "| fp16 | " in text
     check_card(text, config)
+    from menas_zoo.cli.zoo import _fmt_precisions  # what `menas-zoo list` shows for a model registered with it
+
+    assert _fmt_precisions(config["metrics"], "1", "p50_ms") == (
+        f"fp32 {report['precisions']['fp32']['batches']['1']['p50_ms']:.3f} / "
+        f"fp16 {report['precisions']['fp16']['batches']['1']['p50_ms']:.3f}")
+    assert _fmt_precisions({}, "32", "images_per_s") == "-"
     config["metrics"]["deployment"]["precisions"]["fp32"]["batches"]["1"]["p50_ms"] += 1  # the card no longer agrees
     with pytest.raises(Exception, match="performance row of fp32"):
         check_card(text, config)

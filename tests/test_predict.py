@@ -108,6 +108,15 @@ def test_predict_table_converts_and_resizes_as_the_model_needs(exported, fashion
     assert_one_line_error(result, stderr, r"big.jpg is 90x60 px but the model reads 28x28")
 
 
+def test_16_bit_png_reads_as_its_8_bit_original(exported, pngs, tmp_path):
+    deep = tmp_path / "deep.png"
+    original = np.asarray(Image.open(pngs / "003.png"))
+    Image.fromarray(original.astype(np.uint16) * 257).save(deep)  # 0..255 -> 0..65535
+    assert Image.open(deep).mode.startswith("I")
+    both = json.loads(run("predict", exported, pngs / "003.png", deep, "--json")[1])["predictions"]
+    assert both[0]["top"] == both[1]["top"]
+
+
 def test_onnx_without_our_metadata_needs_mean_std_labels(exported, pngs, tmp_path, fashion_test_split):
     bare = tmp_path / "bare.onnx"
     model = onnx.load(str(exported))

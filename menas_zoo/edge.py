@@ -307,12 +307,19 @@ class Predictor:
             results.append(Prediction(str(name), [(self.info.labels[i], float(p[i])) for i in order], int(order[0])))
         return results
 
-    def predict_files(self, paths: Sequence[str | Path], *, top_k: int = 3, batch_size: int = 32,
-                      resize: bool = True) -> list[Prediction]:
+    def predict_files(self, paths: Sequence[str | Path], *, top_k: int = 3, batch_size: int = 32, resize: bool = True,
+                      progress: Callable[[Sequence[int]], Any] | None = None) -> list[Prediction]:
+        """Top-k of every image in ``paths`` (files or folders), read and run ``batch_size`` at a time;
+        ``progress`` wraps the sequence of batch starts (e.g. a progress bar)."""
         files = image_files(paths)
-        pixels = np.stack([load_image(f, channels=self.info.channels, resolution=self.info.resolution, resize=resize)
-                           for f in files])
-        return self.top_k(self.probabilities(pixels, batch_size=batch_size), [str(f) for f in files], top_k)
+        starts = range(0, len(files), batch_size)
+        results: list[Prediction] = []
+        for start in (progress(starts) if progress else starts):
+            chunk = files[start:start + batch_size]
+            pixels = np.stack([load_image(f, channels=self.info.channels, resolution=self.info.resolution,
+                                          resize=resize) for f in chunk])
+            results += self.top_k(self.probabilities(pixels, batch_size=batch_size), [str(f) for f in chunk], top_k)
+        return results
 
 
 def parse_floats(text: str | None, what: str) -> list[float] | None:

@@ -327,7 +327,7 @@ def bench_command(
         title = f"{ref} ({human(genotype_cost(source.model.genotype).macs)} MACs)"
     verdict = budget_verdict(report.onnxruntime, max_latency_ms) if max_latency_ms is not None else None
     if as_json:
-        print_json({**report.as_dict(), "budget": verdict, "warnings": noise_warnings(report)})
+        print_json({**report.as_dict(), "budget": verdict})
     else:
         print_table(f"latency of {title} (ms)", LATENCY_COLUMNS, latency_rows(report))
         print_machine(report.fingerprint)

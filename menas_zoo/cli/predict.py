@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.progress import track
 
 from menas_zoo.cli.app import command, console, err_console, print_json, print_table
 from menas_zoo.edge import parse_floats, parse_labels
@@ -41,7 +42,9 @@ def predict_command(
     """Classify images with a model: top-k labels with probabilities."""
     predictor = load_predictor(model, providers=providers, threads=threads, labels=parse_labels(labels),
                                mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"))
-    predictions = predictor.predict_files(images, top_k=top_k, batch_size=batch_size, resize=resize)
+    progress = None if as_json else (lambda starts: track(starts, description="classifying", console=err_console,
+                                                          transient=True, disable=len(starts) < 2))
+    predictions = predictor.predict_files(images, top_k=top_k, batch_size=batch_size, resize=resize, progress=progress)
     if as_json:
         print_json({"model": model, "providers": _providers(predictor), "predictions": [p.as_dict() for p in predictions]})
         return

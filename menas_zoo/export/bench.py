@@ -207,7 +207,8 @@ class BenchReport:
             eager = self.eager_for(s)
             rows.append({**s.as_dict(), "eager_p50_ms": eager.p50_ms if eager else None,
                          "speedup_vs_eager_p50": round(eager.p50_ms / s.p50_ms, 2) if eager and s.p50_ms else None})
-        return {"machine": self.fingerprint, "onnxruntime": rows, "eager": [e.as_dict() for e in self.eager]}
+        return {"machine": self.fingerprint, "onnxruntime": rows, "eager": [e.as_dict() for e in self.eager],
+                "warnings": noise_warnings(self)}
 
 
 def benchmark(onnx_path: str | Path, model: nn.Module | None = None, *, batch_sizes: Iterable[int] = (1,),

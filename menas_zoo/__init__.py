@@ -1,20 +1,41 @@
-"""menas-zoo: small, fast image classifiers found by MENAS, ready to load, export and publish."""
+"""menas-zoo: small, fast image classifiers found by MENAS, ready to load, export and publish.
 
-from menas_zoo.costs import genotype_cost
+Names are imported on first use, so ``import menas_zoo`` (and ``menas_zoo.edge``, the torch-free runtime
+that classifies images with an exported ONNX file) costs no torch import.
+"""
+
+from __future__ import annotations
+
+import importlib
+
 from menas_zoo.errors import GenotypeError, MenasError
-from menas_zoo.nets import MobileNetMT, build_model
-from menas_zoo.space import BlockSpec, Genotype, reference_genotype, sample_genotype
 
 __version__ = "0.1.0"
+
+#: public name -> module that defines it
+_LAZY = {
+    "genotype_cost": "menas_zoo.costs",
+    "MobileNetMT": "menas_zoo.nets",
+    "build_model": "menas_zoo.nets",
+    "BlockSpec": "menas_zoo.space",
+    "Genotype": "menas_zoo.space",
+    "reference_genotype": "menas_zoo.space",
+    "sample_genotype": "menas_zoo.space",
+    "create_model": "menas_zoo.hub",
+    "list_models": "menas_zoo.hub",
+}
 
 __all__ = ["BlockSpec", "Genotype", "GenotypeError", "MenasError", "MobileNetMT", "__version__", "build_model", "create_model",
            "genotype_cost", "list_models", "reference_genotype", "sample_genotype"]
 
 
 def __getattr__(name: str):
-    # The zoo API pulls in huggingface_hub; import it on first use so `import menas_zoo` stays light.
-    if name in ("create_model", "list_models"):
-        from menas_zoo import hub
-
-        return getattr(hub, name)
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'menas_zoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

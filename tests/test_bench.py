@@ -54,3 +54,34 @@ def test_fixed_batch_model_cannot_be_timed_at_another_batch(tiny_model, tmp_path
     path = export_onnx(tiny_model, tmp_path / "fixed.onnx", exporter="torchscript", dynamic_batch=False).path
     with pytest.raises(MenasError, match="fixed batch size of 2"):
         benchmark(path, batch_sizes=(1,), runs=2, warmup=0)
+
+
+def _timed(p50, p90, stdev, batch=1):
+    return LatencyStats(runtime="onnxruntime", batch_size=batch, threads=1, runs=100, warmup=10, p50_ms=p50, p90_ms=p90,
+                        p99_ms=p90, mean_ms=p50, stdev_pct=stdev)
+
+
+def test_bench_warns_when_timing_is_noisy_or_the_machine_loaded():
+    from menas_zoo.export.bench import BenchReport, noise_warnings
+
+    quiet = {"load_average": [0.1, 0.1, 0.1], "usable_cores": 2}
+    assert noise_warnings(BenchReport(quiet, [_timed(1.0, 1.1, 5)])) == []
+    (spread,) = noise_warnings(BenchReport(quiet, [_timed(1.0, 1.1, 40)]))
+    assert "noisy (stdev 40% of the mean" in spread
+    (tail,) = noise_warnings(BenchReport(quiet, [_timed(1.0, 2.0, 5)]))
+    assert "p90 2.00x p50" in tail
+    (loaded,) = noise_warnings(BenchReport({"load_average": [3.5, 2, 1], "usable_cores": 2}, [_timed(1.0, 1.1, 5)]))
+    assert "machine was loaded" in loaded
+
+
+def test_throughput_is_images_per_second_at_p50(tiny_onnx):
+    assert _timed(2.0, 2.1, 1, batch=32).images_per_s == 16000.0
+    (stats,) = benchmark(tiny_onnx[1], batch_sizes=(4,), runs=5, warmup=1).onnxruntime
+    assert stats.as_dict()["images_per_s"] == pytest.approx(4000 / stats.p50_ms, rel=0.01)
+
+
+def test_unknown_or_unavailable_provider_is_one_clear_error(tiny_onnx):
+    with pytest.raises(MenasError, match="unknown execution provider 'nope'"):
+        benchmark(tiny_onnx[1], runs=2, warmup=0, providers="nope")
+    report = benchmark(tiny_onnx[1], runs=2, warmup=0, providers="cpu")
+    assert report.fingerprint["providers"] == ["CPUExecutionProvider"]

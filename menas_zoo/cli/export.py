@@ -17,14 +17,15 @@ import typer
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from menas_zoo.artifact import check_state_dict, is_artifact, load_artifact
+from menas_zoo.artifact import WEIGHTS, check_state_dict, file_sha256, is_artifact, load_artifact, package_version
 from menas_zoo.cli.app import command, console, err_console, print_json, print_table
 from menas_zoo.costs import genotype_cost, human
 from menas_zoo.data import DATASETS, load_dataset
+from menas_zoo.edge import metadata_props, resolve_providers
 from menas_zoo.errors import GenotypeError, MenasError
 from menas_zoo.export import onnx as onnx_export
 from menas_zoo.export.bench import (DEFAULT_RUNS, DEFAULT_WARMUP, BenchReport, benchmark, budget_verdict, check_budget,
-                                    check_budget_value)
+                                    check_budget_value, noise_warnings)
 from menas_zoo.export.latency_table import LatencyTable, build_latency_table, evaluate_predictor
 from menas_zoo.export.parity import DEFAULT_ATOL, real_images
 from menas_zoo.export.pipeline import (INT8_FILE, ONNX_FILE, REPORT_FILE, ExportImages, ExportOptions, ExportOutcome,
@@ -42,6 +43,9 @@ class ModelSource:
     kind: str  # "artifact" | "hub" | "genotype"
     mean: Optional[list[float]]  # the model's own input normalization, when it carries one
     std: Optional[list[float]]
+    labels: Optional[list[str]] = None
+    revision: Optional[str] = None  # the Hub commit the weights came from
+    weights_sha256: Optional[str] = None
 
 
 def resolve_model(ref: str, *, weights: Optional[Path] = None, random_init: bool = False) -> ModelSource:
@@ -57,11 +61,12 @@ def resolve_model(ref: str, *, weights: Optional[Path] = None, random_init: bool
                 raise MenasError(f"cannot read weights {weights}: {str(exc).splitlines()[0]}") from None
             check_state_dict(state, model, where=str(weights))
             model.load_state_dict(state, strict=True)
-        return ModelSource(model, ref, "genotype", None, None)
+        return ModelSource(model, ref, "genotype", None, None,
+                           weights_sha256=file_sha256(weights) if weights is not None else None)
     if Path(ref).is_dir() and is_artifact(ref):
         return _from_artifact(load_artifact(ref), ref, "artifact")
     try:
-        artifact, _ = hub_load(ref)  # zoo names and hf-hub: refs
+        artifact, resolved = hub_load(ref)  # zoo names and hf-hub: refs
     except MenasError:
         try:
             resolve_genotype(ref)
@@ -70,12 +75,24 @@ def resolve_model(ref: str, *, weights: Optional[Path] = None, random_init: bool
         else:
             raise MenasError(f"{ref!r} is a genotype, not a trained model: add --weights model.safetensors, or "
                              "--random-init to time an untrained network") from None
-    return _from_artifact(artifact, ref, "hub")
+    return _from_artifact(artifact, ref, "hub", revision=resolved.revision)
 
 
-def _from_artifact(artifact, ref: str, kind: str) -> ModelSource:
+def _from_artifact(artifact, ref: str, kind: str, revision: Optional[str] = None) -> ModelSource:
     spec = artifact.config.get("input_spec") or {}
-    return ModelSource(artifact.model.eval(), ref, kind, spec.get("mean"), spec.get("std"))
+    return ModelSource(artifact.model.eval(), ref, kind, spec.get("mean"), spec.get("std"),
+                       labels=artifact.config.get("labels"), revision=revision,
+                       weights_sha256=file_sha256(artifact.path / WEIGHTS))
+
+
+def onnx_metadata(source: ModelSource, data) -> dict[str, str]:
+    """What the ONNX file must carry to be used alone: the normalization parity used, labels, input, provenance."""
+    g = source.model.genotype
+    labels = source.labels or (data.classes if len(data.classes) == g.num_classes else [str(i) for i in range(g.num_classes)])
+    return metadata_props(labels=labels, mean=source.mean if source.mean is not None else data.mean,
+                          std=source.std if source.std is not None else data.std, channels=g.in_chans,
+                          resolution=g.resolution, genotype=g.to_dict(), version=package_version(),
+                          source={"ref": source.ref, "revision": source.revision, "sha256": source.weights_sha256})
 
 
 def parse_ints(text: str, what: str) -> list[int]:
@@ -102,20 +119,44 @@ def latency_rows(report: BenchReport) -> list[list]:
     for s in report.onnxruntime:
         eager = report.eager_for(s)
         rows.append([s.batch_size, s.threads, f"{s.p50_ms:.3f}", f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}",
-                     f"{s.mean_ms:.3f}",
+                     f"{s.mean_ms:.3f}", f"{s.images_per_s:,.0f}",
                      f"{s.stdev_pct:.0f}%", f"{eager.p50_ms:.3f}" if eager else "-",
                      f"{eager.p50_ms / s.p50_ms:.1f}x" if eager else "-"])
     return rows
 
 
-LATENCY_COLUMNS = ["batch", "threads", "ORT p50 ms", "p90", "p99", "mean", "stdev", "eager p50 ms", "ORT speedup"]
+LATENCY_COLUMNS = ["batch", "threads", "ORT p50 ms", "p90", "p99", "mean", "img/s", "stdev", "eager p50 ms",
+                   "ORT speedup"]
+
+
+def print_noise_warnings(report: BenchReport) -> None:
+    """Part of the printed result, on stdout: stderr stays for the one line of a failure."""
+    for warning in noise_warnings(report):
+        console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+
+
+def precision_rows(precisions: dict) -> list[list]:
+    rows = []
+    for precision, p in precisions.items():
+        cells = [precision, f"{p['size_bytes'] / 1e6:.2f} MB"]
+        for batch in ("1", "32"):
+            b = p["batches"].get(batch)
+            cells += [f"{b['p50_ms']:.3f} / {b['p90_ms']:.3f}", f"{b['images_per_s']:,.0f}"] if b else ["-", "-"]
+        cells.append(f"{p['peak_memory_mb']:.1f} MB" if p.get("peak_memory_mb") is not None else "-")
+        rows.append(cells)
+    return rows
+
+
+PRECISION_COLUMNS = ["precision", "size", "b1 p50/p90 ms", "b1 img/s", "b32 p50/p90 ms", "b32 img/s", "peak memory"]
 
 
 def print_machine(fingerprint: dict) -> None:
     console.print(f"machine: {fingerprint['cpu']}, {fingerprint['usable_cores']} usable cores, load "
                   f"{fingerprint['load_average']}; onnxruntime {fingerprint['onnxruntime']}, "
                   f"torch {fingerprint['torch']}, "
-                  f"onnx {fingerprint['onnx']}", highlight=False)
+                  f"onnx {fingerprint['onnx']}"
+                  + (f"; providers {', '.join(fingerprint['providers'])}" if fingerprint.get("providers") else ""),
+                  highlight=False)
 
 
 # -- export ----------------------------------------------------------------------------------------
@@ -132,6 +173,14 @@ def export_command(
     optimize: bool = typer.Option(False, "--optimize", help="Apply ONNX Runtime's offline graph optimizations "
                                                             "(the file then needs ONNX Runtime)."),
     int8: bool = typer.Option(False, "--int8", help="Also write a static int8 (QDQ) model and compare it with fp32."),
+    calibration_method: str = typer.Option("minmax", help="int8 calibration: minmax, entropy, percentile or "
+                                                          "distribution."),
+    fp16: bool = typer.Option(False, "--fp16", help="Also write a float16 model (float32 in/out), proved with its own "
+                                                    "parity tolerance."),
+    ort_format: bool = typer.Option(False, "--ort-format", help="Also write model.ort for ORT Mobile, after ORT's "
+                                                               "mobile usability check."),
+    providers: Optional[str] = typer.Option(None, "--providers", help="ONNX Runtime execution providers to time "
+                                                                      "with, comma-separated (default: cpu)."),
     max_latency_ms: Optional[float] = typer.Option(None, help="Fail (exit 2) when ORT p90 latency is over "
                                                               "this budget."),
     weights: Optional[Path] = typer.Option(None, help="safetensors weights for a genotype REF."),
@@ -152,18 +201,21 @@ def export_command(
     options = ExportOptions(opset=opset, exporter=exporter, dynamic_batch=dynamic_batch, optimize=optimize, int8=int8,
                             batch_sizes=parse_ints(batch_sizes, "--batch-sizes"),
                             threads=parse_ints(threads, "--threads"), runs=runs, atol=atol,
-                            max_latency_ms=max_latency_ms)
+                            max_latency_ms=max_latency_ms, fp16=fp16, ort_format=ort_format,
+                            calibration_method=calibration_method, providers=providers)
     options.check()  # before loading anything: a bad option costs no time
     source = resolve_model(ref, weights=weights, random_init=random_init)
     prepare_out_dir(out)
     parity_x, test_data = real_image_split(dataset, data_dir, source, parity_images)
-    images = ExportImages(parity=parity_x, dataset=dataset)
+    g = source.model.genotype
+    raw = real_images(test_data, len(parity_x), mean=[0.0] * g.in_chans, std=[1.0] * g.in_chans)
+    images = ExportImages(parity=parity_x, parity_raw=raw, dataset=dataset)
     if int8:
         images.calibration, _ = real_image_split(dataset, data_dir, source, calibration_images, split="train")
         images.accuracy, _ = real_image_split(dataset, data_dir, source, len(test_data))
         images.accuracy_labels = test_data.labels
     outcome = export_model(source.model, out, images, options, model_info={"ref": ref, "source": source.kind},
-                           step=_status(as_json))
+                           onnx_metadata=onnx_metadata(source, test_data), step=_status(as_json))
     if as_json:
         print_json(outcome.report)
     else:
@@ -187,6 +239,19 @@ def _print_export(outcome: ExportOutcome, out: Path) -> None:
     console.print(f"parity: {parity.summary()}", highlight=False)
     print_table("latency (ms)", LATENCY_COLUMNS, latency_rows(bench))
     print_machine(bench.fingerprint)
+    print_noise_warnings(bench)
+    if report.get("fp16"):
+        console.print(f"fp16: wrote {out / report['fp16']['path']}; parity "
+                      f"{'passed' if report['fp16']['parity']['passed'] else 'FAILED'}: "
+                      f"max |logit diff| {report['fp16']['parity']['max_abs_diff']:.2e} (tolerance "
+                      f"{report['fp16']['parity']['atol']:.0e}), top-1 agreement "
+                      f"{report['fp16']['parity']['top1_agreement']:.2%}", highlight=False)
+    if report.get("ort_format"):
+        o = report["ort_format"]
+        verdicts = ", ".join(f"{ep}: {v}" for ep, v in o["mobile_eps"].items()) or "no verdict"
+        console.print(f"ORT Mobile: wrote {out / o['path']} ({o['size_bytes'] / 1e6:.2f} MB); usability check: "
+                      f"{verdicts}", highlight=False)
+    print_table("per precision (ORT, 1 thread)", PRECISION_COLUMNS, precision_rows(report["precisions"]))
     if comparison is not None:
         c = comparison
         print_table("int8 vs fp32", ["", "fp32", "int8", "change"], [
@@ -196,6 +261,10 @@ def _print_export(outcome: ExportOutcome, out: Path) -> None:
              f"{c.speedup:.2f}x faster" if c.speedup >= 1 else f"{1 / c.speedup:.2f}x slower"],
             [f"test accuracy ({c.test_images} images)", f"{c.fp32_accuracy:.4f}", f"{c.int8_accuracy:.4f}",
              f"{c.accuracy_change * 100:+.2f} pts"]])
+        if c.layer_errors:
+            print_table(f"int8 layers with the most error ({c.calibration_method} calibration; SQNR vs fp32, "
+                        "lower is worse)", ["tensor", "SQNR dB"],
+                        [[e["tensor"], f"{e['sqnr_db']:.1f}"] for e in c.layer_errors[:5]])
         if c.recommended == "fp32":
             console.print(f"recommended: {ONNX_FILE} (fp32), because " + "; ".join(c.reasons), highlight=False)
         else:
@@ -218,6 +287,8 @@ def bench_command(
     weights: Optional[Path] = typer.Option(None, help="safetensors weights for a genotype REF."),
     random_init: bool = typer.Option(False, "--random-init", help="Time a genotype REF with untrained weights."),
     exporter: str = typer.Option("dynamo", help="Exporter used when REF is not an .onnx file."),
+    providers: Optional[str] = typer.Option(None, "--providers", help="ONNX Runtime execution providers, "
+                                                                      "comma-separated (default: cpu)."),
     per_block: bool = typer.Option(False, "--per-block", help="Build this machine's per-block latency table and "
                                                               "report the predictor's error on sampled genotypes."),
     table: Path = typer.Option(Path("latency_table.json"), help="--per-block: table file (extended if it exists)."),
@@ -229,6 +300,7 @@ def bench_command(
 ) -> None:
     """Time a model in ONNX Runtime (and eager PyTorch), or build the per-block latency table."""
     check_budget_value(max_latency_ms)
+    resolve_providers(providers)
     batch_list, thread_list = parse_ints(batch_sizes, "--batch-sizes"), parse_ints(threads, "--threads")
     if per_block:
         if max_latency_ms is not None:
@@ -238,8 +310,9 @@ def bench_command(
     if ref is None:
         raise MenasError("give a model REF or an .onnx file (or --per-block)")
     if ref.endswith(".onnx") or (Path(ref).is_file() and not ref.endswith(".json")):
-        ort_session(ref)  # a file that does not load fails here, in one line
-        report = benchmark(ref, None, batch_sizes=batch_list, threads=thread_list, runs=runs, warmup=warmup)
+        ort_session(ref, providers=providers)  # a file that does not load fails here, in one line
+        report = benchmark(ref, None, batch_sizes=batch_list, threads=thread_list, runs=runs, warmup=warmup,
+                           providers=providers)
         title = ref
     else:
         onnx_export.check_opset(onnx_export.DEFAULT_OPSET, exporter)
@@ -250,7 +323,7 @@ def bench_command(
                 path = onnx_export.export_onnx(source.model, Path(tmp) / ONNX_FILE, exporter=exporter).path
             with status(f"timing ({runs} runs per configuration)"):
                 report = benchmark(path, source.model, batch_sizes=batch_list, threads=thread_list, runs=runs,
-                                   warmup=warmup)
+                                   warmup=warmup, providers=providers)
         title = f"{ref} ({human(genotype_cost(source.model.genotype).macs)} MACs)"
     verdict = budget_verdict(report.onnxruntime, max_latency_ms) if max_latency_ms is not None else None
     if as_json:
@@ -258,6 +331,7 @@ def bench_command(
     else:
         print_table(f"latency of {title} (ms)", LATENCY_COLUMNS, latency_rows(report))
         print_machine(report.fingerprint)
+        print_noise_warnings(report)
     if max_latency_ms is not None:
         check_budget(report.onnxruntime, max_latency_ms)
 

@@ -24,6 +24,17 @@ def _fmt_latency(metrics: dict) -> str:
     return f"{lat['ms']:.3f} ms" if lat else "-"
 
 
+def _fmt_precisions(metrics: dict, batch: str, field: str) -> str:
+    """Per precision of the recorded export, e.g. ``fp32 0.210 / int8 0.326`` (p50 ms) or img/s."""
+    precisions = (metrics.get("deployment") or {}).get("precisions") or {}
+    cells = []
+    for name, p in precisions.items():
+        b = (p.get("batches") or {}).get(batch)
+        if b:
+            cells.append(f"{name} {b[field]:.3f}" if field == "p50_ms" else f"{name} {b[field]:,.0f}")
+    return " / ".join(cells) or "-"
+
+
 @command(name="list")
 def list_command(
     pattern: str = typer.Argument("*", help="Shell-style pattern, e.g. 'mt-*'."),
@@ -37,9 +48,10 @@ def list_command(
         print_json([{"name": e.name, "repo_id": e.repo_id, "revision": e.revision, "metrics": e.metrics}
                     for e in entries])
         return
-    print_table(None, ["name", "params", "MACs", "accuracy", "ORT latency", "repo"],
+    print_table(None, ["name", "params", "MACs", "accuracy", "ORT latency", "b1 p50 ms", "b32 img/s", "repo"],
                 [[e.name, human(e.metrics["params"]), human(e.metrics["macs"]), _fmt_accuracy(e.metrics),
-                  _fmt_latency(e.metrics), e.repo_id] for e in entries])
+                  _fmt_latency(e.metrics), _fmt_precisions(e.metrics, "1", "p50_ms"),
+                  _fmt_precisions(e.metrics, "32", "images_per_s"), e.repo_id] for e in entries])
 
 
 @command(name="load")
@@ -117,9 +129,13 @@ def push_command(
 def card_command(
     directory: Path = typer.Argument(..., metavar="DIR", help="Artifact folder."),
     name: Optional[str] = typer.Option(None, help="Model name on the card (default: the folder name)."),
+    export_report: Optional[Path] = typer.Option(None, help="export_report.json of this model: record its latency, "
+                                                            "throughput and memory per precision in config.json "
+                                                            "and on the card."),
 ) -> None:
     """Render the model card into DIR/README.md and check it against config.json."""
     from menas_zoo.hub.card import write_card
 
-    path = write_card(directory, model_name=name)
-    console.print(f"wrote {path} (card checked against config.json)", highlight=False)
+    path = write_card(directory, model_name=name, export_report=export_report)
+    console.print(f"wrote {path} (card checked against config.json"
+                  f"{', performance from ' + str(export_report) if export_report else ''})", highlight=False)

@@ -6,7 +6,9 @@
     parity.py         PyTorch vs ONNX Runtime logits on real images at another batch size
     bench.py          latency (warm-up, timed runs, percentiles) in ORT and eager PyTorch, machine fingerprint,
                       latency budget
-    quantize.py       static int8 (QDQ, per-channel weights) calibrated on real images, compared with fp32
+    quantize.py       static int8 (QDQ, per-channel weights) calibrated on real images, compared with fp32,
+                      with a choice of calibration method and per-layer error
+    variants.py       fp16 ONNX (own parity tolerance) and ORT Mobile's .ort file with ORT's usability check
     latency_table.py  per-block latency lookup table for this machine and a predictor built on it
 
 This package depends on the core only (nets, space, data, io); the CLI resolves a model reference

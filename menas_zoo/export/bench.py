@@ -13,8 +13,10 @@ import copy
 import gc
 import os
 import platform
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -49,7 +51,12 @@ class LatencyStats:
     stdev_pct: float
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "images_per_s": self.images_per_s}
+
+    @property
+    def images_per_s(self) -> float:
+        """Throughput at p50: images of this batch size per second."""
+        return round(self.batch_size / (self.p50_ms / 1000), 1) if self.p50_ms > 0 else float("inf")
 
     @property
     def label(self) -> str:
@@ -104,12 +111,13 @@ def onnx_times(session, *, batch_size: int, runs: int, warmup: int, source: str 
 
 
 def bench_onnx(path: str | Path, *, batch_sizes: Iterable[int] = (1,), threads: Iterable[int] = (1,),
-               runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP) -> list[LatencyStats]:
+               runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
+               providers: str | Sequence[str] | None = None) -> list[LatencyStats]:
     """ORT latency of ``path`` for every (batch size, threads) pair; the model needs a dynamic batch
     axis for batch sizes other than the one it was exported with."""
     results = []
     for n_threads in threads:
-        session = ort_session(path, threads=n_threads)
+        session = ort_session(path, threads=n_threads, providers=providers)
         for batch in batch_sizes:
             times = onnx_times(session, batch_size=batch, runs=runs, warmup=warmup, source=path)
             results.append(summarize(times, runtime="onnxruntime", batch_size=batch, threads=n_threads, warmup=warmup))
@@ -199,24 +207,89 @@ class BenchReport:
             eager = self.eager_for(s)
             rows.append({**s.as_dict(), "eager_p50_ms": eager.p50_ms if eager else None,
                          "speedup_vs_eager_p50": round(eager.p50_ms / s.p50_ms, 2) if eager and s.p50_ms else None})
-        return {"machine": self.fingerprint, "onnxruntime": rows, "eager": [e.as_dict() for e in self.eager]}
+        return {"machine": self.fingerprint, "onnxruntime": rows, "eager": [e.as_dict() for e in self.eager],
+                "warnings": noise_warnings(self)}
 
 
 def benchmark(onnx_path: str | Path, model: nn.Module | None = None, *, batch_sizes: Iterable[int] = (1,),
-              threads: Iterable[int] = (1,), runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP) -> BenchReport:
+              threads: Iterable[int] = (1,), runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
+              providers: str | Sequence[str] | None = None) -> BenchReport:
     """ORT latency of ``onnx_path`` and, when the PyTorch ``model`` is given, its eager latency in the same run."""
     batch_sizes, threads = list(batch_sizes), list(threads)
     for b in batch_sizes:
         if b < 1:
             raise MenasError(f"batch sizes must be at least 1, got {b}")
-    fingerprint = machine_fingerprint()
-    onnx_stats = bench_onnx(onnx_path, batch_sizes=batch_sizes, threads=threads, runs=runs, warmup=warmup)
+    fingerprint = {**machine_fingerprint(), "providers": ort_session(onnx_path, providers=providers).get_providers()}
+    onnx_stats = bench_onnx(onnx_path, batch_sizes=batch_sizes, threads=threads, runs=runs, warmup=warmup,
+                            providers=providers)
     eager = []
     if model is not None:
         _, shape = onnx_input_shape(onnx_path)
         eager = bench_eager(model, tuple(shape[1:]), batch_sizes=batch_sizes, threads=threads, runs=runs,
                             warmup=warmup)
     return BenchReport(fingerprint, onnx_stats, eager)
+
+
+#: A timing is not trusted when its stdev is over this share of the mean, or p90 is this much over p50.
+NOISY_STDEV_PCT, NOISY_P90_OVER_P50 = 25.0, 1.5
+
+
+def noise_warnings(report: BenchReport) -> list[str]:
+    """Why the numbers of ``report`` may not be trustworthy (empty when they look clean)."""
+    warnings = []
+    for s in report.onnxruntime + report.eager:
+        if s.stdev_pct > NOISY_STDEV_PCT or s.p90_ms > NOISY_P90_OVER_P50 * s.p50_ms:
+            warnings.append(f"{s.label}: timing is noisy (stdev {s.stdev_pct:.0f}% of the mean, p90 "
+                            f"{s.p90_ms / s.p50_ms:.2f}x p50); rerun on a quiet machine or with more --runs")
+    fp = report.fingerprint
+    load, cores = fp.get("load_average"), fp.get("usable_cores") or 1
+    if load and load[0] > 0.75 * cores:
+        warnings.append(f"the machine was loaded (1-minute load average {load[0]} on {cores} usable cores); "
+                        "latency is likely overstated")
+    return warnings
+
+
+_PEAK_MEMORY_SCRIPT = """
+import sys, numpy as np, onnxruntime as ort
+def high_water_kb():
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+before = high_water_kb()
+opts = ort.SessionOptions()
+opts.intra_op_num_threads = int(sys.argv[3])
+session = ort.InferenceSession(sys.argv[1], sess_options=opts, providers=sys.argv[4].split(","))
+inp = session.get_inputs()[0]
+session.run(None, {inp.name: np.zeros([int(sys.argv[2]), *inp.shape[1:]], np.float32)})
+print(high_water_kb() - before)
+"""
+
+
+def peak_memory_mb(path: str | Path, *, batch_size: int = 1, threads: int = 1,
+                   providers: str | Sequence[str] | None = None) -> float | None:
+    """Peak resident memory (MB) that loading ``path`` and running one batch adds to a fresh process,
+    beyond the interpreter and onnxruntime themselves; None where /proc is not available."""
+    if not Path("/proc/self/status").exists():
+        return None
+    from menas_zoo.edge import resolve_providers
+
+    chosen = ",".join(resolve_providers(providers))
+    result = subprocess.run([sys.executable, "-c", _PEAK_MEMORY_SCRIPT, str(path), str(batch_size), str(threads), chosen],
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise MenasError(f"measuring the memory of {path} failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
+    return round(int(result.stdout.strip()) / 1024, 1)
+
+
+def precision_summary(path: str | Path, *, batch_sizes: Iterable[int] = (1, 32), threads: int = 1,
+                      runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
+                      providers: str | Sequence[str] | None = None) -> dict:
+    """What a model card shows for one file: p50/p90 and images/s per batch size, peak memory, size."""
+    batch_sizes = list(batch_sizes)
+    stats = bench_onnx(path, batch_sizes=batch_sizes, threads=(threads,), runs=runs, warmup=warmup, providers=providers)
+    return {"size_bytes": Path(path).stat().st_size, "threads": threads,
+            "batches": {str(s.batch_size): {"p50_ms": s.p50_ms, "p90_ms": s.p90_ms, "images_per_s": s.images_per_s,
+                                            "stdev_pct": s.stdev_pct} for s in stats},
+            "peak_memory_mb": peak_memory_mb(path, batch_size=max(batch_sizes), threads=threads, providers=providers)}
 
 
 def check_budget_value(max_latency_ms: float | None) -> None:

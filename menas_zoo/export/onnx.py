@@ -141,3 +141,20 @@ def check_onnx(path: str | Path) -> onnx.ModelProto:
     except Exception as exc:
         raise MenasError(f"{path} fails the ONNX checker: {str(exc).strip().splitlines()[0]}") from None
     return model
+
+
+def embed_metadata(path: str | Path, props: dict[str, str]) -> None:
+    """Write ``props`` into the file's ``metadata_props`` (replacing keys of the same name), atomically.
+
+    These are what make the file self-contained: :mod:`menas_zoo.edge` reads labels, normalization and
+    input size from them (see its module doc for the keys).
+    """
+    path = Path(path)
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=str(value))
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))

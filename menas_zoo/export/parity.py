@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from menas_zoo.data import ImageDataset
+from menas_zoo.edge import read_model_info
 from menas_zoo.errors import MenasError
 from menas_zoo.export.runtime import ort_session
 
@@ -36,6 +37,7 @@ class ParityResult:
     top1_agreement: float
     atol: float
     min_agreement: float
+    normalization: str = "given"  # "onnx metadata": ORT read raw pixels normalized as the file itself says
 
     @property
     def passed(self) -> bool:
@@ -47,7 +49,8 @@ class ParityResult:
     def summary(self) -> str:
         return (f"max |logit diff| {self.max_abs_diff:.2e} (tolerance {self.atol:.0e}), top-1 agreement "
                 f"{self.top1_agreement:.2%} (required {self.min_agreement:.0%}) on {self.images} real images "
-                f"at batch {self.batch_size}")
+                f"at batch {self.batch_size}" + (", normalized from the file's metadata"
+                                                 if self.normalization == "onnx metadata" else ""))
 
 
 def real_images(dataset: ImageDataset, count: int, *, mean=None, std=None, offset: int = 0) -> torch.Tensor:
@@ -63,15 +66,29 @@ def real_images(dataset: ImageDataset, count: int, *, mean=None, std=None, offse
 
 def check_parity(model: nn.Module, onnx_path: str | Path, images: torch.Tensor, *, batch_size: int = 16,
                  export_batch: int | None = None, atol: float = DEFAULT_ATOL,
-                 min_agreement: float = DEFAULT_MIN_AGREEMENT, threads: int = 1, strict: bool = True) -> ParityResult:
+                 min_agreement: float = DEFAULT_MIN_AGREEMENT, threads: int = 1, strict: bool = True,
+                 raw_images: torch.Tensor | None = None) -> ParityResult:
     """Compare logits of ``model`` and ``onnx_path`` on ``images``; raise :class:`ParityError` when
-    ``strict`` and out of tolerance."""
+    ``strict`` and out of tolerance.
+
+    With ``raw_images`` (the same images as [0, 1] pixels), ONNX Runtime is fed those normalized with the
+    mean/std stored in the file's own metadata, the way a device running :mod:`menas_zoo.edge` would:
+    parity then also proves the file alone carries the right preprocessing.
+    """
     if export_batch is not None and batch_size == export_batch:
         raise MenasError(f"parity must run at a batch size other than the export's ({export_batch})")
     if images.ndim != 4:
         raise MenasError(f"parity images must be (N, C, H, W), got shape {tuple(images.shape)}")
     session = ort_session(onnx_path, threads=threads)
     input_name = session.get_inputs()[0].name
+    onnx_inputs = images
+    if raw_images is not None:
+        if raw_images.shape != images.shape:
+            raise MenasError(f"raw parity images {tuple(raw_images.shape)} do not match {tuple(images.shape)}")
+        info = read_model_info(session, where=str(onnx_path))
+        mean = torch.tensor(info.mean).view(1, -1, 1, 1)
+        std = torch.tensor(info.std).view(1, -1, 1, 1)
+        onnx_inputs = ((raw_images.float() - mean) / std).contiguous()
     net = copy.deepcopy(model).float().cpu().eval()  # leave the caller's model (mode, device) alone
     max_diff, agree = 0.0, 0
     with torch.inference_mode():
@@ -79,7 +96,7 @@ def check_parity(model: nn.Module, onnx_path: str | Path, images: torch.Tensor, 
             x = images[start:start + batch_size].float().contiguous()
             expected = net(x).numpy()
             try:
-                (actual,) = session.run(None, {input_name: x.numpy()})
+                (actual,) = session.run(None, {input_name: onnx_inputs[start:start + batch_size].float().numpy()})
             except Exception as exc:
                 raise MenasError(f"{onnx_path} fails on a batch of {len(x)} images: "
                                  f"{str(exc).strip().splitlines()[0]}") from None
@@ -88,7 +105,8 @@ def check_parity(model: nn.Module, onnx_path: str | Path, images: torch.Tensor, 
             max_diff = max(max_diff, float(np.abs(actual - expected).max()))
             agree += int((actual.argmax(1) == expected.argmax(1)).sum())
     result = ParityResult(images=len(images), batch_size=batch_size, max_abs_diff=max_diff,
-                          top1_agreement=agree / len(images), atol=atol, min_agreement=min_agreement)
+                          top1_agreement=agree / len(images), atol=atol, min_agreement=min_agreement,
+                          normalization="onnx metadata" if raw_images is not None else "given")
     if strict and not result.passed:
         raise ParityError(f"parity failed for {onnx_path}: {result.summary()}")
     return result

@@ -2,6 +2,8 @@
 
     out/model.onnx          fp32, single file (ORT-optimized with ``optimize``)
     out/model.int8.onnx     static int8 QDQ (with ``int8``)
+    out/model.fp16.onnx     float16, float32 in/out (with ``fp16``)
+    out/model.ort           ORT Mobile format (with ``ort_format``)
     out/export_report.json  opset, exporter, versions, sizes, parity, latency, budget, int8 verdict
 
 Work happens in a hidden staging folder inside ``out``; files are moved into place only once parity has
@@ -25,15 +27,20 @@ import torch
 
 from menas_zoo.costs import genotype_cost
 from menas_zoo.errors import MenasError
-from menas_zoo.export.bench import DEFAULT_RUNS, BenchReport, benchmark, budget_verdict, check_budget_value
-from menas_zoo.export.onnx import DEFAULT_OPSET, check_opset, export_onnx
+from menas_zoo.edge import resolve_providers
+from menas_zoo.export.bench import (DEFAULT_RUNS, BenchReport, benchmark, budget_verdict, check_budget_value,
+                                    precision_summary)
+from menas_zoo.export.onnx import DEFAULT_OPSET, check_opset, embed_metadata, export_onnx
 from menas_zoo.export.parity import DEFAULT_ATOL, ParityResult, check_parity
-from menas_zoo.export.quantize import Int8Comparison, compare_int8, quantize_int8
+from menas_zoo.export.quantize import Int8Comparison, calibration_method, compare_int8, layer_errors, quantize_int8
+from menas_zoo.export.variants import check_fp16_parity, convert_fp16, convert_ort_format, mobile_usability
 from menas_zoo.export.runtime import optimize_offline
 from menas_zoo.io import write_json_atomic
 from menas_zoo.nets import MobileNetMT
 
 ONNX_FILE, INT8_FILE, REPORT_FILE = "model.onnx", "model.int8.onnx", "export_report.json"
+FP16_FILE, ORT_FILE = "model.fp16.onnx", "model.ort"
+PRECISION_BATCHES = (1, 32)  # the batch sizes a model card shows per precision
 EXPORT_BATCH, PARITY_BATCH = 2, 16  # traced at one batch size, proved at another
 
 
@@ -42,6 +49,7 @@ class ExportImages:
     """Real, normalized images: parity (test split), calibration (training split), accuracy (test split + labels)."""
 
     parity: torch.Tensor
+    parity_raw: torch.Tensor | None = None  # the same images as [0, 1] pixels: ORT normalizes them from metadata
     calibration: torch.Tensor | None = None
     accuracy: torch.Tensor | None = None
     accuracy_labels: torch.Tensor | None = None
@@ -60,10 +68,19 @@ class ExportOptions:
     runs: int = DEFAULT_RUNS
     atol: float = DEFAULT_ATOL
     max_latency_ms: float | None = None
+    fp16: bool = False
+    ort_format: bool = False
+    calibration_method: str = "minmax"
+    providers: str | None = None  # for timing; parity always runs on the CPU provider
 
     def check(self) -> None:
         check_opset(self.opset, self.exporter)
         check_budget_value(self.max_latency_ms)
+        calibration_method(self.calibration_method)
+        resolve_providers(self.providers)
+        if self.optimize and (self.fp16 or self.ort_format):
+            raise MenasError("--optimize writes an ORT-specific graph; fp16 and ORT-format files are made from the "
+                             "portable one: leave out --optimize")
 
 
 @dataclass
@@ -87,10 +104,11 @@ def prepare_out_dir(out: Path) -> None:
 
 
 def export_model(model: MobileNetMT, out: str | Path, images: ExportImages, options: ExportOptions | None = None, *,
-                 model_info: dict[str, Any] | None = None,
+                 model_info: dict[str, Any] | None = None, onnx_metadata: dict[str, str] | None = None,
                  step: Callable[[str], ContextManager] = lambda _: contextlib.nullcontext()) -> ExportOutcome:
     """Export ``model`` into ``out``; the outcome holds the report written there and the measurements
-    behind it. ``step(description)`` wraps each long stage, for progress display."""
+    behind it. ``onnx_metadata`` goes into every ONNX file's ``metadata_props`` (see :mod:`menas_zoo.edge`).
+    ``step(description)`` wraps each long stage, for progress display."""
     options = options or ExportOptions()
     options.check()
     if options.int8 and (images.calibration is None or images.accuracy is None or images.accuracy_labels is None):
@@ -103,10 +121,16 @@ def export_model(model: MobileNetMT, out: str | Path, images: ExportImages, opti
         with step(f"exporting with the {options.exporter} exporter, opset {options.opset}"):
             result = export_onnx(model, onnx_path, opset=options.opset, exporter=options.exporter,
                                  dynamic_batch=options.dynamic_batch, export_batch=EXPORT_BATCH)
+        if onnx_metadata:
+            embed_metadata(onnx_path, onnx_metadata)
+            result.size_bytes = onnx_path.stat().st_size
         int8_path = None
         if options.int8:
-            with step("quantizing to int8 (static QDQ, calibrating on training images)"):
-                int8_path = quantize_int8(onnx_path, staging / INT8_FILE, images.calibration)
+            with step(f"quantizing to int8 (static QDQ, {options.calibration_method} calibration on training images)"):
+                int8_path = quantize_int8(onnx_path, staging / INT8_FILE, images.calibration,
+                                          method=options.calibration_method)
+                if onnx_metadata:
+                    embed_metadata(int8_path, onnx_metadata)
         if options.optimize:  # after quantization: the quantizer wants the portable graph, not ORT's fused one
             with step("optimizing the graph with ONNX Runtime"):
                 optimized = staging / "model.opt.onnx"
@@ -118,14 +142,22 @@ def export_model(model: MobileNetMT, out: str | Path, images: ExportImages, opti
         with step(f"checking parity on {len(images.parity)} real images"):
             parity = check_parity(model, onnx_path, images.parity,
                                   batch_size=PARITY_BATCH if options.dynamic_batch else EXPORT_BATCH,
-                                  export_batch=EXPORT_BATCH if options.dynamic_batch else None, atol=options.atol)
+                                  export_batch=EXPORT_BATCH if options.dynamic_batch else None, atol=options.atol,
+                                  raw_images=images.parity_raw if onnx_metadata else None)
         with step(f"timing ONNX Runtime and PyTorch eager ({options.runs} runs per configuration)"):
-            bench = benchmark(onnx_path, model, batch_sizes=batch_sizes, threads=options.threads, runs=options.runs)
+            bench = benchmark(onnx_path, model, batch_sizes=batch_sizes, threads=options.threads, runs=options.runs,
+                              providers=options.providers)
+        extra = deployment_variants(model, staging, images, options, step,
+                                    parity_batch=PARITY_BATCH if options.dynamic_batch else EXPORT_BATCH,
+                                    raw_parity=bool(onnx_metadata))
         comparison = None
         if int8_path is not None:
             with step("comparing int8 with fp32 (size, latency, test accuracy)"):
                 comparison = compare_int8(onnx_path, int8_path, images.accuracy, images.accuracy_labels,
                                           threads=options.threads[0], runs=options.runs)
+                comparison.calibration_method = options.calibration_method
+            with step("measuring per-layer int8 error (SQNR against fp32)"):
+                comparison.layer_errors = layer_errors(onnx_path, int8_path, images.calibration[:64])
         cost = genotype_cost(model.genotype)
         result.path = ONNX_FILE
         report = {
@@ -137,13 +169,52 @@ def export_model(model: MobileNetMT, out: str | Path, images: ExportImages, opti
             "budget": budget_verdict(bench.onnxruntime, options.max_latency_ms) if options.max_latency_ms else None,
             "int8": {**comparison.as_dict(), "path": INT8_FILE, "dataset": images.dataset} if comparison else None,
             "recommended": INT8_FILE if comparison and comparison.recommended == "int8" else ONNX_FILE,
+            **extra,
         }
-        for name in (ONNX_FILE, INT8_FILE):
+        with step("measuring latency and memory per precision"):
+            report["precisions"] = precision_summaries(staging, options)
+        for name in (ONNX_FILE, INT8_FILE, FP16_FILE, ORT_FILE):
             if (staging / name).exists():
                 os.replace(staging / name, out / name)
-        if not options.int8:
-            (out / INT8_FILE).unlink(missing_ok=True)  # a stale int8 file of an earlier export would mislead
+            elif name != ONNX_FILE:
+                (out / name).unlink(missing_ok=True)  # a stale file of an earlier export would mislead
         write_json_atomic(out / REPORT_FILE, report)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportOutcome(report, bench, parity, comparison)
+
+
+def deployment_variants(model: MobileNetMT, staging: Path, images: ExportImages, options: ExportOptions,
+                        step: Callable[[str], ContextManager], *, parity_batch: int, raw_parity: bool) -> dict[str, Any]:
+    """The fp16 and ORT-format files (when asked) and their report entries."""
+    entries: dict[str, Any] = {"fp16": None, "ort_format": None}
+    onnx_path = staging / ONNX_FILE
+    if options.fp16:
+        with step(f"converting to fp16 and checking its parity on {len(images.parity)} real images"):
+            fp16_path = convert_fp16(onnx_path, staging / FP16_FILE)
+            try:
+                parity = check_fp16_parity(model, fp16_path, images.parity, batch_size=parity_batch,
+                                           raw_images=images.parity_raw if raw_parity else None)
+            except MenasError:
+                fp16_path.unlink(missing_ok=True)
+                raise
+        entries["fp16"] = {"path": FP16_FILE, "size_bytes": fp16_path.stat().st_size, "parity": parity.as_dict()}
+    if options.ort_format:
+        with step("checking mobile usability and writing the ORT-format file"):
+            usability = mobile_usability(onnx_path)
+            ort_path = convert_ort_format(onnx_path, staging / ORT_FILE)
+        entries["ort_format"] = {"path": ORT_FILE, "size_bytes": ort_path.stat().st_size, "optimization": "basic",
+                                 **usability}
+    return entries
+
+
+def precision_summaries(staging: Path, options: ExportOptions) -> dict[str, Any]:
+    """p50/p90 and images/s at batch 1 and 32 and peak memory, for every precision written."""
+    batches = PRECISION_BATCHES if options.dynamic_batch else (EXPORT_BATCH,)
+    summaries = {}
+    for precision, name in (("fp32", ONNX_FILE), ("fp16", FP16_FILE), ("int8", INT8_FILE)):
+        if (staging / name).exists():
+            summaries[precision] = {"path": name, **precision_summary(
+                staging / name, batch_sizes=batches, threads=options.threads[0], runs=options.runs,
+                providers=options.providers)}
+    return summaries

@@ -7,12 +7,21 @@ Activations are uint8 and weights int8 per output channel (ORT's recommended x86
 ``reduce_range`` keeps weights to 7 bits, which avoids the u8s8 overflow of AVX2 machines without VNNI
 at a small cost in accuracy.
 
+The calibration method is the user's choice (:data:`CALIBRATION_METHODS`): min-max is fast and the
+default; entropy and percentile clip outliers, which can help when a few large activations waste the range.
+Per-layer error comes from ONNX Runtime's QDQ debugging tools: the signal-to-quantization-noise ratio (dB,
+higher is better) of every quantized activation against the fp32 model's, so a loss of accuracy can be
+traced to the layers that cause it.
+
 The verdict is honest: when int8 is slower than fp32 or loses more than ``max_accuracy_drop`` of test
 accuracy, the comparison says so and recommends the fp32 file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +36,8 @@ from menas_zoo.export.runtime import ort_session
 from menas_zoo.io import atomic_path
 
 DEFAULT_CALIBRATION_IMAGES = 512
+CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                       "percentile": CalibrationMethod.Percentile, "distribution": CalibrationMethod.Distribution}
 MAX_ACCURACY_DROP = 0.01  # one point of top-1
 
 
@@ -51,9 +62,10 @@ class ImageCalibrationReader(CalibrationDataReader):
 
 def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration_images: torch.Tensor, *,
                   per_channel: bool = True, reduce_range: bool = True,
-                  method: CalibrationMethod = CalibrationMethod.MinMax) -> Path:
+                  method: str | CalibrationMethod = "minmax") -> Path:
     """Write the static int8 QDQ version of ``fp32_path`` to ``int8_path`` (atomically)."""
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    method = calibration_method(method)
     if len(calibration_images) == 0:
         raise MenasError("int8 calibration needs at least one image")
     input_name = ort_session(fp32_path).get_inputs()[0].name
@@ -63,9 +75,12 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration_imag
             # ORT's recommended pre-processing: symbolic shape inference and graph cleanup (BN folding is
             # already done by the exporter), so the quantizer sees every tensor's shape.
             quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
-            quantize_static(str(prepared), str(tmp), ImageCalibrationReader(calibration_images, input_name),
-                            quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=reduce_range,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method)
+            # The histogram calibrators print progress to stdout, which must stay clean for --json.
+            with contextlib.redirect_stdout(sys.stderr):
+                quantize_static(str(prepared), str(tmp), ImageCalibrationReader(calibration_images, input_name),
+                                quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=reduce_range,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=method)
         except MenasError:
             raise
         except Exception as exc:
@@ -73,6 +88,42 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration_imag
         finally:
             prepared.unlink(missing_ok=True)
     return int8_path
+
+
+def calibration_method(name: str | CalibrationMethod) -> CalibrationMethod:
+    if isinstance(name, CalibrationMethod):
+        return name
+    if name not in CALIBRATION_METHODS:
+        raise MenasError(f"unknown calibration method {name!r}; known: {', '.join(CALIBRATION_METHODS)}")
+    return CALIBRATION_METHODS[name]
+
+
+def layer_errors(fp32_path: str | Path, int8_path: str | Path, images: torch.Tensor, *, worst: int = 10) -> list[dict]:
+    """The ``worst`` quantized activations by SQNR against fp32 (dB, lowest first), on ``images``."""
+    from onnxruntime.quantization.qdq_loss_debug import (collect_activations, compute_activation_error,
+                                                         create_activation_matching,
+                                                         modify_model_output_intermediate_tensors)
+
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    input_name = ort_session(fp32_path).get_inputs()[0].name
+    with tempfile.TemporaryDirectory(prefix="menas-zoo-int8-debug-") as tmp:
+        try:
+            augmented = {}
+            for key, path in (("fp32", fp32_path), ("int8", int8_path)):
+                augmented[key] = str(Path(tmp) / f"{key}.onnx")
+                modify_model_output_intermediate_tensors(str(path), augmented[key])
+            reader = ImageCalibrationReader(images, input_name)
+            float_acts = collect_activations(augmented["fp32"], reader)
+            reader.rewind()
+            int8_acts = collect_activations(augmented["int8"], reader)
+            matching = create_activation_matching(int8_acts, float_acts)
+            # Tensors the pre-processing renamed have no fp32 counterpart; ORT's error function expects one.
+            errors = compute_activation_error({k: v for k, v in matching.items() if "float" in v and v["pre_qdq"]})
+        except Exception as exc:
+            raise MenasError(f"per-layer int8 error of {int8_path} failed: {str(exc).strip().splitlines()[0]}") from None
+    rows = [{"tensor": name, "sqnr_db": round(float(e["xmodel_err"]), 2), "qdq_sqnr_db": round(float(e["qdq_err"]), 2)}
+            for name, e in errors.items() if "xmodel_err" in e and np.isfinite(e["xmodel_err"])]
+    return sorted(rows, key=lambda r: r["sqnr_db"])[:worst]
 
 
 def onnx_accuracy(path: str | Path, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500,
@@ -99,6 +150,8 @@ class Int8Comparison:
     threads: int
     recommended: str  # "int8" | "fp32"
     reasons: list[str]
+    calibration_method: str = "minmax"
+    layer_errors: list[dict] | None = None  # worst activations by SQNR, see :func:`layer_errors`
 
     @property
     def accuracy_change(self) -> float:

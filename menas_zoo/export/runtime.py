@@ -1,4 +1,7 @@
-"""ONNX Runtime sessions for measurement: CPU, pinned thread counts, and load errors as one clear line.
+"""ONNX Runtime sessions for measurement: pinned thread counts, chosen providers, load errors as one line.
+
+Execution providers are the CPU one unless the caller names others (``--providers cuda,cpu``); names
+are checked by :func:`menas_zoo.edge.resolve_providers`, so an unknown or unavailable provider is one line.
 
 Threads are pinned explicitly because ORT's default (one intra-op thread per core, spinning) makes
 latency depend on whatever else runs on the machine; a benchmark states its thread count instead.
@@ -7,10 +10,12 @@ Sequential execution with one inter-op thread is right for these single-branch c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import onnxruntime as ort
 
+from menas_zoo.edge import resolve_providers
 from menas_zoo.errors import MenasError
 
 _LEVELS = {
@@ -38,14 +43,17 @@ def session_options(threads: int = 1, optimization: str = "all") -> ort.SessionO
     return opts
 
 
-def ort_session(path: str | Path, *, threads: int = 1, optimization: str = "all") -> ort.InferenceSession:
-    """A CPU inference session for ``path``; a missing or malformed file raises :class:`MenasError`."""
+def ort_session(path: str | Path, *, threads: int = 1, optimization: str = "all",
+                providers: str | Sequence[str] | None = None) -> ort.InferenceSession:
+    """An inference session for ``path`` (CPU unless ``providers`` says otherwise); a missing or malformed
+    file, or an unknown provider, raises :class:`MenasError`."""
+    chosen = resolve_providers(providers)
     path = Path(path)
     if not path.is_file():
         raise MenasError(f"ONNX file not found: {path}")
     try:
         return ort.InferenceSession(str(path), sess_options=session_options(threads, optimization),
-                                    providers=["CPUExecutionProvider"])
+                                    providers=chosen)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types, all RuntimeError-ish
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MenasError(f"{path} does not load in ONNX Runtime: {first_line}") from None

@@ -8,16 +8,17 @@ and :func:`check_card` proves a rendered card still agrees with its config.
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from menas_zoo.artifact import CARD, read_config
+from menas_zoo.artifact import CARD, CONFIG, read_config
 from menas_zoo.costs import human
 from menas_zoo.errors import MenasError
-from menas_zoo.io import write_text_atomic
+from menas_zoo.io import write_json_atomic, write_text_atomic
 from menas_zoo.space.genotype import Genotype
 
 LICENSE = "apache-2.0"
@@ -65,6 +66,8 @@ def render_card(config: dict[str, Any], *, model_name: str, load_ref: str | None
         load_ref=load_ref or model_name,
         mean=spec.get("mean"), std=spec.get("std"),
         labels=", ".join(config["labels"]) if config.get("labels") else None,
+        performance_rows=performance_rows(metrics),
+        deployment=metrics.get("deployment"),
         provenance_rows=[(key, value) for key, value in provenance.items() if not isinstance(value, (dict, list))],
     )
 
@@ -82,6 +85,45 @@ def result_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append((f"latency ({lat.get('runtime', 'runtime?')}, batch 1, {lat.get('machine', 'machine?')})",
                      f"{lat['ms']:.3f} ms"))
     return rows
+
+
+def performance_rows(metrics: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per precision of the recorded export: size, p50/p90 and img/s at batch 1 and 32, peak memory."""
+    deployment = metrics.get("deployment") or {}
+    rows = []
+    for precision, p in (deployment.get("precisions") or {}).items():
+        cells = [precision, f"{p['size_bytes'] / 1e6:.2f} MB"]
+        for batch in ("1", "32"):
+            b = (p.get("batches") or {}).get(batch)
+            cells += [f"{b['p50_ms']:.3f} / {b['p90_ms']:.3f}", f"{b['images_per_s']:,.0f}"] if b else ["-", "-"]
+        cells.append(f"{p['peak_memory_mb']:.1f} MB" if p.get("peak_memory_mb") is not None else "-")
+        rows.append(tuple(cells))
+    return rows
+
+
+def deployment_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    """The part of an export report (export_report.json) that a model card and ``menas-zoo list`` show."""
+    if not isinstance(report, dict) or not report.get("precisions"):
+        raise MenasError("the export report has no per-precision latency; re-export with this menas-zoo version")
+    machine = (report.get("latency") or {}).get("machine") or {}
+    return {"runtime": f"onnxruntime {machine.get('onnxruntime', '?')}",
+            "providers": machine.get("providers") or ["CPUExecutionProvider"],
+            "machine": f"{machine.get('cpu', '?')}, {machine.get('usable_cores', '?')} cores",
+            "precisions": report["precisions"]}
+
+
+def record_export(directory: str | Path, report_path: str | Path) -> None:
+    """Copy the per-precision measurements of an export report into the artifact's config.json metrics."""
+    try:
+        report = json.loads(Path(report_path).read_text())
+    except (OSError, ValueError) as exc:
+        raise MenasError(f"cannot read export report {report_path}: {exc}") from None
+    config = read_config(directory)
+    genotype = (report.get("model") or {}).get("genotype")
+    if genotype is not None and genotype != config["genotype"]:
+        raise MenasError(f"{report_path} is the report of another network (its genotype differs from {directory})")
+    config["metrics"]["deployment"] = deployment_metrics(report)
+    write_json_atomic(Path(directory) / CONFIG, config)
 
 
 def check_card(card: ModelCard | str, config: dict[str, Any]) -> None:
@@ -105,11 +147,18 @@ def check_card(card: ModelCard | str, config: dict[str, Any]) -> None:
     for label, value in result_rows(config["metrics"]):
         if f"| {label} | {value} |" not in card.text:
             raise MenasError(f"model card: row {label!r} = {value!r} is missing or differs from config.json")
+    for row in performance_rows(config["metrics"]):
+        if "| " + " | ".join(row) + " |" not in card.text:
+            raise MenasError(f"model card: performance row of {row[0]} is missing or differs from config.json")
 
 
-def write_card(directory: str | Path, *, model_name: str | None = None, load_ref: str | None = None) -> Path:
-    """Render, check and write ``directory/README.md`` (atomically); return its path."""
+def write_card(directory: str | Path, *, model_name: str | None = None, load_ref: str | None = None,
+               export_report: str | Path | None = None) -> Path:
+    """Render, check and write ``directory/README.md`` (atomically); return its path. With
+    ``export_report``, its per-precision measurements are first recorded in config.json."""
     directory = Path(directory)
+    if export_report is not None:
+        record_export(directory, export_report)
     config = read_config(directory)
     card = render_card(config, model_name=model_name or directory.resolve().name, load_ref=load_ref)
     check_card(card, config)

@@ -5,6 +5,7 @@
     state.json                        generation, population, the generation's planned children, history
     tickets/trial-000012.safetensors  weights (and masks) of every individual still needed
     partial/trial-000013/             per-epoch checkpoints of the trial in progress (resumed after a kill)
+    masks/trial-000012.safetensors    every ticket's channel masks against its trained child (never dropped)
     report.md, pareto.png, winners/   written at the end (report.py)
 
 A trial is finished once its line is in trials.jsonl. Its weights are written first, then the line,
@@ -29,12 +30,12 @@ from menas_zoo.errors import GenotypeError, MenasError
 from menas_zoo.io import atomic_path, write_json_atomic, write_text_atomic
 from menas_zoo.search.config import SearchConfig
 from menas_zoo.search.evolution import Candidate
-from menas_zoo.slim import Masks
+from menas_zoo.slim import Masks, save_masks
 from menas_zoo.space.genotype import Genotype
 
 FORMAT = "menas-zoo-search"
 VERSION = 1
-CONFIG, TRIALS, STATE, TICKETS, PARTIAL = "config.json", "trials.jsonl", "state.json", "tickets", "partial"
+CONFIG, TRIALS, STATE, TICKETS, PARTIAL, MASKS = "config.json", "trials.jsonl", "state.json", "tickets", "partial", "masks"
 
 
 @dataclass
@@ -170,6 +171,8 @@ class RunState:
     def add_trial(self, record: TrialRecord, weights: dict[str, torch.Tensor], masks: Masks) -> None:
         """Persist one finished trial: weights, then its trials.jsonl line (see the module doc)."""
         save_ticket(self.ticket_path(record.index), record.genotype, weights, masks, record.trained_genotype)
+        if masks:  # a few hundred bytes, kept for every trial: a winner's structure against its parent
+            save_masks(masks, self.out / MASKS / f"trial-{record.index:06d}.safetensors")
         self.trials.append(record)
         lines = "".join(json.dumps(t.to_dict(), allow_nan=False) + "\n" for t in self.trials)
         write_text_atomic(self.out / TRIALS, lines)

@@ -1,0 +1,227 @@
+"""Build the zoo's models: search each size class, pick winners from scratch, train them, publish.
+
+    python scripts/build_zoo.py search  [--classes a b c] [--device cuda] [--budget-minutes 60]
+    python scripts/build_zoo.py select  [--classes a b c] [--device cuda]
+    python scripts/build_zoo.py train   [--models mt-a mt-b mt-c peer] [--device cuda]
+    python scripts/build_zoo.py publish [--models mt-a mt-b mt-c]   # export, card (then register_model.py)
+    python scripts/build_zoo.py table                               # results/zoo/table.md from the runs
+
+Every stage is resumable: its state lives under ``runs/zoo/`` (git-ignored), and running the same
+command again continues where a kill stopped it (searches resume with a fresh budget, trainings from
+their last finished epoch, finished steps are skipped). Small summaries go to ``results/zoo/``, which is
+committed: each search's trials.jsonl, report.md and pareto.png, the selection evidence, and each final
+training's history, device and wall time.
+
+1. **search**: MENAS on the ``tiny`` profile under each class's params limit (a: 100K, b: 500K, c: 1M),
+   validation carved from the 60k training images; the test split is never read.
+2. **select**: the top ``--candidates`` trials of each search by fitness are retrained from scratch
+   with the selection recipe (the final recipe, shorter) on the training images; the best on the
+   validation split wins. This is the honest ranking (the search issue's evidence): from scratch, one
+   recipe, not search-time accuracy.
+3. **train**: each winner, and torchvision's MobileNetV3-Small built for 1x28x28 as the peer, is trained
+   with ``RECIPE`` on all 60k training images, then evaluated once on the 10k test images.
+4. **publish**: each model becomes a zoo artifact (genotype, parent genotype and masks from the search,
+   recipe, metrics), exported to ONNX (fp32 and int8) with its performance summary in the card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "runs" / "zoo"
+RESULTS = ROOT / "results" / "zoo"
+CLASSES = {"a": 100_000, "b": 500_000, "c": 1_000_000}
+#: The final recipe, recorded in every artifact's provenance.
+RECIPE = {"epochs": 100, "batch_size": 256, "optimizer": "sgd", "lr": 0.1, "weight_decay": 5e-5, "warmup_epochs": 3,
+          "label_smoothing": 0.1, "augment": {"crop_padding": 2, "flip": True, "erasing": 0.25}}
+SEARCH = {"strategy": "menas", "profile": "tiny", "population": 8, "generations": 6, "epochs": 3, "mask_epochs": 3,
+          "train_subset": 10_000, "val_size": 5000, "seed": 0}
+VAL_SIZE, DATA_SEED = 5000, 0  # the searches' validation split, reused for selection
+
+
+def train_config(recipe: dict, device: str, seed: int = 0):
+    from menas_zoo.data import Augment
+    from menas_zoo.train import TrainConfig
+
+    settings = {**recipe, "augment": Augment(**recipe["augment"])}
+    return TrainConfig(**settings, seed=seed, device=device)
+
+
+def copy_summary(run: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("trials.jsonl", "report.md", "pareto.png", "config.json"):
+        if (run / name).exists():
+            shutil.copy2(run / name, dest / name)
+
+
+def stage_search(args) -> None:
+    from menas_zoo.search import SearchConfig, run_search
+    from menas_zoo.search.state import RunState
+
+    for cls in args.classes:
+        out = RUNS / f"search-{cls}"
+        print(f"search {cls}: params <= {CLASSES[cls]:,} -> {out}", flush=True)
+        if (out / "state.json").exists():
+            if RunState.load(out).finished:
+                print("  finished", flush=True)
+            else:
+                run_search(None, out, resume=True, overrides={"budget_minutes": args.budget_minutes,
+                                                              "device": args.device})
+        else:
+            cfg = SearchConfig(**SEARCH, max_params=CLASSES[cls], device=args.device,
+                               budget_minutes=args.budget_minutes)
+            run_search(cfg, out)
+        copy_summary(out, RESULTS / f"search-{cls}")
+
+
+def stage_select(args) -> None:
+    from menas_zoo.data import load_splits
+    from menas_zoo.io import write_json_atomic
+    from menas_zoo.nets import build_model
+    from menas_zoo.search.state import RunState
+    from menas_zoo.train import evaluate, train
+
+    splits = load_splits("fashion-mnist", val_size=VAL_SIZE, seed=DATA_SEED, train_subset=args.select_subset)
+    recipe = {**RECIPE, "epochs": args.select_epochs}
+    for cls in args.classes:
+        state = RunState.load(RUNS / f"search-{cls}")
+        ranked = sorted((t for t in state.trials if t.feasible), key=lambda t: (-t.fitness, t.index))
+        rows = []
+        for t in ranked[:args.candidates]:
+            out = RUNS / f"select-{cls}" / f"trial-{t.index:06d}"
+            torch.manual_seed(0)
+            model = build_model(t.genotype)
+            started = time.perf_counter()
+            result = train(model, splits, train_config(recipe, args.device), out_dir=out, desc=f"select {cls} #{t.index}")
+            rows.append({"trial": t.index, "fitness": t.fitness, "params": t.params, "macs": t.macs,
+                         "val_acc": evaluate(model, splits.val)["acc"], "epochs": result.epochs,
+                         "seconds": time.perf_counter() - started, "genotype": t.genotype.to_compact()})
+            print(f"  {cls} trial {t.index}: fitness {t.fitness:.4f} -> val {rows[-1]['val_acc']:.4f}", flush=True)
+        winner = max(rows, key=lambda r: (r["val_acc"], -r["params"]))
+        write_json_atomic(RESULTS / f"selection-{cls}.json", {
+            "recipe": recipe, "train_images": len(splits.train), "val_images": len(splits.val), "candidates": rows,
+            "winner": winner["trial"]})
+        print(f"  {cls}: winner trial {winner['trial']} ({winner['val_acc']:.4f})", flush=True)
+
+
+def final_genotype(name: str):
+    from menas_zoo.search.state import RunState
+    from menas_zoo.space import resolve_genotype
+
+    if name == "peer":  # torchvision's mobilenet_v3_small, built for 1x28x28 (tests prove the equivalence)
+        return resolve_genotype("mobilenetv3-small", in_chans=1, resolution=28, num_classes=10), None
+    cls = name.split("-")[1]
+    selection = json.loads((RESULTS / f"selection-{cls}.json").read_text())
+    record = RunState.load(RUNS / f"search-{cls}").by_index()[selection["winner"]]
+    return record.genotype, record
+
+
+def stage_train(args) -> None:
+    from menas_zoo.data import load_dataset, DataSplits
+    from menas_zoo.io import write_json_atomic
+    from menas_zoo.nets import build_model
+    from menas_zoo.train import evaluate, train
+
+    full, test = load_dataset("fashion-mnist", split="train"), load_dataset("fashion-mnist", split="test")
+    splits = DataSplits(train=full, val=full.subset(torch.arange(0)))  # all 60k; nothing selected on here
+    for name in args.models:
+        genotype, _ = final_genotype(name)
+        out = RUNS / f"final-{name}"
+        torch.manual_seed(0)
+        model = build_model(genotype)
+        result = train(model, splits, train_config(RECIPE, args.device), out_dir=out, desc=f"final {name}",
+                       validate="none")
+        accuracy = evaluate(model, test)["acc"]  # the one look at the test split
+        device = torch.cuda.get_device_name() if str(model_device_of(model)).startswith("cuda") else "cpu"
+        summary = {"name": name, "genotype": genotype.to_compact(), "test_acc": accuracy, "recipe": RECIPE,
+                   "epochs": result.epochs, "train_seconds": result.seconds, "device": device,
+                   "history": [{k: h[k] for k in ("epoch", "train_loss", "lr", "seconds")} for h in result.history]}
+        write_json_atomic(RESULTS / f"final-{name}.json", summary)
+        print(f"{name}: test accuracy {accuracy:.4f} after {result.epochs} epochs ({result.seconds / 60:.1f} min, {device})")
+
+
+def model_device_of(model):
+    from menas_zoo.train import model_device
+
+    return model_device(model)
+
+
+def stage_publish(args) -> None:
+    """Artifact (with the search's parent genotype and masks), ONNX export with int8, card."""
+    from menas_zoo.artifact import save_artifact
+    from menas_zoo.data import FASHION_MNIST_CLASSES, load_dataset
+    from menas_zoo.nets import build_model
+    from menas_zoo.slim import load_masks
+    from menas_zoo.train import _load_checkpoint_weights
+
+    test = load_dataset("fashion-mnist", split="test")
+    for name in args.models:
+        genotype, record = final_genotype(name)
+        final = json.loads((RESULTS / f"final-{name}.json").read_text())
+        model = build_model(genotype)
+        _load_checkpoint_weights(RUNS / f"final-{name}", model)
+        cls = name.split("-")[1]
+        masks_file = RUNS / f"search-{cls}" / "masks" / f"trial-{record.index:06d}.safetensors"
+        out = RUNS / f"publish-{name}"
+        save_artifact(out, model.eval(), parent_genotype=record.trained_genotype,
+                      masks=load_masks(masks_file) if masks_file.exists() else None,
+                      metrics={"accuracy": {"value": final["test_acc"], "dataset": "fashion-mnist", "split": "test"}},
+                      input_spec={"in_chans": 1, "resolution": 28, "mean": list(test.mean), "std": list(test.std)},
+                      labels=FASHION_MNIST_CLASSES,
+                      provenance={"run_id": f"search-{cls}", "trial": record.index, "seed": SEARCH["seed"],
+                                  "search": SEARCH, "recipe": RECIPE, "epochs": final["epochs"],
+                                  "train_images": 60000, "trained_on": final["device"],
+                                  "train_minutes": round(final["train_seconds"] / 60, 1)})
+        cli = [sys.executable, "-m", "menas_zoo"]
+        subprocess.run([*cli, "export", str(out), "--out", str(out / "onnx"), "--int8"], check=True)
+        subprocess.run([*cli, "card", str(out), "--export-report", str(out / "onnx" / "export_report.json")],
+                       check=True)
+        print(f"{name}: {out} ready; register with scripts/register_model.py {out} --name {name} --bundle ...")
+
+
+def stage_table(args) -> None:
+    lines = ["| model | params | MACs | test accuracy | epochs | trained on | minutes |", "|---|---:|---:|---:|---:|---|---:|"]
+    from menas_zoo.costs import genotype_cost, human
+
+    for name in ("mt-a", "mt-b", "mt-c", "peer"):
+        path = RESULTS / f"final-{name}.json"
+        if not path.exists():
+            continue
+        final = json.loads(path.read_text())
+        cost = genotype_cost(final_genotype(name)[0])
+        lines.append(f"| {name} | {human(cost.params)} | {human(cost.macs)} | {final['test_acc']:.4f} | {final['epochs']} "
+                     f"| {final['device']} | {final['train_seconds'] / 60:.0f} |")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("stage", choices=["search", "select", "train", "publish", "table"])
+    parser.add_argument("--classes", nargs="+", default=list(CLASSES), choices=list(CLASSES))
+    parser.add_argument("--models", nargs="+", default=["mt-a", "mt-b", "mt-c", "peer"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--budget-minutes", type=float, default=None, help="search: stop (resumably) after this")
+    parser.add_argument("--candidates", type=int, default=4, help="select: top trials retrained per class")
+    parser.add_argument("--select-epochs", type=int, default=15)
+    parser.add_argument("--select-subset", type=int, default=None, help="select: train on only this many images")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    {"search": stage_search, "select": stage_select, "train": stage_train, "publish": stage_publish,
+     "table": stage_table}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()

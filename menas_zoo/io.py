@@ -1,7 +1,9 @@
-"""Atomic writes: a file appears complete under its final name or not at all.
+"""Files on disk: atomic writes, and JSON reads that distrust their input.
 
 Every writer in menas-zoo (checkpoints, search state, artifacts, reports) goes through here, so a
-process killed at any moment never leaves a half-written file behind.
+process killed at any moment never leaves a half-written file behind. Every JSON file that may come
+from elsewhere (a config.json from a repo) is read through :func:`read_json`: capped in size, and a
+hostile nesting depth is one line, not a RecursionError.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from menas_zoo.errors import MenasError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -43,3 +47,25 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+#: The most JSON menas-zoo reads from a file it did not write (a config.json from a repo is a few KB).
+MAX_JSON_BYTES = 1 << 20
+
+
+def read_json(path: str | Path, what: str = "JSON file", max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """Parse a JSON file that may come from anywhere: size-capped, depth-safe, every failure one line."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise MenasError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise MenasError(f"{path} is over {max_bytes // 1024} KiB; a {what} is never that large, refusing to parse it")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise MenasError(f"{path} is nested too deeply to be a {what}") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MenasError(f"{path} is not valid JSON: {exc}") from None

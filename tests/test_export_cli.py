@@ -142,5 +142,5 @@ def test_corrupt_weights_file_is_one_line(tmp_path):
     bad.write_bytes(b"garbage")
     result = CliRunner().invoke(app, ["export", "stem8 / k3_h16_c8_s1_re / head32", "--weights", str(bad),
                                       "--out", str(tmp_path / "out")])
-    assert result.exit_code == 2 and "cannot read weights" in result.stderr
+    assert result.exit_code == 2 and "w.safetensors is not a readable safetensors file" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

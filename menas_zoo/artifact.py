@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from menas_zoo.costs import genotype_cost
 from menas_zoo.errors import MenasError
-from menas_zoo.io import read_json
+from menas_zoo.io import read_json, remove_stale_temporaries, temporary_prefix
 from menas_zoo.nets import MobileNetMT, build_model
 from menas_zoo.slim import Masks, load_masks, mask_summary, slim_genotype
 from menas_zoo.space.genotype import Genotype
@@ -136,7 +136,9 @@ def save_artifact(directory: str | Path, model: MobileNetMT, *, parent_genotype:
     fresh = not directory.exists() or not any(directory.iterdir())
     if directory.exists() and not directory.is_dir():
         raise MenasError(f"{directory} exists and is not a folder")
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp",
+    for folder in (directory.parent, directory):  # what a save killed half-way left behind
+        remove_stale_temporaries(folder, directory.name)
+    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(directory.name), suffix=".tmp",
                                     dir=directory.parent if fresh else directory))
     try:
         # mkdtemp makes a private (0700) folder; give the artifact the permissions a normal folder would get.

@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from menas_zoo.costs import genotype_cost
 from menas_zoo.errors import MenasError
-from menas_zoo.io import read_json, remove_stale_temporaries, temporary_prefix
+from menas_zoo.io import read_json, remove_stale_temporaries, temporary_prefix, write_errors
 from menas_zoo.nets import MobileNetMT, build_model
 from menas_zoo.slim import Masks, load_masks, mask_summary, slim_genotype
 from menas_zoo.space.genotype import Genotype
@@ -136,37 +136,38 @@ def save_artifact(directory: str | Path, model: MobileNetMT, *, parent_genotype:
     fresh = not directory.exists() or not any(directory.iterdir())
     if directory.exists() and not directory.is_dir():
         raise MenasError(f"{directory} exists and is not a folder")
-    for folder in (directory.parent, directory):  # what a save killed half-way left behind
-        remove_stale_temporaries(folder, directory.name)
-    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(directory.name), suffix=".tmp",
-                                    dir=directory.parent if fresh else directory))
-    try:
-        # mkdtemp makes a private (0700) folder; give the artifact the permissions a normal folder would get.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(staging / WEIGHTS), metadata={"format": "pt"})
-        if masks:
-            save_file({k: v.to(torch.bool).cpu().contiguous() for k, v in masks.items()}, str(staging / MASKS))
-        (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        for name in os.listdir(staging):
-            os.chmod(staging / name, 0o666 & ~umask)
-            with open(staging / name, "rb") as fh:
-                os.fsync(fh.fileno())
-        if fresh:
-            if directory.exists():
-                directory.rmdir()  # empty, checked above
-            os.replace(staging, directory)
-        else:
-            (directory / CONFIG).unlink(missing_ok=True)
-            if not masks:
-                (directory / MASKS).unlink(missing_ok=True)  # stale masks of an earlier save
-            for name in (WEIGHTS, MASKS, CONFIG):  # config last: it is what makes the folder an artifact
-                if (staging / name).exists():
-                    os.replace(staging / name, directory / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with write_errors(directory):  # a full disk or a read-only folder is one line
+        for folder in (directory.parent, directory):  # what a save killed half-way left behind
+            remove_stale_temporaries(folder, directory.name)
+        staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(directory.name), suffix=".tmp",
+                                        dir=directory.parent if fresh else directory))
+        try:
+            # mkdtemp makes a private (0700) folder; give the artifact the permissions a normal folder would get.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(staging, 0o777 & ~umask)
+            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            save_file(state, str(staging / WEIGHTS), metadata={"format": "pt"})
+            if masks:
+                save_file({k: v.to(torch.bool).cpu().contiguous() for k, v in masks.items()}, str(staging / MASKS))
+            (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+            for name in os.listdir(staging):
+                os.chmod(staging / name, 0o666 & ~umask)
+                with open(staging / name, "rb") as fh:
+                    os.fsync(fh.fileno())
+            if fresh:
+                if directory.exists():
+                    directory.rmdir()  # empty, checked above
+                os.replace(staging, directory)
+            else:
+                (directory / CONFIG).unlink(missing_ok=True)
+                if not masks:
+                    (directory / MASKS).unlink(missing_ok=True)  # stale masks of an earlier save
+                for name in (WEIGHTS, MASKS, CONFIG):  # config last: it is what makes the folder an artifact
+                    if (staging / name).exists():
+                        os.replace(staging / name, directory / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return directory
 
 

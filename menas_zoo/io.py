@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+
 from menas_zoo.errors import MenasError
 
 _UMASK = os.umask(0)
@@ -94,21 +96,36 @@ def _older_than(entry: os.DirEntry, seconds: float) -> bool:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync and rename it over ``path``.
 
-    Temporaries of ``path`` that a killed process left beside it are removed first."""
+    Temporaries of ``path`` that a killed process left beside it are removed first. A write that fails
+    (a full disk, a file-size limit, a read-only folder) is one line naming ``path``, and leaves nothing."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the final file normal permissions
+    with write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path.parent, path.name)
+        fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the final file normal permissions
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
+        with write_errors(path):
+            yield tmp_path
+            with open(tmp_path, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def write_errors(path: str | Path) -> Iterator[None]:
+    """Turn a failed write of ``path`` (OSError, or safetensors' own error for the same causes) into one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise MenasError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except SafetensorError as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MenasError(f"cannot write {path}: {detail}") from None
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -107,3 +107,21 @@ def test_http_500_is_reported_as_such(tmp_path, short_timeouts, tiny_artifact):
             resolve("hf-hub:org/name", offline=False, endpoint=url, cache=tmp_path)
         with pytest.raises(MenasError, match="HTTP 500"):
             push_artifact(tiny_artifact, "org/name", token="t", endpoint=url)
+
+
+def test_push_to_a_server_without_xet_falls_back_to_lfs_and_leaves_no_copy(hub_servers, tiny_artifact, tmp_path,
+                                                                           monkeypatch):
+    """huggingface_hub tries Xet first; our write server has none (404 on xet-write-token)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    commit = push_artifact(tiny_artifact, "menas/no-xet", token=hub_servers.token, endpoint=hub_servers.write_url)
+    assert len(commit) == 40 and huggingface_hub.constants.HF_HUB_DISABLE_XET is False
+    assert list((tmp_path / "tmp").iterdir()) == []  # nothing staged in the temp folder, nothing left there
+    # Read back through olah by branch; the branch -> commit mapping we cached answers offline afterwards.
+    cache = tmp_path / "cache"
+    online = resolve("hf-hub:menas/no-xet", offline=False, endpoint=hub_servers.read_url, cache=cache)
+    offline = resolve("hf-hub:menas/no-xet", offline=True, cache=cache)
+    assert online.path == offline.path and online.path.name == commit and offline.source == "cache"

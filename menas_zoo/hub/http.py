@@ -89,7 +89,7 @@ def bounded_session() -> tuple[float, float]:
 
 def resolve_commit(api: HfApi, repo_id: str, revision: str | None) -> str:
     """The checked commit id of ``repo_id`` at ``revision`` (a branch, tag or commit)."""
-    info = api.repo_info(repo_id, revision=revision)
+    info = api.repo_info(repo_id, revision=revision or constants.DEFAULT_REVISION)
     return check_commit_id(info.sha, api.endpoint)
 
 

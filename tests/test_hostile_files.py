@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from menas_zoo.artifact import load_artifact
 from menas_zoo.cli import app
-from menas_zoo.errors import MenasError
 from menas_zoo.hub import registry
 from menas_zoo.hub.registry import ZooEntry, get_entry
 from menas_zoo.space import resolve_genotype

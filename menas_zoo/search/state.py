@@ -17,6 +17,7 @@ clear MenasError, never a silent restart.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,10 @@ class RunState:
         state.trials = _read_trials(out / TRIALS)
         state._check()
         for leftover in out.rglob(".*.tmp"):  # a write that SIGKILL cut short; never under a final name
-            leftover.unlink(missing_ok=True)
+            if leftover.is_dir():  # an artifact's staging folder (winners/)
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
         return state
 
     def _check(self) -> None:

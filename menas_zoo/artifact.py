@@ -6,11 +6,13 @@
     masks.safetensors    bool channel masks of the ticket relative to its parent (optional)
     README.md            the model card, rendered at push time by ``menas_zoo.hub.card``
 
-:func:`save_artifact` and :func:`load_artifact` are exact inverses. Loading trusts nothing: it checks the
-schema version, parses the genotype, and compares every tensor's name and shape with the network the
-genotype builds before ``load_state_dict(strict=True)``, so a wrong or corrupt file fails with one line
-instead of a traceback deep inside torch. Pickled weights (``pytorch_model.bin``, ``*.pt``) are refused,
-never opened.
+:func:`save_artifact` and :func:`load_artifact` are exact inverses. Loading trusts nothing: it reads
+config.json size-capped, checks the schema version and field types, parses the genotype (within
+bounds), and compares every tensor's name, dtype and shape in the weights file's header with the network
+built on the ``meta`` device, before a single tensor is allocated; then NaN and infinities are refused
+and masks are checked against the parent genotype. A wrong, corrupt or hostile file fails with one line
+instead of a traceback or gigabytes of memory. Pickled weights (``pytorch_model.bin``, ``*.pt``) are
+refused, never opened.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from menas_zoo.costs import genotype_cost
 from menas_zoo.errors import MenasError
+from menas_zoo.io import read_json, remove_stale_temporaries, temporary_prefix, write_errors
 from menas_zoo.nets import MobileNetMT, build_model
 from menas_zoo.slim import Masks, load_masks, mask_summary, slim_genotype
 from menas_zoo.space.genotype import Genotype
@@ -43,6 +46,9 @@ MASKS = "masks.safetensors"
 CARD = "README.md"
 #: Files a Hub repo of a menas-zoo model may hold; push and download use the same list.
 ARTIFACT_FILES = (CONFIG, WEIGHTS, MASKS, CARD)
+#: safetensors' names of the dtypes a network's state dict holds (float32 weights, int64 BN counters).
+_DTYPE_NAMES = {torch.float32: "F32", torch.int64: "I64", torch.bool: "BOOL", torch.float64: "F64",
+                torch.float16: "F16", torch.bfloat16: "BF16", torch.int8: "I8", torch.uint8: "U8"}
 #: Names of pickled checkpoints we recognise only to refuse them with a useful message.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
@@ -130,35 +136,38 @@ def save_artifact(directory: str | Path, model: MobileNetMT, *, parent_genotype:
     fresh = not directory.exists() or not any(directory.iterdir())
     if directory.exists() and not directory.is_dir():
         raise MenasError(f"{directory} exists and is not a folder")
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp",
-                                    dir=directory.parent if fresh else directory))
-    try:
-        # mkdtemp makes a private (0700) folder; give the artifact the permissions a normal folder would get.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(staging / WEIGHTS), metadata={"format": "pt"})
-        if masks:
-            save_file({k: v.to(torch.bool).cpu().contiguous() for k, v in masks.items()}, str(staging / MASKS))
-        (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        for name in os.listdir(staging):
-            os.chmod(staging / name, 0o666 & ~umask)
-            with open(staging / name, "rb") as fh:
-                os.fsync(fh.fileno())
-        if fresh:
-            if directory.exists():
-                directory.rmdir()  # empty, checked above
-            os.replace(staging, directory)
-        else:
-            (directory / CONFIG).unlink(missing_ok=True)
-            if not masks:
-                (directory / MASKS).unlink(missing_ok=True)  # stale masks of an earlier save
-            for name in (WEIGHTS, MASKS, CONFIG):  # config last: it is what makes the folder an artifact
-                if (staging / name).exists():
-                    os.replace(staging / name, directory / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with write_errors(directory):  # a full disk or a read-only folder is one line
+        for folder in (directory.parent, directory):  # what a save killed half-way left behind
+            remove_stale_temporaries(folder, directory.name)
+        staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(directory.name), suffix=".tmp",
+                                        dir=directory.parent if fresh else directory))
+        try:
+            # mkdtemp makes a private (0700) folder; give the artifact the permissions a normal folder would get.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(staging, 0o777 & ~umask)
+            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            save_file(state, str(staging / WEIGHTS), metadata={"format": "pt"})
+            if masks:
+                save_file({k: v.to(torch.bool).cpu().contiguous() for k, v in masks.items()}, str(staging / MASKS))
+            (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+            for name in os.listdir(staging):
+                os.chmod(staging / name, 0o666 & ~umask)
+                with open(staging / name, "rb") as fh:
+                    os.fsync(fh.fileno())
+            if fresh:
+                if directory.exists():
+                    directory.rmdir()  # empty, checked above
+                os.replace(staging, directory)
+            else:
+                (directory / CONFIG).unlink(missing_ok=True)
+                if not masks:
+                    (directory / MASKS).unlink(missing_ok=True)  # stale masks of an earlier save
+                for name in (WEIGHTS, MASKS, CONFIG):  # config last: it is what makes the folder an artifact
+                    if (staging / name).exists():
+                        os.replace(staging / name, directory / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return directory
 
 
@@ -166,16 +175,15 @@ def save_artifact(directory: str | Path, model: MobileNetMT, *, parent_genotype:
 
 def is_artifact(directory: str | Path) -> bool:
     """True for a folder with a menas-zoo config.json (cheap: does not read the weights)."""
-    config = Path(directory) / CONFIG
     try:
-        data = json.loads(config.read_text())
-    except (OSError, ValueError):
+        data = read_json(Path(directory) / CONFIG, what=CONFIG)
+    except MenasError:
         return False
     return isinstance(data, dict) and "schema_version" in data and "genotype" in data
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
-    """Read and check config.json of an artifact folder (schema version, genotype present)."""
+    """Read and check config.json of an artifact folder (size, schema version, genotype, field types)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise MenasError(f"{directory} is not a folder")
@@ -184,22 +192,55 @@ def read_config(directory: str | Path) -> dict[str, Any]:
         _refuse_pickles(directory)
         raise MenasError(f"{directory} is not a menas-zoo artifact (no {CONFIG}); "
                          "make one with 'menas-zoo train --out DIR' or menas_zoo.artifact.save_artifact")
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise MenasError(f"{config_path} is not valid JSON: {exc}") from None
+    config = read_json(config_path, what=f"menas-zoo {CONFIG}")
     if not isinstance(config, dict) or "genotype" not in config:
         raise MenasError(f"{config_path} is not a menas-zoo config (no 'genotype')")
     version = config.get("schema_version")
     if version != SCHEMA_VERSION:
         raise MenasError(f"{config_path} has artifact schema version {version!r}, but this menas-zoo reads "
                          f"version {SCHEMA_VERSION}; upgrade menas-zoo or re-save the artifact")
+    check_config_fields(config, config_path)
     return config
+
+
+def check_config_fields(config: dict[str, Any], where: str | Path) -> None:
+    """Fail with one line unless the fields every reader relies on have the types :func:`build_config` writes."""
+    def fail(field: str, expected: str) -> None:
+        raise MenasError(f"{where}: {field} must be {expected}")
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    metrics = config.get("metrics")
+    if not isinstance(metrics, dict):
+        fail("'metrics'", "an object with params and macs")
+    for key in ("params", "macs"):
+        if not isinstance(metrics.get(key), int) or isinstance(metrics.get(key), bool):
+            fail(f"metrics.{key}", "an integer")
+    accuracy, latency = metrics.get("accuracy"), metrics.get("latency")
+    if accuracy is not None and not (isinstance(accuracy, dict) and number(accuracy.get("value"))
+                                     and isinstance(accuracy.get("split"), str)):
+        fail("metrics.accuracy", "an object with a numeric 'value' and a 'split'")
+    if latency is not None and not (isinstance(latency, dict) and number(latency.get("ms"))):
+        fail("metrics.latency", "an object with a numeric 'ms'")
+    spec = config.get("input_spec")
+    if spec is not None:
+        if not isinstance(spec, dict):
+            fail("'input_spec'", "an object (in_chans, resolution, mean, std)")
+        for key in ("mean", "std"):
+            value = spec.get(key)
+            if value is not None and not (isinstance(value, list) and value and all(number(v) for v in value)):
+                fail(f"input_spec.{key}", "a list of numbers or null")
+    labels = config.get("labels")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(v, str) for v in labels)):
+        fail("'labels'", "a list of strings or null")
 
 
 def load_artifact(directory: str | Path) -> Artifact:
     """Load an artifact folder; every problem is a one-line :class:`MenasError`."""
     directory = Path(directory)
+    if directory.is_dir() and not (directory / WEIGHTS).is_file():
+        _refuse_pickles(directory)  # the most useful thing to say about such a folder, whatever its config
     config = read_config(directory)
     try:
         genotype = Genotype.from_dict(config["genotype"])
@@ -209,32 +250,62 @@ def load_artifact(directory: str | Path) -> Artifact:
     if not weights_path.is_file():
         _refuse_pickles(directory)
         raise MenasError(f"{directory} has no {WEIGHTS}; the artifact is incomplete")
-    state = _read_safetensors(weights_path)
-    model = build_model(genotype)
-    check_state_dict(state, model, where=str(weights_path))
-    model.load_state_dict(state, strict=True)
+    model = load_weights(weights_path, genotype)
     masks = None
     if (directory / MASKS).is_file():
-        masks = load_masks(directory / MASKS)
         parent = config.get("parent_genotype")
         try:
             parent_genotype = Genotype.from_dict(parent) if parent is not None else None
         except MenasError as exc:
             raise MenasError(f"{directory / CONFIG}: parent genotype: {exc}") from None
-        if parent_genotype is None or slim_genotype(parent_genotype, masks) != genotype:
+        if parent_genotype is None:
+            raise MenasError(f"{directory / MASKS} needs a parent_genotype in {CONFIG} (masks are relative to it)")
+        masks = load_masks(directory / MASKS, parent_genotype)
+        if slim_genotype(parent_genotype, masks) != genotype:
             raise MenasError(f"{directory / MASKS} does not match the genotype and parent genotype in {CONFIG}")
     return Artifact(model=model.eval(), config=config, masks=masks, path=directory)
 
 
+def load_weights(path: str | Path, genotype: Genotype) -> MobileNetMT:
+    """The network of ``genotype`` with the weights in ``path``, checked before a tensor is allocated.
+
+    The network is first built on the ``meta`` device (no memory) and compared, name by name, with the
+    file's header (dtype and shape, no data read); only a file that fits exactly is read, checked for NaN
+    and infinities, and assigned to the network, so a config that asks for a huge network with a small
+    file costs nothing.
+    """
+    path = Path(path)
+    with torch.device("meta"):
+        skeleton = build_model(genotype)
+    expected = {k: (_DTYPE_NAMES.get(v.dtype, str(v.dtype)), tuple(v.shape)) for k, v in skeleton.state_dict().items()}
+    compare_tensor_specs(_read_header(path), expected, where=str(path))
+    state = _read_safetensors(path)
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise MenasError(f"{path}: {name} holds NaN or infinite values; the weights are damaged")
+    skeleton.load_state_dict(state, strict=True, assign=True)
+    return skeleton
+
+
 def check_state_dict(state: dict[str, torch.Tensor], model: torch.nn.Module, where: str = "weights") -> None:
-    """Fail with one line unless ``state`` has exactly the keys and shapes of ``model``'s state dict."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-             if k in state and state[k].shape != v.shape]
+    """Fail with one line unless ``state`` has exactly the keys, dtypes and shapes of ``model``'s state dict."""
+    def specs(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[str, tuple[int, ...]]]:
+        return {k: (_DTYPE_NAMES.get(v.dtype, str(v.dtype)), tuple(v.shape)) for k, v in tensors.items()}
+
+    compare_tensor_specs(specs(state), specs(model.state_dict()), where)
+
+
+def compare_tensor_specs(found: dict[str, tuple[str, tuple[int, ...]]],
+                         expected: dict[str, tuple[str, tuple[int, ...]]], where: str) -> None:
+    """Compare ``{name: (dtype, shape)}`` maps; a difference is one line naming the first few culprits."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    wrong = [f"{k} {found[k][1]} != {v[1]}" for k, v in expected.items() if k in found and found[k][1] != v[1]]
+    dtypes = [f"{k} {found[k][0]} != {v[0]}" for k, v in expected.items()
+              if k in found and found[k][1] == v[1] and found[k][0] != v[0]]
     problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong),
+                         ("wrong dtype", dtypes)):
         if items:
             more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
             problems.append(f"{label}: {', '.join(items[:3])}{more}")
@@ -249,6 +320,16 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _read_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """``{name: (dtype, shape)}`` from a safetensors header, without reading any tensor data."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return {k: (fh.get_slice(k).get_dtype(), tuple(fh.get_slice(k).get_shape())) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MenasError(f"{path} is not a readable safetensors file ({detail}); re-download or re-save it") from None
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -89,7 +89,8 @@ class MobileNetMT(nn.Module):
             self.fc = nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(g.fc or g.head, g.num_classes)
-        self.reset_parameters()
+        if not self.classifier.weight.is_meta:  # a meta network only has shapes (checked before loading)
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for m in self.modules():

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -135,11 +135,36 @@ def save_masks(masks: Masks, path: str | Path) -> None:
         save_file({k: v.to(torch.bool).contiguous().cpu() for k, v in masks.items()}, str(tmp))
 
 
-def load_masks(path: str | Path) -> Masks:
+def load_masks(path: str | Path, parent: Genotype | None = None) -> Masks:
+    """Read a masks file: 1-D bool tensors only. With ``parent``, each must name one of its prunable blocks
+    and have that block's hidden width (checked on the header, before any tensor is read)."""
     try:
-        return {k: v.to(torch.bool) for k, v in load_file(str(path)).items()}
+        with safe_open(str(path), framework="pt") as fh:
+            header = {k: (fh.get_slice(k).get_dtype(), fh.get_slice(k).get_shape()) for k in fh.keys()}
+        for name, (dtype, shape) in header.items():
+            if dtype != "BOOL" or len(shape) != 1:
+                raise MenasError(f"{path}: mask {name} must be a 1-D bool tensor, got {dtype} of shape {tuple(shape)}")
+        if parent is not None:
+            check_masks_fit(parent, {name: shape[0] for name, (_, shape) in header.items()}, where=str(path))
+        masks = load_file(str(path))
     except (OSError, SafetensorError) as exc:
         raise MenasError(f"cannot read masks from {path}: {exc}") from None
+    for name, mask in masks.items():
+        if not mask.any():
+            raise MenasError(f"{path}: mask {name} prunes every channel")
+    return masks
+
+
+def check_masks_fit(genotype: Genotype, lengths: dict[str, int], where: str = "masks") -> None:
+    """Each mask (by block name, with its length) must cover the hidden channels of a prunable block."""
+    hidden = {f"stages.{s}.{b}": block.hidden for s, b, _, block in genotype.blocks() if block.hidden is not None}
+    for name, length in lengths.items():
+        if name not in hidden:
+            raise MenasError(f"{where}: mask for {name!r} matches no prunable block of the parent genotype "
+                             f"(have: {', '.join(hidden) or 'none'})")
+        if length != hidden[name]:
+            raise MenasError(f"{where}: mask for {name} has {length} entries, but the block has {hidden[name]} "
+                             "hidden channels")
 
 
 def _check_masks(bns: dict[str, nn.BatchNorm2d], masks: Masks) -> None:

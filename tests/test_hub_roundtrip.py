@@ -84,4 +84,4 @@ def test_push_to_an_invalid_repo_id(tiny_artifact, repo_id):
 def test_push_to_an_unreachable_hub(tiny_artifact):
     error = one_line_error(push(str(tiny_artifact), "--repo-id", "menas/x", "--endpoint", "http://127.0.0.1:9",
                                 "--token", "t"))
-    assert "push to menas/x on http://127.0.0.1:9 failed" in error
+    assert "cannot reach the Hub at http://127.0.0.1:9 while pushing to menas/x" in error

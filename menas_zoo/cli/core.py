@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import torch
 import typer
 
 from menas_zoo.artifact import save_artifact
@@ -114,6 +115,7 @@ def train_command(
     write_text_atomic(genotype_file, genotype.to_json() + "\n")
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                       label_smoothing=label_smoothing, bn_l1=bn_l1, seed=seed, device=device, channels_last=channels_last)
+    torch.manual_seed(seed)  # the initial weights come from the seed too, so the same command gives the same weights
     model = build_model(genotype)
     result = train(model, splits, cfg, out_dir=out, progress=not as_json)
     cost = genotype_cost(genotype)

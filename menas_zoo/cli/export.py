@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
-from menas_zoo.artifact import WEIGHTS, check_state_dict, file_sha256, is_artifact, load_artifact, package_version
+from menas_zoo.artifact import WEIGHTS, file_sha256, is_artifact, load_artifact, load_weights, package_version
 from menas_zoo.cli.app import command, console, err_console, print_json, print_table
 from menas_zoo.costs import genotype_cost, human
 from menas_zoo.data import DATASETS, load_dataset
@@ -33,7 +31,7 @@ from menas_zoo.export.pipeline import (INT8_FILE, ONNX_FILE, REPORT_FILE, Export
 from menas_zoo.export.runtime import ort_session
 from menas_zoo.hub import load as hub_load
 from menas_zoo.nets import MobileNetMT, build_model
-from menas_zoo.space import get_profile, resolve_genotype, sample_genotype
+from menas_zoo.space import get_profile, reference_names, resolve_genotype, sample_genotype
 
 
 @dataclass
@@ -53,14 +51,8 @@ def resolve_model(ref: str, *, weights: Optional[Path] = None, random_init: bool
     if weights is not None or random_init:
         if weights is not None and random_init:
             raise MenasError("give either --weights or --random-init, not both")
-        model = build_model(resolve_genotype(ref)).eval()
-        if weights is not None:
-            try:
-                state = load_file(str(weights))
-            except (OSError, SafetensorError) as exc:
-                raise MenasError(f"cannot read weights {weights}: {str(exc).splitlines()[0]}") from None
-            check_state_dict(state, model, where=str(weights))
-            model.load_state_dict(state, strict=True)
+        genotype = resolve_genotype(ref)
+        model = (load_weights(weights, genotype) if weights is not None else build_model(genotype)).eval()
         return ModelSource(model, ref, "genotype", None, None,
                            weights_sha256=file_sha256(weights) if weights is not None else None)
     if Path(ref).is_dir() and is_artifact(ref):
@@ -68,14 +60,19 @@ def resolve_model(ref: str, *, weights: Optional[Path] = None, random_init: bool
     try:
         artifact, resolved = hub_load(ref)  # zoo names and hf-hub: refs
     except MenasError:
-        try:
-            resolve_genotype(ref)
-        except GenotypeError:
-            raise
-        else:
-            raise MenasError(f"{ref!r} is a genotype, not a trained model: add --weights model.safetensors, or "
-                             "--random-init to time an untrained network") from None
+        if not _looks_like_genotype(ref):
+            raise  # the real cause: an unknown name, an unreachable Hub, a missing repo, a damaged file, ...
+        resolve_genotype(ref)  # a malformed genotype fails here, saying what is wrong with it
+        raise MenasError(f"{ref!r} is a genotype, not a trained model: add --weights model.safetensors, or "
+                         "--random-init to time an untrained network") from None
     return _from_artifact(artifact, ref, "hub", revision=resolved.revision)
+
+
+def _looks_like_genotype(ref: str) -> bool:
+    """A reference genotype name, inline JSON, a one-line genotype, or a genotype file or run folder."""
+    path = Path(ref)
+    return (ref in reference_names() or ref.lstrip().startswith(("{", "stem")) or path.is_file()
+            or (path / "genotype.json").is_file())
 
 
 def _from_artifact(artifact, ref: str, kind: str, revision: Optional[str] = None) -> ModelSource:

@@ -7,7 +7,9 @@
     out/export_report.json  opset, exporter, versions, sizes, parity, latency, budget, int8 verdict
 
 Work happens in a hidden staging folder inside ``out``; files are moved into place only once parity has
-passed, the report last (it vouches for the files beside it). A failed export leaves ``out`` as it was.
+passed, the old report removed first and the new one moved in last (it vouches for the files beside
+it). A failed export leaves ``out`` as it was; a killed one leaves no report that lies, and its staging
+folder is removed by the next export.
 A latency budget that is blown does not undo the export (the files are sound); the report records the
 verdict and the caller decides what to do with it.
 """
@@ -35,7 +37,7 @@ from menas_zoo.export.parity import DEFAULT_ATOL, ParityResult, check_parity
 from menas_zoo.export.quantize import Int8Comparison, calibration_method, compare_int8, layer_errors, quantize_int8
 from menas_zoo.export.variants import check_fp16_parity, convert_fp16, convert_ort_format, mobile_usability
 from menas_zoo.export.runtime import optimize_offline
-from menas_zoo.io import write_json_atomic
+from menas_zoo.io import remove_stale_temporaries, temporary_prefix, write_json_atomic
 from menas_zoo.nets import MobileNetMT
 
 ONNX_FILE, INT8_FILE, REPORT_FILE = "model.onnx", "model.int8.onnx", "export_report.json"
@@ -103,6 +105,23 @@ def prepare_out_dir(out: Path) -> None:
         raise MenasError(f"cannot write to {out}: {exc.strerror or exc}") from None
 
 
+def replace_outputs(staging: Path, out: Path) -> None:
+    """Swap a finished export in as a whole: the old report goes first, the new one comes last.
+
+    The report vouches for the files beside it, so at no moment does one sit beside files it does not
+    describe: a kill half-way leaves model files without a report (and its staging folder, which the
+    next export removes), never a new model under an old report. A stale int8, fp16 or ORT file of an
+    earlier export is removed rather than left to mislead.
+    """
+    (out / REPORT_FILE).unlink(missing_ok=True)
+    for name in (ONNX_FILE, INT8_FILE, FP16_FILE, ORT_FILE):
+        if (staging / name).exists():
+            os.replace(staging / name, out / name)
+        else:
+            (out / name).unlink(missing_ok=True)
+    os.replace(staging / REPORT_FILE, out / REPORT_FILE)
+
+
 def export_model(model: MobileNetMT, out: str | Path, images: ExportImages, options: ExportOptions | None = None, *,
                  model_info: dict[str, Any] | None = None, onnx_metadata: dict[str, str] | None = None,
                  step: Callable[[str], ContextManager] = lambda _: contextlib.nullcontext()) -> ExportOutcome:
@@ -115,7 +134,8 @@ def export_model(model: MobileNetMT, out: str | Path, images: ExportImages, opti
         raise MenasError("int8 needs calibration images and labelled accuracy images")
     out = Path(out)
     prepare_out_dir(out)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    remove_stale_temporaries(out, "export", legacy_prefix=".export-")  # left by an export that was killed
+    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix("export"), suffix=".tmp", dir=out))
     try:
         onnx_path = staging / ONNX_FILE
         with step(f"exporting with the {options.exporter} exporter, opset {options.opset}"):
@@ -173,12 +193,8 @@ def export_model(model: MobileNetMT, out: str | Path, images: ExportImages, opti
         }
         with step("measuring latency and memory per precision"):
             report["precisions"] = precision_summaries(staging, options)
-        for name in (ONNX_FILE, INT8_FILE, FP16_FILE, ORT_FILE):
-            if (staging / name).exists():
-                os.replace(staging / name, out / name)
-            elif name != ONNX_FILE:
-                (out / name).unlink(missing_ok=True)  # a stale file of an earlier export would mislead
-        write_json_atomic(out / REPORT_FILE, report)
+        write_json_atomic(staging / REPORT_FILE, report)
+        replace_outputs(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportOutcome(report, bench, parity, comparison)

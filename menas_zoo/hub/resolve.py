@@ -6,8 +6,9 @@ Sources are tried in this order, first hit wins, and the network is touched only
 1. a local folder;
 2. the Hugging Face cache at the pinned revision (``snapshot_download(local_files_only=True)``);
 3. the copy bundled in the package (registered names only), checked against the pinned sha256s;
-4. the Hub, through ``snapshot_download`` (which, unlike ``hf_hub_download``, does not spend ~20 s in
-   retries on an unreachable host).
+4. the Hub: the revision's commit id is asked for and checked (40 hex characters) first, then
+   ``snapshot_download`` fetches that commit; every request is time-bounded (``menas_zoo.hub.http``),
+   so a silent endpoint fails in about ``HF_HUB_DOWNLOAD_TIMEOUT`` seconds with one line.
 
 ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, ``HF_HOME``/``HF_HUB_CACHE`` are read here at call time, because
 huggingface_hub reads them once at import; ``HF_TOKEN`` is read by huggingface_hub at call time.
@@ -24,10 +25,10 @@ from importlib import resources
 from pathlib import Path
 
 from huggingface_hub import HfApi, constants, snapshot_download
+from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
-    HfHubHTTPError,
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
@@ -36,11 +37,14 @@ from huggingface_hub.errors import (
 from menas_zoo.artifact import (ARTIFACT_FILES, CONFIG, PICKLE_SUFFIXES, WEIGHTS, Artifact, file_sha256, load_artifact,
                                read_config)
 from menas_zoo.errors import MenasError
+from menas_zoo.hub.http import bounded_session, network_error, resolve_commit
 from menas_zoo.hub.registry import ZooEntry, get_entry
+from menas_zoo.io import write_text_atomic
 from menas_zoo.nets import MobileNetMT, build_model
 from menas_zoo.space.genotype import Genotype
 
 HF_HUB_PREFIX = "hf-hub:"
+OFFLINE_ADVICE = "check the network or HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use cached and bundled models only"
 _REPO_REF = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[\w./-]+))?")
 
 
@@ -146,31 +150,44 @@ def _from_cache(repo_id: str, revision: str | None, cache: Path) -> Path | None:
 
 def _from_hub(ref: str, repo_id: str, revision: str | None, cache: Path, endpoint: str, token: str | None) -> Path:
     where = f"{repo_id}@{revision or 'main'} on {endpoint}"
+    connect, _ = bounded_session()
+    api = HfApi(endpoint=endpoint, token=token)
     try:
-        folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=cache, endpoint=endpoint,
-                                        token=token, allow_patterns=list(ARTIFACT_FILES)))
+        # Pin the download to a commit id we checked: huggingface_hub builds cache paths from it.
+        commit = resolve_commit(api, repo_id, revision)
+        folder = Path(snapshot_download(repo_id, revision=commit, cache_dir=cache, endpoint=endpoint, token=token,
+                                        allow_patterns=list(ARTIFACT_FILES), etag_timeout=connect))
+        if revision != commit:  # remember branch/tag -> commit, so the cache answers offline next time
+            write_text_atomic(cache / repo_folder_name(repo_id=repo_id, repo_type="model") / "refs" /
+                              (revision or constants.DEFAULT_REVISION), commit)
         if not (folder / WEIGHTS).is_file():
-            files = HfApi(endpoint=endpoint, token=token).list_repo_files(repo_id, revision=revision)
+            files = api.list_repo_files(repo_id, revision=commit)
             pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
             if pickles:
                 raise MenasError(f"{where} has only pickled weights ({', '.join(pickles)}); menas-zoo never "
                                  "unpickles downloads (they can run code). Ask for a model.safetensors")
             raise MenasError(f"{where} is not a menas-zoo model repo (no {WEIGHTS})")
         return folder
+    except MenasError:
+        raise
     except RevisionNotFoundError:
         raise MenasError(f"revision not found: {where}") from None
     except GatedRepoError:
         raise MenasError(f"{where} is gated: accept its terms on the Hub and set HF_TOKEN") from None
     except RepositoryNotFoundError:
         raise MenasError(f"{where} not found (a private repo needs HF_TOKEN or --token)") from None
-    except LocalEntryNotFoundError:
-        # snapshot_download's way of saying "no connection and nothing cached"
-        raise MenasError(f"cannot reach the Hub at {endpoint} to fetch {ref}: check the network or HF_ENDPOINT, or "
-                         "set HF_HUB_OFFLINE=1 to use cached and bundled models only") from None
-    except HfHubHTTPError as exc:
-        raise MenasError(f"Hub error for {where}: {str(exc).splitlines()[0]}") from None
-    except OSError as exc:
-        raise MenasError(f"cannot fetch {ref} from {endpoint}: {exc}") from None
+    except LocalEntryNotFoundError as exc:
+        # snapshot_download's way of saying "the Hub failed and nothing is cached": the cause says how
+        cause = exc.__cause__ or exc.__context__
+        error = network_error(cause, endpoint, f"fetching {ref}", OFFLINE_ADVICE) if cause is not None else None
+        raise (error or MenasError(f"cannot reach the Hub at {endpoint} to fetch {ref}: {OFFLINE_ADVICE}")) from None
+    except Exception as exc:  # noqa: BLE001 - transport errors are the HTTP backend's own classes
+        error = network_error(exc, endpoint, f"fetching {ref}", OFFLINE_ADVICE)
+        if error is not None:
+            raise error from None
+        if isinstance(exc, OSError):
+            raise MenasError(f"cannot fetch {ref} from {endpoint}: {exc}") from None
+        raise
 
 
 def load(ref: str, **kwargs) -> tuple[Artifact, Resolved]:

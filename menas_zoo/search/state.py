@@ -7,6 +7,7 @@
     partial/trial-000013/             per-epoch checkpoints of the trial in progress (resumed after a kill)
     masks/trial-000012.safetensors    every ticket's channel masks against its trained child (never dropped)
     report.md, pareto.png, winners/   written at the end (report.py)
+    .search.lock                      held by the one process running the search (see lock_run_folder)
 
 A trial is finished once its line is in trials.jsonl. Its weights are written first, then the line,
 then state.json, each by write-to-temporary-and-rename, so a kill at any instant leaves either the trial
@@ -18,11 +19,13 @@ clear MenasError, never a silent restart.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
@@ -36,6 +39,7 @@ from menas_zoo.space.genotype import Genotype
 FORMAT = "menas-zoo-search"
 VERSION = 1
 CONFIG, TRIALS, STATE, TICKETS, PARTIAL, MASKS = "config.json", "trials.jsonl", "state.json", "tickets", "partial", "masks"
+LOCK = ".search.lock"
 
 
 @dataclass
@@ -93,6 +97,7 @@ class RunState:
     history: list[dict[str, Any]] = field(default_factory=list)  # one entry per finished generation
     elapsed: float = 0.0  # seconds of search before this session
     finished: bool = False
+    lock: FileLock | None = field(default=None, repr=False, compare=False)  # held while this state lives
 
     # -- lookups ---------------------------------------------------------------------------------
     @property
@@ -119,7 +124,10 @@ class RunState:
             raise MenasError(f"{out} already holds a search; continue it with --resume {out}, or pick a new --out")
         if out.exists() and not out.is_dir():
             raise MenasError(f"--out {out} exists and is not a folder")
-        state = cls(out=out, config=config)
+        lock = lock_run_folder(out)
+        if (out / STATE).exists() or (out / CONFIG).exists():  # created while we waited for the lock
+            raise MenasError(f"{out} already holds a search; continue it with --resume {out}, or pick a new --out")
+        state = cls(out=out, config=config, lock=lock)
         write_json_atomic(out / CONFIG, {"format": FORMAT, "version": VERSION, "config": config.to_dict()})
         state.save()
         return state
@@ -129,6 +137,7 @@ class RunState:
         out = Path(out)
         if not (out / STATE).exists() or not (out / CONFIG).exists():
             raise MenasError(f"{out} is not a search run folder (no {STATE} and {CONFIG}); start one with --out")
+        lock = lock_run_folder(out)
         config_doc = _read_json(out / CONFIG)
         try:
             config = SearchConfig.from_dict(config_doc["config"])
@@ -139,13 +148,17 @@ class RunState:
             state = cls(out=out, config=config, generation=int(doc["generation"]),
                         population=[int(i) for i in doc["population"]],
                         pending=None if doc["pending"] is None else [Candidate.from_dict(c) for c in doc["pending"]],
-                        history=list(doc["history"]), elapsed=float(doc["elapsed"]), finished=bool(doc["finished"]))
+                        history=list(doc["history"]), elapsed=float(doc["elapsed"]), finished=bool(doc["finished"]),
+                        lock=lock)
         except (KeyError, TypeError, ValueError) as exc:
             raise MenasError(f"{out / STATE} is damaged ({type(exc).__name__}: {exc}); it cannot be resumed") from None
         state.trials = _read_trials(out / TRIALS)
         state._check()
         for leftover in out.rglob(".*.tmp"):  # a write that SIGKILL cut short; never under a final name
-            leftover.unlink(missing_ok=True)
+            if leftover.is_dir():  # an artifact's staging folder (winners/)
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
         return state
 
     def _check(self) -> None:
@@ -194,6 +207,25 @@ class RunState:
 
     def load_ticket(self, index: int) -> tuple[Genotype, dict[str, torch.Tensor], Masks, Genotype]:
         return load_ticket(self.ticket_path(index))
+
+
+# -- one search per run folder -----------------------------------------------------------------------
+
+def lock_run_folder(out: Path) -> FileLock:
+    """Hold ``out`` for this process, or fail at once with one line if another search holds it.
+
+    An OS lock (flock) on ``out/.search.lock``: it is released when the state that holds it is dropped or
+    the process ends, however it ends (a SIGKILL included), so a killed search never blocks its resume.
+    Within one process the same lock is shared (``is_singleton``), so a caller may resume a search it ran.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out / LOCK, timeout=0, is_singleton=True)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise MenasError(f"{out} is in use by another search that is still running; wait for it to finish or stop "
+                         "it before resuming") from None
+    return lock
 
 
 # -- ticket files: weights + masks in one safetensors file, genotypes in its metadata ------------------

@@ -25,11 +25,22 @@ from pathlib import Path
 from typing import Any
 
 from menas_zoo.errors import GenotypeError
+from menas_zoo.io import MAX_JSON_BYTES
 
 SCHEMA_VERSION = 1
 ACTIVATIONS = {"re": "relu", "hs": "hswish"}
 #: Stem stride of each search profile; the profile also bounds sampling (see ``sampling.py``).
 PROFILE_STEM_STRIDE = {"small": 1, "tiny": 1, "imagenet": 2}
+# Bounds of any genotype this package builds, far above every profile (MobileNetV3-Large is 1280 wide,
+# 15 blocks deep, 224 px). A genotype from a file or a repo is checked against them before a single
+# tensor exists, so an absurd one (30,000,000 channels, 10^9 classes) is one line, not gigabytes.
+MAX_CHANNELS = 8192  # stem, head, fc, block out/hidden/SE widths
+MAX_KERNEL = 15
+MAX_BLOCKS = 64
+MAX_STAGES = 16
+MAX_CLASSES = 100_000
+MAX_RESOLUTION = 2048
+MAX_IN_CHANS = 64
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -88,6 +99,8 @@ class BlockSpec:
             if not match:
                 raise GenotypeError(f"{where} {text!r}: unknown field {token!r} (fields: k, h, c, s, se, re|hs)")
             key, number, act = match.groups()
+            if number and len(number) > 9:
+                raise GenotypeError(f"{where}: field {key!r} has an absurd value ({len(number)} digits)")
             if act:
                 key, value = "act", ACTIVATIONS[act]
             elif key == "se":
@@ -118,16 +131,20 @@ class BlockSpec:
         return block
 
     def validate(self, where: str = "block") -> None:
-        if self.kernel < 1 or self.kernel % 2 == 0:
-            raise GenotypeError(f"{where}: kernel must be an odd number (3, 5 or 7), got {self.kernel}")
-        if self.out < 1:
-            raise GenotypeError(f"{where}: out channels must be >= 1, got {self.out}")
+        for name in ("kernel", "out", "stride", "hidden", "se"):
+            value = getattr(self, name)
+            if not (value is None and name == "hidden") and (not isinstance(value, int) or isinstance(value, bool)):
+                raise GenotypeError(f"{where}: {name} must be an integer, got {value!r}")
+        if self.kernel < 1 or self.kernel % 2 == 0 or self.kernel > MAX_KERNEL:
+            raise GenotypeError(f"{where}: kernel must be an odd number up to {MAX_KERNEL} (3, 5 or 7), got {self.kernel}")
+        if not 1 <= self.out <= MAX_CHANNELS:
+            raise GenotypeError(f"{where}: out channels must be in 1..{MAX_CHANNELS}, got {self.out}")
         if self.stride not in (1, 2):
             raise GenotypeError(f"{where}: stride must be 1 or 2, got {self.stride}")
-        if self.hidden is not None and self.hidden < 1:
-            raise GenotypeError(f"{where}: hidden channels must be >= 1, got {self.hidden}")
-        if self.se < 0:
-            raise GenotypeError(f"{where}: SE width must be >= 0, got {self.se}")
+        if self.hidden is not None and not 1 <= self.hidden <= MAX_CHANNELS:
+            raise GenotypeError(f"{where}: hidden channels must be in 1..{MAX_CHANNELS}, got {self.hidden}")
+        if not 0 <= self.se <= MAX_CHANNELS:
+            raise GenotypeError(f"{where}: SE width must be in 0..{MAX_CHANNELS}, got {self.se}")
         if self.act not in ACTIVATIONS.values():
             raise GenotypeError(f"{where}: activation must be relu or hswish, got {self.act!r}")
 
@@ -177,16 +194,16 @@ class Genotype:
         if self.profile not in PROFILE_STEM_STRIDE:
             known = ", ".join(PROFILE_STEM_STRIDE)
             raise GenotypeError(f"genotype: profile must be one of {known}, got {self.profile!r}")
-        for name in ("stem", "head", "in_chans", "resolution"):
+        for name, low, high in (("stem", 1, MAX_CHANNELS), ("head", 1, MAX_CHANNELS), ("fc", 0, MAX_CHANNELS),
+                                ("in_chans", 1, MAX_IN_CHANS), ("resolution", 1, MAX_RESOLUTION),
+                                ("num_classes", 2, MAX_CLASSES)):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise GenotypeError(f"genotype: {name} must be a positive integer, got {value!r}")
-        if not isinstance(self.fc, int) or self.fc < 0:
-            raise GenotypeError(f"genotype: fc must be an integer >= 0 (0 = none), got {self.fc!r}")
-        if not isinstance(self.num_classes, int) or self.num_classes < 2:
-            raise GenotypeError(f"genotype: num_classes must be >= 2, got {self.num_classes!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                extra = " (0 = none)" if name == "fc" else ""
+                raise GenotypeError(f"genotype: {name} must be an integer in {low}..{high}{extra}, got {value!r}")
         if not self.stages or any(len(stage) == 0 for stage in self.stages):
             raise GenotypeError("genotype: needs at least one stage and no empty stage")
+        check_depth(len(self.stages), self.depth)
         size = -(-self.resolution // self.stem_stride)
         for s, b, _, block in self.blocks():
             if not isinstance(block, BlockSpec):
@@ -224,6 +241,9 @@ class Genotype:
                 raise GenotypeError(f"genotype: missing key {key!r}")
         if not isinstance(data["stages"], list) or not all(isinstance(s, list) for s in data["stages"]):
             raise GenotypeError("genotype: 'stages' must be a list of lists of block strings")
+        check_depth(len(data["stages"]), sum(len(stage) for stage in data["stages"]))  # before parsing them all
+        if not isinstance(data["stem"], int) or isinstance(data["stem"], bool):
+            raise GenotypeError(f"genotype: stem must be an integer, got {data['stem']!r}")
         stages, in_chans = [], data["stem"]
         for s, stage in enumerate(data["stages"]):
             blocks = []
@@ -244,6 +264,8 @@ class Genotype:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise GenotypeError(f"genotype: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise GenotypeError("genotype: the JSON is nested too deeply to be a genotype") from None
         return cls.from_dict(data)
 
     # -- one-line form, for the command line ----------------------------------------------------
@@ -268,11 +290,21 @@ class Genotype:
         return cls.from_dict(data)
 
 
+def check_depth(stages: int, blocks: int) -> None:
+    if stages > MAX_STAGES or blocks > MAX_BLOCKS:
+        raise GenotypeError(f"genotype: {stages} stages and {blocks} blocks; at most {MAX_STAGES} stages and "
+                            f"{MAX_BLOCKS} blocks are supported")
+
+
 def load_genotype(path: str | Path) -> Genotype:
     """Read a genotype JSON file, with a clear error for a missing or unreadable file."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise GenotypeError(f"genotype file {path} is over {MAX_JSON_BYTES // 1024} KiB; a genotype is a few KB")
         text = path.read_text()
+    except UnicodeDecodeError:
+        raise GenotypeError(f"genotype file {path} is not text") from None
     except OSError as exc:
         raise GenotypeError(f"cannot read genotype file {path}: {exc.strerror or exc}") from None
     return Genotype.from_json(text)

@@ -19,7 +19,10 @@ training.
 Everything is resumable: runs live in ``--out`` (a killed search resumes with what is left of its
 budget) and every retraining is appended to ``retrain.jsonl`` as it finishes; the same command continues.
 
-    python benchmarks/search_ablation.py --out runs/ablation --budget-minutes 10 --seeds 0 1 2 --jobs 2
+    python benchmarks/search_ablation.py --out runs/ablation --rows menas evolution random --jobs 2
+
+The defaults (2,000 training and 1,000 validation images, 2-epoch proxy) are sized so that a 10-minute
+search on one CPU core runs a few generations; on a GPU raise them.
 """
 
 from __future__ import annotations
@@ -230,13 +233,13 @@ def main() -> None:
     parser.add_argument("--max-params", type=float, default=1e5)
     parser.add_argument("--population", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=2, help="the fitness proxy's epochs")
-    parser.add_argument("--mask-epochs", type=int, default=3)
-    parser.add_argument("--train-subset", type=int, default=4000)
-    parser.add_argument("--val-size", type=int, default=2000)
+    parser.add_argument("--mask-epochs", type=int, default=2)
+    parser.add_argument("--train-subset", type=int, default=2000)
+    parser.add_argument("--val-size", type=int, default=1000)
     parser.add_argument("--holdout", type=int, default=5000)
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--retrain-epochs", type=int, default=8)
+    parser.add_argument("--retrain-epochs", type=int, default=5)
     parser.add_argument("--train-seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--tau-trials", type=int, default=21, help="retrained trials per row, pooled over seeds")
     parser.add_argument("--device", default="cpu")

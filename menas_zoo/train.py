@@ -227,6 +227,8 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
     """
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)

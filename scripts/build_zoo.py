@@ -77,7 +77,9 @@ def stage_search(args) -> None:
                 run_search(None, out, resume=True, overrides={"budget_minutes": args.budget_minutes,
                                                               "device": args.device})
         else:
-            cfg = SearchConfig(**SEARCH, max_params=CLASSES[cls], device=args.device,
+            settings = {**SEARCH, **{k: v for k, v in (("population", args.population), ("generations", args.generations),
+                                                           ("train_subset", args.train_subset)) if v is not None}}
+            cfg = SearchConfig(**settings, max_params=CLASSES[cls], device=args.device,
                                budget_minutes=args.budget_minutes)
             run_search(cfg, out)
         copy_summary(out, RESULTS / f"search-{cls}")
@@ -121,12 +123,13 @@ def final_genotype(name: str):
         return resolve_genotype("mobilenetv3-small", in_chans=1, resolution=28, num_classes=10), None
     cls = name.split("-")[1]
     selection = json.loads((RESULTS / f"selection-{cls}.json").read_text())
-    record = RunState.load(RUNS / f"search-{cls}").by_index()[selection["winner"]]
+    record = RunState.load(RUNS / f"search-{cls}").by_index[selection["winner"]]
     return record.genotype, record
 
 
 def stage_train(args) -> None:
-    from menas_zoo.data import load_dataset, DataSplits
+    from menas_zoo.artifact import save_artifact
+    from menas_zoo.data import DataSplits, load_dataset
     from menas_zoo.io import write_json_atomic
     from menas_zoo.nets import build_model
     from menas_zoo.train import evaluate, train
@@ -138,11 +141,14 @@ def stage_train(args) -> None:
         out = RUNS / f"final-{name}"
         torch.manual_seed(0)
         model = build_model(genotype)
-        result = train(model, splits, train_config(RECIPE, args.device), out_dir=out, desc=f"final {name}",
+        recipe = {**RECIPE, "epochs": args.epochs or RECIPE["epochs"]}
+        result = train(model, splits, train_config(recipe, args.device), out_dir=out, desc=f"final {name}",
                        validate="none")
         accuracy = evaluate(model, test)["acc"]  # the one look at the test split
+        save_artifact(out / "model", model.eval(), labels=test.classes,
+                      input_spec={"in_chans": 1, "resolution": 28, "mean": list(test.mean), "std": list(test.std)})
         device = torch.cuda.get_device_name() if str(model_device_of(model)).startswith("cuda") else "cpu"
-        summary = {"name": name, "genotype": genotype.to_compact(), "test_acc": accuracy, "recipe": RECIPE,
+        summary = {"name": name, "genotype": genotype.to_compact(), "test_acc": accuracy, "recipe": recipe,
                    "epochs": result.epochs, "train_seconds": result.seconds, "device": device,
                    "history": [{k: h[k] for k in ("epoch", "train_loss", "lr", "seconds")} for h in result.history]}
         write_json_atomic(RESULTS / f"final-{name}.json", summary)
@@ -157,18 +163,15 @@ def model_device_of(model):
 
 def stage_publish(args) -> None:
     """Artifact (with the search's parent genotype and masks), ONNX export with int8, card."""
-    from menas_zoo.artifact import save_artifact
+    from menas_zoo.artifact import load_artifact, save_artifact
     from menas_zoo.data import FASHION_MNIST_CLASSES, load_dataset
-    from menas_zoo.nets import build_model
     from menas_zoo.slim import load_masks
-    from menas_zoo.train import _load_checkpoint_weights
 
     test = load_dataset("fashion-mnist", split="test")
     for name in args.models:
         genotype, record = final_genotype(name)
         final = json.loads((RESULTS / f"final-{name}.json").read_text())
-        model = build_model(genotype)
-        _load_checkpoint_weights(RUNS / f"final-{name}", model)
+        model = load_artifact(RUNS / f"final-{name}" / "model").model
         cls = name.split("-")[1]
         masks_file = RUNS / f"search-{cls}" / "masks" / f"trial-{record.index:06d}.safetensors"
         out = RUNS / f"publish-{name}"
@@ -216,9 +219,17 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=4, help="select: top trials retrained per class")
     parser.add_argument("--select-epochs", type=int, default=15)
     parser.add_argument("--select-subset", type=int, default=None, help="select: train on only this many images")
+    parser.add_argument("--population", type=int, default=None, help="search: override the zoo setting (smoke runs)")
+    parser.add_argument("--generations", type=int, default=None, help="search: override the zoo setting")
+    parser.add_argument("--train-subset", type=int, default=None, help="search: override the zoo setting")
+    parser.add_argument("--epochs", type=int, default=None, help="train: override the recipe's epochs (smoke runs)")
+    parser.add_argument("--runs", type=Path, default=None, help="state folder (default runs/zoo)")
+    parser.add_argument("--results", type=Path, default=None, help="summary folder (default results/zoo)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    global RUNS, RESULTS
+    RUNS, RESULTS = args.runs or RUNS, args.results or RESULTS
     {"search": stage_search, "select": stage_select, "train": stage_train, "publish": stage_publish,
      "table": stage_table}[args.stage](args)
 

@@ -343,8 +343,11 @@ def _load_checkpoint(path: Path, model, optimizer, scheduler, loader, cfg) -> tu
         tensors = load_file(str(path))
     except (OSError, SafetensorError, KeyError, json.JSONDecodeError) as exc:
         raise MenasError(f"checkpoint {path} is unreadable ({exc}); delete it to start over") from None
-    if meta["config"] != _config_fingerprint(cfg):
-        raise MenasError(f"checkpoint {path} was written with other training settings; "
+    current = _config_fingerprint(cfg)
+    if meta["config"] != current:
+        changed = sorted(k for k in set(current) | set(meta["config"]) if current.get(k) != meta["config"].get(k))
+        detail = ", ".join(f"{k} {meta['config'].get(k)!r} -> {current.get(k)!r}" for k in changed)
+        raise MenasError(f"checkpoint {path} was written with other training settings ({detail}); "
                          "use the same command to resume, or a new --out to start over")
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:

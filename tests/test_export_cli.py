@@ -1,10 +1,10 @@
 """``menas-zoo export`` and ``menas-zoo bench``: files and report on success, one line and exit 2 on bad input."""
 
 import json
-import re
 
 import pytest
 import torch
+from cli_helpers import assert_one_line_error, run
 from export_fixtures import TINY, fashion_test_split, tiny_export_artifact, tiny_model  # noqa: F401  (fixtures)
 from safetensors.torch import save_file
 from typer.testing import CliRunner
@@ -14,17 +14,6 @@ from menas_zoo.export import pipeline
 
 FAST = ["--exporter", "torchscript", "--runs", "10", "--parity-images", "64"]  # the default exporter is tested in test_export_onnx
 
-
-def run(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result, result.stdout, result.stderr
-
-
-def assert_one_line_error(result, stderr, pattern):
-    assert result.exit_code == 2, result.output
-    assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
-    assert "Traceback" not in result.output
-    assert re.search(pattern, stderr), stderr
 
 
 def test_export_artifact_writes_model_int8_and_report(tiny_export_artifact, tmp_path):

@@ -12,27 +12,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from cli_helpers import assert_one_line_error, run
 from export_fixtures import fashion_test_split, tiny_model  # noqa: F401  (fixtures)
 from PIL import Image
-from typer.testing import CliRunner
-
-from menas_zoo.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--exporter", "torchscript", "--runs", "5", "--parity-images", "64"]
-
-
-def run(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result, result.stdout, result.stderr
-
-
-def assert_one_line_error(result, stderr, pattern):
-    import re
-
-    assert result.exit_code == 2, result.output
-    assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
-    assert re.search(pattern, stderr), stderr
 
 
 @pytest.fixture(scope="module")

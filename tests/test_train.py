@@ -67,7 +67,7 @@ def test_resumed_run_equals_uninterrupted_run(tiny_splits, tmp_path):
 
 def test_resume_with_other_settings_is_refused(tiny_splits, tmp_path):
     train(fresh_model(), tiny_splits, TrainConfig(epochs=1, batch_size=128), out_dir=tmp_path, progress=False)
-    with pytest.raises(MenasError, match="other training settings"):
+    with pytest.raises(MenasError, match=r"other training settings \(batch_size 128 -> 64\)"):
         train(fresh_model(), tiny_splits, TrainConfig(epochs=1, batch_size=64), out_dir=tmp_path, progress=False)
     (tmp_path / CHECKPOINT).write_bytes(b"\x00" * 20)
     with pytest.raises(MenasError, match="unreadable"):
@@ -112,3 +112,34 @@ def test_cli_train_survives_sigkill(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
     assert metrics["history"][: first["epoch"]] == first["history"]  # finished epochs kept, not re-run
+
+
+def test_calibrated_bn_shrink_separates_gammas_in_a_short_run(tiny_splits):
+    """A short AdamW run barely moves BN gammas; the calibrated shrink pulls the undefended ones down by
+    about its total while the loss holds the others, so the ranking a ticket prunes by opens up."""
+    from menas_zoo.slim import hidden_bns
+
+    def spread(**sparsity):
+        model = fresh_model()
+        cfg = TrainConfig(epochs=2, batch_size=128, optimizer="adamw", **sparsity)
+        train(model, tiny_splits, cfg, progress=False, validate="none")
+        gammas = torch.cat([bn.weight.detach().abs() for bn in hidden_bns(model).values()])
+        low, high = torch.quantile(gammas, torch.tensor([0.1, 0.9])).tolist()
+        return low, high
+
+    low, high = spread()
+    assert high - low < 0.1  # without sparsity: every gamma stays near 1
+    low, high = spread(bn_shrink=0.5)
+    assert high - low > 0.15 and low < 0.75  # pulled down, and apart
+
+
+def test_validate_none_scores_nothing_and_warmup_stays_a_fraction_of_the_run(tiny_splits):
+    import math
+
+    from menas_zoo.train import warmup_steps
+
+    model = fresh_model()
+    result = train(model, tiny_splits, TrainConfig(epochs=2, batch_size=256), progress=False, validate="none")
+    assert all(math.isnan(h["val_acc"]) for h in result.history)
+    assert warmup_steps(TrainConfig(epochs=1, warmup_epochs=1.0), 100) == 20  # a 1-epoch run is not all warm-up
+    assert warmup_steps(TrainConfig(epochs=30, warmup_epochs=1.0), 100) == 100

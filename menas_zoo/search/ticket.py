@@ -75,7 +75,7 @@ class Ticket:
 def make_ticket(model: MobileNetMT, splits: DataSplits, *, prune_ratio: float = 0.2, min_channels: int = 8,
                 channel_multiple: int = 8, budget: Budget | None = None, max_ratio: float = 0.6,
                 rewind_state: dict[str, torch.Tensor] | None = None, finetune: TrainConfig | None = None,
-                recalibrate: bool = True, seed: int = 0) -> Ticket:
+                recalibrate: bool = True, seed: int = 0, recalibration_batches: int = 10) -> Ticket:
     """Prune ``model`` (trained with BN sparsity) into its ticket; ``model`` itself is left as it was."""
     device = next(model.parameters()).device
     masks = ticket_masks(model, prune_ratio, min_channels=min_channels, channel_multiple=channel_multiple,
@@ -86,7 +86,7 @@ def make_ticket(model: MobileNetMT, splits: DataSplits, *, prune_ratio: float = 
         source.load_state_dict(rewind_state)
     slim = materialize(source, masks)
     if recalibrate:
-        recalibrate_bn(slim, splits.train, batches=10, device=device, seed=seed)
+        recalibrate_bn(slim, splits.train, batches=recalibration_batches, device=device, seed=seed)
     epochs = 0
     if finetune is not None and finetune.epochs > 0:
         # A short, gentle run: no warm-up, no sparsity term (the structure is fixed now).

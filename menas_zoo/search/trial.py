@@ -150,8 +150,9 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
 
         mask_cfg = TrainConfig(epochs=cfg.mask_epochs, batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr,
                                bn_l1=cfg.bn_l1, bn_shrink=cfg.bn_shrink, seed=seed, device=str(device))
-        result = train(child, mask_splits(splits, cfg.mask_fraction, seed), mask_cfg, on_epoch_end=on_epoch_end, progress=False, out_dir=phase_dir("mask"),
-                       desc=f"trial {candidate.index} mask", should_stop=should_stop, validate="none")
+        result = train(child, mask_splits(splits, cfg.mask_fraction, seed), mask_cfg, on_epoch_end=on_epoch_end,
+                       progress=False, out_dir=phase_dir("mask"), desc=f"trial {candidate.index} mask",
+                       should_stop=should_stop, validate="none")
         mask_epochs, stopped_early = result.epochs, result.stopped_early
         phases["mask"] = time.perf_counter() - start
         t0 = time.perf_counter()
@@ -163,13 +164,13 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
         ticket = make_ticket(child, splits, prune_ratio=cfg.prune_ratio, min_channels=cfg.min_channels,
                              channel_multiple=cfg.channel_multiple, budget=cfg.budget(),
                              max_ratio=cfg.max_prune_ratio, rewind_state=snapshots.get("rewind"), finetune=finetune,
-                             seed=seed)
+                             seed=seed, recalibration_batches=RECALIBRATION_BATCHES)
         genotype, masks = ticket.model.genotype, ticket.masks
         ticket_accuracy = evaluate(ticket.model, splits.val)["acc"]  # make_ticket recalibrated its BN
         feasible = cfg.budget().fits(genotype)
         phases["ticket"] = time.perf_counter() - t0
 
-    accuracy, state = float("nan"), {}
+    accuracy, latency, state = 0.0, None, {}  # an infeasible ticket scores 0 and trains no proxy
     if feasible:
         t0 = time.perf_counter()
         torch.manual_seed(derive_seed(cfg.seed, "proxy", candidate.index))
@@ -185,8 +186,6 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
         latency = float(latency_fn(model)) if latency_fn is not None else None
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         phases["score"] = time.perf_counter() - t0
-    else:
-        accuracy, latency = 0.0, None
     return TrialOutcome(candidate=candidate, genotype=genotype, state=state,
                         masks={k: v.cpu() for k, v in masks.items()}, accuracy=accuracy,
                         trained_accuracy=trained_accuracy, epochs=mask_epochs, stopped_early=stopped_early,
@@ -195,9 +194,9 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
                         feasible=feasible, phase_seconds=phases)
 
 
-#: Batches of 256 training images that re-estimate BN statistics before scoring (enough for stable
-#: statistics, a small share of a trial's time).
-RECALIBRATION_BATCHES = 10
+#: Batches of 256 training images that re-estimate BN statistics before scoring: 1,024 images give
+#: stable statistics for these networks and keep the work outside training a small share of a trial.
+RECALIBRATION_BATCHES = 4
 
 
 def mask_splits(splits: DataSplits, fraction: float, seed: int) -> DataSplits:

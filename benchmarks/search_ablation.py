@@ -209,20 +209,25 @@ def summarize(args, retrained: list[dict]) -> list[dict]:
 
 
 def print_table(rows: list[dict], args) -> None:
-    print(f"\n{args.budget_minutes:g} min per search, tiny profile, params <= {int(args.max_params):,}, seeds "
-          f"{' '.join(map(str, args.seeds))}; retrained {args.retrain_epochs} epochs from scratch on "
-          f"{args.train_subset} images, train seeds {' '.join(map(str, args.train_seeds))}, scored on a "
-          f"{args.holdout}-image holdout no search saw")
+    lines = table_lines(rows, args)
+    print("\n" + "\n".join(lines))
+    (args.out / "table.txt").write_text("\n".join(lines) + "\n")
+
+
+def table_lines(rows: list[dict], args) -> list[str]:
     header = (f"{'row':<18} {'search fitness':>17} {'winner, scratch':>17} {'top-3, scratch':>17} {'tau (n)':>11} "
               f"{'trials/min':>10} {'EB saved':>8} {'pruned':>7} {'tkt-dense':>9} {'overhead':>8}")
-    print(header)
-    print("-" * len(header))
+    lines = [f"{args.budget_minutes:g} min per search, tiny profile, params <= {int(args.max_params):,}, seeds "
+             f"{' '.join(map(str, args.seeds))}; retrained {args.retrain_epochs} epochs from scratch on "
+             f"{args.train_subset} images, train seeds {' '.join(map(str, args.train_seeds))}, scored on a "
+             f"{args.holdout}-image holdout no search saw", header, "-" * len(header)]
+    pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
     for r in rows:
-        pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
         gap = "-" if r["ticket_minus_dense"] is None else f"{r['ticket_minus_dense']:+.3f}"
-        print(f"{r['row']:<18} {mean_sd(r['search_fitness']):>17} {mean_sd(r['winner_holdout']):>17} "
-              f"{mean_sd(r['top3_holdout']):>17} {r['tau']:>6.2f} ({r['tau_n']:>2}) {r['trials_per_min']:>10.2f} "
-              f"{pct(r['eb_saved']):>8} {pct(r['pruned']):>7} {gap:>9} {pct(r['overhead']):>8}")
+        lines.append(f"{r['row']:<18} {mean_sd(r['search_fitness']):>17} {mean_sd(r['winner_holdout']):>17} "
+                     f"{mean_sd(r['top3_holdout']):>17} {r['tau']:>6.2f} ({r['tau_n']:>2}) {r['trials_per_min']:>10.2f} "
+                     f"{pct(r['eb_saved']):>8} {pct(r['pruned']):>7} {gap:>9} {pct(r['overhead']):>8}")
+    return lines
 
 
 def main() -> None:

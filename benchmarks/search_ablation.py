@@ -99,22 +99,25 @@ def read_trials(out: Path) -> list[dict]:
 
 
 def plan_retraining(args) -> list[tuple[str, int, int, int]]:
-    """``(row, search seed, trial, train seed)`` to retrain: top 3 x every train seed, plus a spread."""
-    plan = []
+    """``(row, search seed, trial, train seed)`` to retrain: top 3 x every train seed, plus a spread over
+    each run's fitness range for tau. Ordered by what the table needs most, so a run cut short still
+    compares the winners: every winner with every train seed, then the rest of the top 3 and the
+    spread with the first train seed, then the top 3 with the other seeds."""
+    tiers: list[list[tuple[str, int, int, int]]] = [[], [], []]
     per_run = -(-args.tau_trials // len(args.seeds))  # trials per run for the tau pool
-    for row in args.rows:
-        for seed in args.seeds:
+    first, others = args.train_seeds[0], args.train_seeds[1:]
+    for seed in args.seeds:
+        for row in args.rows:
             trials = [t for t in read_trials(args.out / "runs" / f"{row}-seed{seed}") if t.get("feasible", True)]
             ranked = sorted(trials, key=lambda t: (-t["fitness"], t["index"]))
-            top = ranked[:3]
-            rest = ranked[3:]
+            top, rest = ranked[:3], ranked[3:]
             extra = max(0, per_run - len(top))
             step = len(rest) / extra if extra and rest else 0
             spread = [rest[int(i * step)] for i in range(min(extra, len(rest)))]
-            for t in top:
-                plan += [(row, seed, t["index"], s) for s in args.train_seeds]
-            plan += [(row, seed, t["index"], args.train_seeds[0]) for t in spread]
-    return plan
+            tiers[0] += [(row, seed, top[0]["index"], s) for s in args.train_seeds] if top else []
+            tiers[1] += [(row, seed, t["index"], first) for t in top[1:] + spread]
+            tiers[2] += [(row, seed, t["index"], s) for t in top[1:] for s in others]
+    return [job for tier in tiers for job in tier]
 
 
 def retrain_job(row: str, seed: int, trial: int, train_seed: int, args) -> dict:

@@ -254,6 +254,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1) // 2),
                         help="searches / retrainings run side by side, one process each")
+    parser.add_argument("--no-retrain", action="store_true", help="summarize what is retrained so far, run nothing new")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -267,7 +268,7 @@ def main() -> None:
     log = args.out / "retrain.jsonl"
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     have = {(r["row"], r["seed"], r["trial"], r["train_seed"]) for r in done}
-    todo = [p for p in plan_retraining(args) if p not in have]
+    todo = [p for p in plan_retraining(args) if p not in have] if not args.no_retrain else []
     print(f"retraining {len(todo)} architectures from scratch ({len(have)} already done)", flush=True)
     with ProcessPoolExecutor(args.jobs) as pool, log.open("a") as fh:
         for result in pool.map(retrain_job, *zip(*todo), [args] * len(todo)) if todo else []:

@@ -132,7 +132,7 @@ def stage_train(args) -> None:
     from menas_zoo.data import DataSplits, load_dataset
     from menas_zoo.io import write_json_atomic
     from menas_zoo.nets import build_model
-    from menas_zoo.train import evaluate, train
+    from menas_zoo.train import evaluate, model_device, train
 
     full, test = load_dataset("fashion-mnist", split="train"), load_dataset("fashion-mnist", split="test")
     splits = DataSplits(train=full, val=full.subset(torch.arange(0)))  # all 60k; nothing selected on here
@@ -147,18 +147,13 @@ def stage_train(args) -> None:
         accuracy = evaluate(model, test)["acc"]  # the one look at the test split
         save_artifact(out / "model", model.eval(), labels=test.classes,
                       input_spec={"in_chans": 1, "resolution": 28, "mean": list(test.mean), "std": list(test.std)})
-        device = torch.cuda.get_device_name() if str(model_device_of(model)).startswith("cuda") else "cpu"
+        on = model_device(model)
+        device = torch.cuda.get_device_name(on) if on.type == "cuda" else "cpu"
         summary = {"name": name, "genotype": genotype.to_compact(), "test_acc": accuracy, "recipe": recipe,
                    "epochs": result.epochs, "train_seconds": result.seconds, "device": device,
                    "history": [{k: h[k] for k in ("epoch", "train_loss", "lr", "seconds")} for h in result.history]}
         write_json_atomic(RESULTS / f"final-{name}.json", summary)
         print(f"{name}: test accuracy {accuracy:.4f} after {result.epochs} epochs ({result.seconds / 60:.1f} min, {device})")
-
-
-def model_device_of(model):
-    from menas_zoo.train import model_device
-
-    return model_device(model)
 
 
 def stage_publish(args) -> None:
@@ -192,9 +187,9 @@ def stage_publish(args) -> None:
 
 
 def stage_table(args) -> None:
-    lines = ["| model | params | MACs | test accuracy | epochs | trained on | minutes |", "|---|---:|---:|---:|---:|---|---:|"]
     from menas_zoo.costs import genotype_cost, human
 
+    lines = ["| model | params | MACs | test accuracy | epochs | trained on | minutes |", "|---|---:|---:|---:|---:|---|---:|"]
     for name in ("mt-a", "mt-b", "mt-c", "peer"):
         path = RESULTS / f"final-{name}.json"
         if not path.exists():

@@ -2,6 +2,7 @@
 
     python scripts/build_zoo.py search  [--classes a b c] [--device cuda] [--budget-minutes 60]
     python scripts/build_zoo.py select  [--classes a b c] [--device cuda]
+    python scripts/build_zoo.py adopt   --classes a --ablation runs/ablation  # or: take a finished ablation
     python scripts/build_zoo.py train   [--models mt-a mt-b mt-c peer] [--device cuda]
     python scripts/build_zoo.py publish [--models mt-a mt-b mt-c]   # export, card (then register_model.py)
     python scripts/build_zoo.py table                               # results/zoo/table.md from the runs
@@ -18,6 +19,9 @@ training's history, device and wall time.
    with the selection recipe (the final recipe, shorter) on the training images; the best on the
    validation split wins. This is the honest ranking (the search issue's evidence): from scratch, one
    recipe, not search-time accuracy.
+   **adopt** is the alternative to search + select where a search ablation (benchmarks/search_ablation.py)
+   already ran MENAS under the class's limit and retrained its winners from scratch: the MENAS winner
+   with the best mean from-scratch holdout accuracy is taken, and its run becomes the class's search.
 3. **train**: each winner, and torchvision's MobileNetV3-Small built for 1x28x28 as the peer, is trained
    with ``RECIPE`` on all 60k training images, then evaluated once on the 10k test images.
 4. **publish**: each model becomes a zoo artifact (genotype, parent genotype and masks from the search,
@@ -115,6 +119,46 @@ def stage_select(args) -> None:
         print(f"  {cls}: winner trial {winner['trial']} ({winner['val_acc']:.4f})", flush=True)
 
 
+def stage_adopt(args) -> None:
+    """Take a class's winner from a search ablation's from-scratch retraining (MENAS rows only)."""
+    from statistics import mean
+
+    from menas_zoo.io import write_json_atomic
+    from menas_zoo.search.state import RunState
+
+    settings = json.loads((args.ablation / "ablation.json").read_text())["args"]  # values as strings
+    retrained: dict[tuple[int, int], list[dict]] = {}
+    for line in (args.ablation / "retrain.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["row"] == "menas":
+            retrained.setdefault((row["seed"], row["trial"]), []).append(row)
+    for cls in args.classes:
+        if float(settings["max_params"]) != CLASSES[cls]:
+            raise SystemExit(f"the ablation searched under {settings['max_params']} params, class {cls} is "
+                             f"{CLASSES[cls]:,}")
+        rows = [{"seed": seed, "trial": trial, "fitness": runs[0]["fitness"], "params": runs[0]["params"],
+                 "macs": runs[0]["macs"], "val_acc": mean(r["holdout_acc"] for r in runs),
+                 "train_seeds": [r["train_seed"] for r in runs]}
+                for (seed, trial), runs in sorted(retrained.items())]
+        winner = max(rows, key=lambda r: (r["val_acc"], -r["params"]))
+        run = args.ablation / "runs" / f"menas-seed{winner['seed']}"
+        record = RunState.load(run).by_index[winner["trial"]]
+        link = RUNS / f"search-{cls}"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(run.resolve(), target_is_directory=True)
+        copy_summary(run, RESULTS / f"search-{cls}")
+        write_json_atomic(RESULTS / f"selection-{cls}.json", {
+            "source": f"search ablation, menas seed {winner['seed']}",
+            "recipe": {"epochs": int(settings["retrain_epochs"]), "train_images": int(settings["train_subset"]),
+                       "batch_size": int(settings["batch_size"])},
+            "holdout_images": int(settings["holdout"]), "candidates": rows, "winner": winner["trial"],
+            "genotype": record.genotype.to_compact()})
+        print(f"{cls}: menas seed {winner['seed']} trial {winner['trial']} (holdout {winner['val_acc']:.4f}, "
+              f"{winner['params']:,} params) from {len(rows)} retrained MENAS trials", flush=True)
+
+
 def final_genotype(name: str):
     from menas_zoo.search.state import RunState
     from menas_zoo.space import resolve_genotype
@@ -205,12 +249,14 @@ def stage_table(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("stage", choices=["search", "select", "train", "publish", "table"])
+    parser.add_argument("stage", choices=["search", "select", "adopt", "train", "publish", "table"])
     parser.add_argument("--classes", nargs="+", default=list(CLASSES), choices=list(CLASSES))
     parser.add_argument("--models", nargs="+", default=["mt-a", "mt-b", "mt-c", "peer"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--budget-minutes", type=float, default=None, help="search: stop (resumably) after this")
+    parser.add_argument("--ablation", type=Path, default=ROOT / "runs" / "ablation",
+                        help="adopt: a finished search ablation folder")
     parser.add_argument("--candidates", type=int, default=4, help="select: top trials retrained per class")
     parser.add_argument("--select-epochs", type=int, default=15)
     parser.add_argument("--select-subset", type=int, default=None, help="select: train on only this many images")
@@ -225,7 +271,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     global RUNS, RESULTS
     RUNS, RESULTS = args.runs or RUNS, args.results or RESULTS
-    {"search": stage_search, "select": stage_select, "train": stage_train, "publish": stage_publish,
+    {"search": stage_search, "select": stage_select, "adopt": stage_adopt, "train": stage_train, "publish": stage_publish,
      "table": stage_table}[args.stage](args)
 
 

@@ -1,7 +1,7 @@
 """Add (or refresh) a zoo entry from a trained artifact: bundle it, push it, pin it in the registry.
 
     python scripts/register_model.py RUN_DIR --name mt-test --repo-id menas-zoo/mt-test \
-        --endpoint URL --token TOKEN [--description TEXT] [--bundle]
+        --endpoint URL --token TOKEN [--description TEXT] [--bundle] [--fixture]
 
 1. Re-saves the artifact with its description and renders its card (``README.md``) into a staging folder.
 2. Pushes that folder with ``push_artifact`` and takes the commit id the Hub returns as the pin.
@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--token", required=True)
     parser.add_argument("--description", default=None)
     parser.add_argument("--bundle", action="store_true", help="ship a copy in the package")
+    parser.add_argument("--fixture", action="store_true",
+                        help="a test fixture: loadable by name, left out of `menas-zoo list`")
     args = parser.parse_args()
 
     artifact = load_artifact(args.run_dir)
@@ -58,6 +60,8 @@ def main() -> None:
     registry = json.loads(registry_path.read_text())
     registry["models"][args.name] = {"repo_id": args.repo_id, "revision": commit, "files": files, "metrics": metrics,
                                      "bundled": args.bundle, "description": args.description or ""}
+    if args.fixture:
+        registry["models"][args.name]["fixture"] = True
     write_json_atomic(registry_path, registry)
     print(f"{args.name}: {args.repo_id}@{commit}")
 

@@ -19,13 +19,19 @@ from menas_zoo.hub.card import check_card
 from menas_zoo.hub.registry import get_entry
 from menas_zoo.hub.resolve import resolve
 
-MODELS = list_models()
+MODELS = list_models(include_fixtures=True)
 
 
 def test_registry_is_not_empty_and_patterns_filter():
     assert "mt-test" in MODELS
-    assert list_models("mt-*") == [m for m in MODELS if m.startswith("mt-")]
+    assert list_models("mt-*", include_fixtures=True) == [m for m in MODELS if m.startswith("mt-")]
     assert list_models("no-such-*") == []
+
+
+def test_fixtures_load_by_name_but_stay_out_of_the_listing():
+    assert get_entry("mt-test").fixture and "mt-test" not in list_models()
+    listed = CliRunner().invoke(app, ["list", "--json"])
+    assert listed.exit_code == 0 and "mt-test" not in {m["name"] for m in json.loads(listed.stdout)}
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -63,7 +69,7 @@ def test_list_command_shows_registered_numbers():
     result = CliRunner().invoke(app, ["list", "--json"])
     assert result.exit_code == 0, result.output
     listed = {row["name"]: row for row in json.loads(result.stdout)}
-    assert set(listed) == set(MODELS)
+    assert set(listed) == set(list_models())
     for name, row in listed.items():
         assert row["metrics"] == get_entry(name).metrics
 

@@ -29,6 +29,7 @@ class ZooEntry:
     metrics: dict[str, Any] = field(default_factory=dict)
     bundled: bool = False  # a copy ships in menas_zoo/hub/bundled/<name>/
     description: str = ""
+    fixture: bool = False  # kept for the test suite: loadable by name, left out of list_models()
 
 
 @lru_cache(maxsize=1)
@@ -37,9 +38,10 @@ def _entries() -> dict[str, ZooEntry]:
     return {name: ZooEntry(name=name, **fields) for name, fields in data["models"].items()}
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching a shell-style ``pattern`` (``mt-*``), sorted."""
-    return sorted(name for name in _entries() if fnmatch.fnmatchcase(name, pattern))
+def list_models(pattern: str = "*", *, include_fixtures: bool = False) -> list[str]:
+    """Registered names matching a shell-style ``pattern`` (``mt-*``), sorted; test fixtures only on request."""
+    return sorted(name for name, entry in _entries().items()
+                  if fnmatch.fnmatchcase(name, pattern) and (include_fixtures or not entry.fixture))
 
 
 def get_entry(name: str) -> ZooEntry:
@@ -48,5 +50,5 @@ def get_entry(name: str) -> ZooEntry:
     if name in entries:
         return entries[name]
     close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}?" if close else f"registered: {', '.join(sorted(entries)) or 'none'}"
+    hint = f"did you mean {', '.join(close)}?" if close else f"registered: {', '.join(list_models()) or 'none'}"
     raise MenasError(f"unknown model {name!r}: {hint} (or pass hf-hub:ORG/NAME or an artifact folder)")

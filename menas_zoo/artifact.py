@@ -46,6 +46,10 @@ MASKS = "masks.safetensors"
 CARD = "README.md"
 #: Files a Hub repo of a menas-zoo model may hold; push and download use the same list.
 ARTIFACT_FILES = (CONFIG, WEIGHTS, MASKS, CARD)
+#: Deployment assets a published repo carries beside the artifact (what ``menas-zoo export`` writes):
+#: the fp32 ONNX file, and the int8 one where it keeps the zoo's accuracy. Loading never needs them.
+ONNX_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
+DEPLOYMENT_FILES = (ONNX_FILE, INT8_FILE)
 #: safetensors' names of the dtypes a network's state dict holds (float32 weights, int64 BN counters).
 _DTYPE_NAMES = {torch.float32: "F32", torch.int64: "I64", torch.bool: "BOOL", torch.float64: "F64",
                 torch.float16: "F16", torch.bfloat16: "BF16", torch.int8: "I8", torch.uint8: "U8"}

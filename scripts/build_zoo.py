@@ -5,7 +5,7 @@
     python scripts/build_zoo.py adopt   --classes a --ablation runs/ablation  # or: take a finished ablation
     python scripts/build_zoo.py train   [--models mt-a mt-b mt-c peer] [--device cuda]
     python scripts/build_zoo.py publish [--models mt-a mt-b mt-c]   # export, card (then register_model.py)
-    python scripts/build_zoo.py table                               # results/zoo/table.md from the runs
+    python scripts/build_zoo.py table                               # results/zoo/training.md: where, how long
 
 Every stage is resumable: its state lives under ``runs/zoo/`` (git-ignored), and running the same
 command again continues where a kill stopped it (searches resume with a fresh budget, trainings from
@@ -49,6 +49,7 @@ RECIPE = {"epochs": 100, "batch_size": 256, "optimizer": "sgd", "lr": 0.1, "weig
           "label_smoothing": 0.1, "augment": {"crop_padding": 2, "flip": True, "erasing": 0.25}}
 SEARCH = {"strategy": "menas", "profile": "tiny", "population": 8, "generations": 6, "epochs": 3, "mask_epochs": 3,
           "train_subset": 10_000, "val_size": 5000, "seed": 0}
+INT8_MAX_DROP = 0.003  # int8 files ship only within 0.3 points of fp32 test accuracy
 VAL_SIZE, DATA_SEED = 5000, 0  # the searches' validation split, reused for selection
 
 
@@ -179,7 +180,8 @@ def stage_train(args) -> None:
     from menas_zoo.train import evaluate, model_device, train
 
     full, test = load_dataset("fashion-mnist", split="train"), load_dataset("fashion-mnist", split="test")
-    splits = DataSplits(train=full, val=full.subset(torch.arange(0)))  # all 60k; nothing selected on here
+    train_images = full.subset(torch.arange(args.train_subset)) if args.train_subset else full  # smoke runs
+    splits = DataSplits(train=train_images, val=full.subset(torch.arange(0)))  # all 60k; nothing selected on here
     for name in args.models:
         genotype, _ = final_genotype(name)
         out = RUNS / f"final-{name}"
@@ -194,15 +196,25 @@ def stage_train(args) -> None:
         on = model_device(model)
         device = torch.cuda.get_device_name(on) if on.type == "cuda" else "cpu"
         summary = {"name": name, "genotype": genotype.to_compact(), "test_acc": accuracy, "recipe": recipe,
+                   "train_images": len(splits.train),
                    "epochs": result.epochs, "train_seconds": result.seconds, "device": device,
                    "history": [{k: h[k] for k in ("epoch", "train_loss", "lr", "seconds")} for h in result.history]}
         write_json_atomic(RESULTS / f"final-{name}.json", summary)
         print(f"{name}: test accuracy {accuracy:.4f} after {result.epochs} epochs ({result.seconds / 60:.1f} min, {device})")
 
 
+def recipe_summary(recipe: dict) -> str:
+    a = recipe["augment"]
+    return (f"{recipe['optimizer'].upper()} lr {recipe['lr']} (cosine, {recipe['warmup_epochs']} warm-up epochs), "
+            f"weight decay {recipe['weight_decay']}, batch {recipe['batch_size']}, {recipe['epochs']} epochs, "
+            f"label smoothing {recipe['label_smoothing']}, random crop (pad {a['crop_padding']}), "
+            f"{'flip, ' if a['flip'] else ''}random erasing {a['erasing']}")
+
+
 def stage_publish(args) -> None:
-    """Artifact (with the search's parent genotype and masks), ONNX export with int8, card."""
-    from menas_zoo.artifact import load_artifact, save_artifact
+    """Artifact (with the search's parent genotype and masks), ONNX export with int8, card; the repo folder
+    then holds what register_model.py pushes: the artifact, its card and its deployment files."""
+    from menas_zoo.artifact import INT8_FILE, ONNX_FILE, load_artifact, save_artifact
     from menas_zoo.data import FASHION_MNIST_CLASSES, load_dataset
     from menas_zoo.slim import load_masks
 
@@ -213,21 +225,28 @@ def stage_publish(args) -> None:
         model = load_artifact(RUNS / f"final-{name}" / "model").model
         cls = name.split("-")[1]
         masks_file = RUNS / f"search-{cls}" / "masks" / f"trial-{record.index:06d}.safetensors"
+        selection = json.loads((RESULTS / f"selection-{cls}.json").read_text())
         out = RUNS / f"publish-{name}"
         save_artifact(out, model.eval(), parent_genotype=record.trained_genotype,
                       masks=load_masks(masks_file) if masks_file.exists() else None,
                       metrics={"accuracy": {"value": final["test_acc"], "dataset": "fashion-mnist", "split": "test"}},
                       input_spec={"in_chans": 1, "resolution": 28, "mean": list(test.mean), "std": list(test.std)},
                       labels=FASHION_MNIST_CLASSES,
-                      provenance={"run_id": f"search-{cls}", "trial": record.index, "seed": SEARCH["seed"],
-                                  "search": SEARCH, "recipe": RECIPE, "epochs": final["epochs"],
-                                  "train_images": 60000, "trained_on": final["device"],
-                                  "train_minutes": round(final["train_seconds"] / 60, 1)})
+                      provenance={"search": selection.get("source", f"MENAS, {SEARCH}"), "trial": record.index,
+                                  "selection": f"results/zoo/selection-{cls}.json (from scratch, validation split)",
+                                  "recipe": final["recipe"], "recipe_summary": recipe_summary(final["recipe"]), "epochs": final["epochs"], "train_images": final["train_images"],
+                                  "trained_on": final["device"], "train_minutes": round(final["train_seconds"] / 60, 1)})
         cli = [sys.executable, "-m", "menas_zoo"]
         subprocess.run([*cli, "export", str(out), "--out", str(out / "onnx"), "--int8"], check=True)
-        subprocess.run([*cli, "card", str(out), "--export-report", str(out / "onnx" / "export_report.json")],
-                       check=True)
-        print(f"{name}: {out} ready; register with scripts/register_model.py {out} --name {name} --bundle ...")
+        report = out / "onnx" / "export_report.json"
+        subprocess.run([*cli, "card", str(out), "--name", name, "--export-report", str(report)], check=True)
+        shutil.copy2(out / "onnx" / ONNX_FILE, out / ONNX_FILE)
+        int8 = json.loads(report.read_text()).get("int8") or {}
+        drop = int8.get("fp32_accuracy", 0) - int8.get("int8_accuracy", 0)
+        if int8 and drop <= INT8_MAX_DROP:  # ship int8 only where it keeps the model's accuracy
+            shutil.copy2(out / "onnx" / INT8_FILE, out / INT8_FILE)
+        print(f"{name}: {out} ready (int8 {'shipped' if (out / INT8_FILE).exists() else 'not shipped'}, "
+              f"{drop * 100:+.2f} pts); register with scripts/register_model.py {out} --name {name} --bundle ...")
 
 
 def stage_table(args) -> None:
@@ -243,7 +262,7 @@ def stage_table(args) -> None:
         lines.append(f"| {name} | {human(cost.params)} | {human(cost.macs)} | {final['test_acc']:.4f} | {final['epochs']} "
                      f"| {final['device']} | {final['train_seconds'] / 60:.0f} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "table.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "training.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -262,7 +281,7 @@ def main() -> None:
     parser.add_argument("--select-subset", type=int, default=None, help="select: train on only this many images")
     parser.add_argument("--population", type=int, default=None, help="search: override the zoo setting (smoke runs)")
     parser.add_argument("--generations", type=int, default=None, help="search: override the zoo setting")
-    parser.add_argument("--train-subset", type=int, default=None, help="search: override the zoo setting")
+    parser.add_argument("--train-subset", type=int, default=None, help="search and train: fewer images (smoke runs)")
     parser.add_argument("--epochs", type=int, default=None, help="train: override the recipe's epochs (smoke runs)")
     parser.add_argument("--runs", type=Path, default=None, help="state folder (default runs/zoo)")
     parser.add_argument("--results", type=Path, default=None, help="summary folder (default results/zoo)")

@@ -27,6 +27,7 @@ from typing import Any, ContextManager
 
 import torch
 
+from menas_zoo.artifact import INT8_FILE, ONNX_FILE
 from menas_zoo.costs import genotype_cost
 from menas_zoo.errors import MenasError
 from menas_zoo.edge import resolve_providers
@@ -40,7 +41,7 @@ from menas_zoo.export.runtime import optimize_offline
 from menas_zoo.io import remove_stale_temporaries, temporary_prefix, write_json_atomic
 from menas_zoo.nets import MobileNetMT
 
-ONNX_FILE, INT8_FILE, REPORT_FILE = "model.onnx", "model.int8.onnx", "export_report.json"
+REPORT_FILE = "export_report.json"
 FP16_FILE, ORT_FILE = "model.fp16.onnx", "model.ort"
 PRECISION_BATCHES = (1, 32)  # the batch sizes a model card shows per precision
 EXPORT_BATCH, PARITY_BATCH = 2, 16  # traced at one batch size, proved at another

@@ -16,7 +16,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants, get
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from menas_zoo.artifact import CARD, CONFIG, MASKS, WEIGHTS, load_artifact
+from menas_zoo.artifact import CARD, CONFIG, DEPLOYMENT_FILES, MASKS, WEIGHTS, load_artifact
 from menas_zoo.errors import MenasError
 from menas_zoo.hub.card import check_card, render_card
 from menas_zoo.hub.http import bounded_session, check_commit_id, network_error
@@ -86,7 +86,7 @@ def push_artifact(directory: str | Path, repo_id: str, *, private: bool = False,
 def _operations(folder: Path, card: str) -> list[CommitOperationAdd]:
     """One commit with the artifact's files, read in place (no copy to clean up), and the card."""
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name))
-                  for name in (CONFIG, WEIGHTS, MASKS) if (folder / name).is_file()]
+                  for name in (CONFIG, WEIGHTS, MASKS, *DEPLOYMENT_FILES) if (folder / name).is_file()]
     return operations + [CommitOperationAdd(path_in_repo=CARD, path_or_fileobj=card.encode())]
 
 

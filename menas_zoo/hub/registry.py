@@ -25,10 +25,11 @@ class ZooEntry:
     name: str
     repo_id: str
     revision: str  # a 40-hex commit id: exact, and offline-safe in the HF cache (a branch could move)
-    files: dict[str, str]  # file name -> sha256
+    files: dict[str, str]  # file name -> sha256 (the artifact: what loading downloads and verifies)
     metrics: dict[str, Any] = field(default_factory=dict)
     bundled: bool = False  # a copy ships in menas_zoo/hub/bundled/<name>/
     description: str = ""
+    assets: dict[str, str] = field(default_factory=dict)  # deployment files (ONNX) -> sha256, in the same repo
     fixture: bool = False  # kept for the test suite: loadable by name, left out of list_models()
 
 

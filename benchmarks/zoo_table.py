@@ -1,0 +1,160 @@
+"""The zoo's table: every listed model and the MobileNetV3-Small peer, measured side by side in one run.
+
+    python benchmarks/zoo_table.py [--peer runs/zoo/final-peer/model] [--rounds 5] [--write-docs] [--json]
+
+Per model: params and MACs of the live network, Fashion-MNIST test accuracy of the live PyTorch model
+(all 10,000 test images, measured now, never used to choose anything), an int8 file quantized the way
+``menas-zoo export --int8`` does (static QDQ, calibrated on training images) and its test accuracy, ONNX
+Runtime batch-1 latency p50/p90 of fp32 and int8, and eager PyTorch batch-1 p50, all with one thread.
+Latencies are measured in rounds that alternate the models; each model keeps its fastest round, so a
+burst of load from elsewhere on the machine during one model's turn does not decide the comparison.
+
+The peer is torchvision's ``mobilenet_v3_small`` built for 1x28x28 and trained with the zoo's recipe
+and epochs (``scripts/build_zoo.py train --models peer``); without its trained weights only its latency
+is measured. Writes ``results/zoo/table.md`` and ``table.json``; with ``--write-docs`` the table also
+replaces the one between the zoo-table markers in README.md and MODEL_CARD.md (both copies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from menas_zoo.artifact import load_artifact
+from menas_zoo.costs import genotype_cost
+from menas_zoo.data import load_dataset
+from menas_zoo.export.bench import bench_eager, bench_onnx, cpu_model
+from menas_zoo.export.onnx import export_onnx
+from menas_zoo.export.parity import real_images
+from menas_zoo.export.quantize import onnx_accuracy, quantize_int8
+from menas_zoo.hub.registry import get_entry, list_models
+from menas_zoo.hub.resolve import resolve
+from menas_zoo.nets import build_model
+from menas_zoo.space import resolve_genotype
+from menas_zoo.train import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "zoo"
+DOCS = (ROOT / "README.md", ROOT / "MODEL_CARD.md", ROOT / "menas_zoo" / "hub" / "MODEL_CARD.md")
+BEGIN, END = "<!-- zoo-table:begin (written by benchmarks/zoo_table.py) -->", "<!-- zoo-table:end -->"
+#: The best published Fashion-MNIST results per size class (see the README), and the zoo's targets.
+CLASSES = {"mt-a": ("<= 100K", 0.930, "92.5% (2 conv layers, < 100K)"),
+           "mt-b": ("<= 500K", 0.945, "93.9% (Google AutoML, 24 compute-hours)"),
+           "mt-c": ("<= 1M", 0.955, "95.4% (DenseNet-BC, 768K)")}
+
+
+def zoo_models() -> list[dict]:
+    models = []
+    for name in list_models():
+        artifact = load_artifact(resolve(name, offline=True).path)
+        spec = artifact.config["input_spec"]
+        models.append({"name": name, "model": artifact.model, "mean": spec.get("mean"), "std": spec.get("std"),
+                       "recorded": get_entry(name).metrics["accuracy"]["value"]})
+    return models
+
+
+def peer_model(weights: Path) -> dict:
+    if (weights / "config.json").exists():
+        artifact = load_artifact(weights)
+        spec = artifact.config["input_spec"]
+        return {"name": "peer", "model": artifact.model, "mean": spec.get("mean"), "std": spec.get("std")}
+    genotype = resolve_genotype("mobilenetv3-small", in_chans=1, resolution=28, num_classes=10)
+    return {"name": "peer", "model": build_model(genotype).eval(), "untrained": True}
+
+
+def measure(models: list[dict], rounds: int, runs: int) -> None:
+    test, train = load_dataset("fashion-mnist", split="test"), load_dataset("fashion-mnist", split="train")
+    defaults = test.mean, test.std
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in models:
+            net = m["model"].eval()
+            g = net.genotype
+            cost = genotype_cost(g)
+            m["params"], m["macs"] = sum(p.numel() for p in net.parameters()), cost.macs
+            assert m["params"] == cost.params, f"{m['name']}: closed-form params disagree with the network"
+            m["fp32"] = Path(tmp) / f"{m['name']}.onnx"
+            m["int8"] = Path(tmp) / f"{m['name']}.int8.onnx"
+            export_onnx(net, m["fp32"])
+            images = real_images(test, len(test), mean=m.get("mean"), std=m.get("std"))
+            quantize_int8(m["fp32"], m["int8"], real_images(train, 512, mean=m.get("mean"), std=m.get("std")))
+            if not m.get("untrained"):  # normalized as the model was trained
+                test.mean, test.std = (tuple(m["mean"]), tuple(m["std"])) if m.get("mean") else defaults
+                m["test_acc"] = evaluate(net, test)["acc"]
+                m["int8_acc"] = onnx_accuracy(m["int8"], images, test.labels)
+            print(f"{m['name']}: exported and evaluated", flush=True)
+        for r in range(rounds):  # alternate the models; each keeps its fastest round
+            for m in models:
+                for key, stats in (("fp32_b1", lambda: bench_onnx(m["fp32"], runs=runs)[0]),
+                                   ("int8_b1", lambda: bench_onnx(m["int8"], runs=runs)[0]),
+                                   ("eager_b1", lambda: bench_eager(m["model"], (1, 28, 28), runs=runs)[0])):
+                    s = stats()
+                    if key not in m or s.p50_ms < m[key]["p50_ms"]:
+                        m[key] = {"p50_ms": s.p50_ms, "p90_ms": s.p90_ms}
+            print(f"latency round {r + 1}/{rounds} done", flush=True)
+
+
+def rows(models: list[dict]) -> list[list[str]]:
+    peer = next((m for m in models if m["name"] == "peer"), None)
+    out = []
+    for m in models:
+        acc = f"{m['test_acc'] * 100:.2f}%" if "test_acc" in m else "untrained"
+        int8 = f"{m['int8_acc'] * 100:.2f}%" if "int8_acc" in m else "-"
+        size, target, published = CLASSES.get(m["name"], ("-", None, "-"))
+        faster = "-"
+        if peer is not None and m is not peer:
+            faster = "yes" if m["fp32_b1"]["p50_ms"] < peer["fp32_b1"]["p50_ms"] else "no"
+        out.append([m["name"], size, f"{m['params']:,}", f"{m['macs'] / 1e6:.1f}M", acc,
+                    f"{target * 100:.1f}%" if target else "-", published,
+                    f"{m['fp32_b1']['p50_ms']:.3f} / {m['fp32_b1']['p90_ms']:.3f}", f"{m['eager_b1']['p50_ms']:.3f}",
+                    int8, f"{m['int8_b1']['p50_ms']:.3f}", faster])
+    return out
+
+
+COLUMNS = ["model", "class", "params", "MACs", "test acc", "target", "best published", "ORT b1 p50 / p90 ms",
+           "eager b1 p50 ms", "int8 acc", "int8 b1 p50 ms", "faster than peer"]
+
+
+def markdown(models: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows(models)]
+    machine = f"{cpu_model()}, ONNX Runtime and PyTorch on 1 thread, onnxruntime {__import__('onnxruntime').__version__}"
+    return "\n".join(lines) + f"\n\nFashion-MNIST test split (10,000 images). Latency measured on {machine}.\n"
+
+
+def write_docs(table: str) -> None:
+    for path in DOCS:
+        text = path.read_text()
+        if BEGIN not in text or END not in text:
+            raise SystemExit(f"{path} has no zoo-table markers")
+        head, rest = text.split(BEGIN, 1)
+        path.write_text(head + BEGIN + "\n" + table + rest[rest.index(END):])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--peer", type=Path, default=ROOT / "runs" / "zoo" / "final-peer" / "model",
+                        help="the trained peer's artifact folder")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=200, help="timed runs per model and round")
+    parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    models = [*zoo_models(), peer_model(args.peer)]
+    measure(models, args.rounds, args.runs)
+    table = markdown(models)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "table.md").write_text(table)
+    summary = [{k: v for k, v in m.items() if k not in ("model", "fp32", "int8")} for m in models]
+    (RESULTS / "table.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if args.write_docs:
+        write_docs(table)
+    print(json.dumps(summary, indent=2) if args.json else table)
+
+
+if __name__ == "__main__":
+    main()

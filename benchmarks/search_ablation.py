@@ -241,7 +241,8 @@ def main() -> None:
     parser.add_argument("--max-params", type=float, default=1e5)
     parser.add_argument("--population", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=2, help="the fitness proxy's epochs")
-    parser.add_argument("--mask-epochs", type=int, default=2)
+    parser.add_argument("--mask-epochs", type=int, default=3,
+                        help="cap of the mask phase; above the Early-Bird window (2), so Early-Bird can stop it early")
     parser.add_argument("--train-subset", type=int, default=2000)
     parser.add_argument("--val-size", type=int, default=1000)
     parser.add_argument("--holdout", type=int, default=5000)

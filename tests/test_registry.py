@@ -6,6 +6,7 @@ they build, and the registry entry, config.json and model card must all agree wi
 
 import json
 from importlib import resources
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,4 +87,31 @@ def test_bundled_files_are_exactly_the_pinned_files():
         entry = get_entry(name)
         if entry.bundled:
             folder = resources.files("menas_zoo.hub").joinpath("bundled", name)
-            assert sorted(p.name for p in folder.iterdir()) == sorted(entry.files)
+            assert sorted(p.name for p in folder.iterdir()) == sorted({**entry.files, **entry.assets})
+
+
+@pytest.mark.parametrize("name", [m for m in MODELS if get_entry(m).assets])
+def test_deployment_assets_are_the_model(name, fashion_test):
+    """The ONNX files a zoo repo ships are pinned, and they compute the registered network: fp32 at parity
+    with PyTorch on real test images, int8 (shipped only within 0.3 points) agreeing on the top-1 class."""
+    import numpy as np
+
+    from menas_zoo.export.parity import real_images
+    from menas_zoo.export.runtime import ort_session
+
+    entry = get_entry(name)
+    folder = Path(str(resources.files("menas_zoo.hub").joinpath("bundled", name)))
+    for file_name, sha256 in entry.assets.items():
+        assert file_sha256(folder / file_name) == sha256, file_name
+    artifact = load_artifact(folder)
+    spec = artifact.config["input_spec"]
+    x = real_images(fashion_test, 256, mean=spec["mean"], std=spec["std"])
+    with torch.inference_mode():
+        expected = artifact.model(x).numpy()
+    fp32 = ort_session(folder / "model.onnx")
+    logits = fp32.run(None, {fp32.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(logits, expected, atol=1e-3)
+    if "model.int8.onnx" in entry.assets:
+        int8 = ort_session(folder / "model.int8.onnx")
+        top1 = int8.run(None, {int8.get_inputs()[0].name: x.numpy()})[0].argmax(1)
+        assert (top1 == expected.argmax(1)).mean() >= 0.97

@@ -1,4 +1,5 @@
-"""``menas-zoo export`` and ``menas-zoo bench``: files and report on success, one line and exit 2 on bad input."""
+"""``menas-zoo export`` and ``menas-zoo bench``: files and report on success, one line and exit 2 on bad input,
+exit 3 on a parity failure and exit 4 on a latency over budget."""
 
 import json
 
@@ -10,6 +11,7 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from menas_zoo.cli import app
+from menas_zoo.errors import EXIT_OVER_BUDGET, EXIT_PARITY
 from menas_zoo.export import pipeline
 
 FAST = ["--exporter", "torchscript", "--runs", "10", "--parity-images", "64"]  # the default exporter is tested in test_export_onnx
@@ -44,7 +46,8 @@ def test_export_genotype_with_weights_prints_tables(tiny_model, tmp_path):
 def test_over_budget_exits_nonzero_saying_by_how_much(tiny_export_artifact, tmp_path):
     result, _, stderr = run("export", tiny_export_artifact, "--out", tmp_path / "out", "--max-latency-ms", "0.00001",
                             *FAST)
-    assert_one_line_error(result, stderr, r"p90 latency \d+\.\d+ ms \(batch 1, 1 thread\(s\)\) is .* over the 1e-05 ms budget")
+    assert_one_line_error(result, stderr, r"p90 latency \d+\.\d+ ms \(batch 1, 1 thread\(s\)\) is .* over the 1e-05 ms budget",
+                          code=EXIT_OVER_BUDGET)
     report = json.loads((tmp_path / "out" / "export_report.json").read_text())  # the export itself is sound
     assert report["budget"]["passed"] is False and report["budget"]["over_ms"] > 0
 
@@ -59,7 +62,7 @@ def test_parity_failure_writes_nothing(tiny_export_artifact, tmp_path, monkeypat
     monkeypatch.setattr(pipeline, "export_onnx", export_then_drift)
     out = tmp_path / "out"
     result, _, stderr = run("export", tiny_export_artifact, "--out", out, *FAST)
-    assert_one_line_error(result, stderr, r"parity failed for .*max \|logit diff\|")
+    assert_one_line_error(result, stderr, r"parity failed for .*max \|logit diff\|", code=EXIT_PARITY)
     assert list(out.iterdir()) == []
 
 
@@ -94,7 +97,7 @@ def test_bench_onnx_file_and_budget(tiny_export_artifact, tmp_path):
     data = json.loads(stdout)
     assert [r["batch_size"] for r in data["onnxruntime"]] == [1, 2] and data["machine"]["cpu"]
     result, _, stderr = run("bench", out / "model.onnx", "--runs", "10", "--max-latency-ms", "1e-6")
-    assert_one_line_error(result, stderr, r"over the 1e-06 ms budget")
+    assert_one_line_error(result, stderr, r"over the 1e-06 ms budget", code=EXIT_OVER_BUDGET)
 
 
 def test_bench_model_ref_compares_with_eager(tmp_path):

@@ -26,15 +26,10 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from menas_zoo.errors import MenasError
+from menas_zoo.errors import LatencyBudgetError, MenasError, first_line
+from menas_zoo.export.defaults import DEFAULT_RUNS, DEFAULT_WARMUP
 from menas_zoo.export.runtime import ort_session
 
-DEFAULT_RUNS = 200
-DEFAULT_WARMUP = 20
-
-
-class LatencyBudgetError(MenasError):
-    """p90 latency is over the budget."""
 
 
 @dataclass

@@ -25,11 +25,10 @@ import torch
 from torch import nn
 
 from menas_zoo.errors import MenasError
+from menas_zoo.export.defaults import DEFAULT_OPSET, EXPORTERS
 from menas_zoo.io import atomic_path
 from menas_zoo.export.runtime import optimize_offline
 
-DEFAULT_OPSET = 18
-EXPORTERS = ("dynamo", "torchscript")
 #: Opsets each exporter is allowed to write (the upper bound is what onnxruntime 1.18+ runs).
 SUPPORTED_OPSETS = {"dynamo": range(18, 22), "torchscript": range(13, 21)}
 INPUT_NAME, OUTPUT_NAME = "input", "logits"

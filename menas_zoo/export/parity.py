@@ -18,15 +18,11 @@ from torch import nn
 
 from menas_zoo.data import ImageDataset
 from menas_zoo.edge import read_model_info
-from menas_zoo.errors import MenasError
+from menas_zoo.errors import MenasError, ParityError, first_line
+from menas_zoo.export.defaults import DEFAULT_ATOL
 from menas_zoo.export.runtime import ort_session
 
-DEFAULT_ATOL = 1e-4
 DEFAULT_MIN_AGREEMENT = 1.0
-
-
-class ParityError(MenasError):
-    """The ONNX model's outputs differ from PyTorch's beyond tolerance."""
 
 
 @dataclass

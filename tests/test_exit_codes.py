@@ -65,3 +65,15 @@ def test_the_readme_documents_every_code():
                                              errors.EXIT_PARITY, errors.EXIT_OVER_BUDGET, errors.EXIT_INTERRUPTED}
     assert "mistake" in table[str(errors.EXIT_USER_ERROR)]
     assert "parity" in table[str(errors.EXIT_PARITY)] and "budget" in table[str(errors.EXIT_OVER_BUDGET)]
+
+
+@pytest.mark.parametrize("exc, line", [
+    (RuntimeError("\n  [ONNXRuntimeError] : 2 : INVALID_ARGUMENT  \n  at Conv_3\n  at Graph\n"),
+     "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT"),
+    (ValueError("one line"), "one line"),
+    (OSError(), "OSError"),
+    (KeyError(""), "''"),
+    (RuntimeError("   \n  "), "RuntimeError"),
+])
+def test_first_line_is_the_message_in_one_line(exc, line):
+    assert errors.first_line(exc) == line

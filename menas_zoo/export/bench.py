@@ -101,7 +101,7 @@ def onnx_times(session, *, batch_size: int, runs: int, warmup: int, source: str 
     try:
         session.run(None, feed)
     except Exception as exc:
-        raise MenasError(f"{source} cannot run at batch {batch_size}: {str(exc).strip().splitlines()[0]}") from None
+        raise MenasError(f"{source} cannot run at batch {batch_size}: {first_line(exc)}") from None
     return time_calls(lambda: session.run(None, feed), runs=runs, warmup=warmup)
 
 

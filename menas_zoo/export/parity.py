@@ -95,7 +95,7 @@ def check_parity(model: nn.Module, onnx_path: str | Path, images: torch.Tensor, 
                 (actual,) = session.run(None, {input_name: onnx_inputs[start:start + batch_size].float().numpy()})
             except Exception as exc:
                 raise MenasError(f"{onnx_path} fails on a batch of {len(x)} images: "
-                                 f"{str(exc).strip().splitlines()[0]}") from None
+                                 f"{first_line(exc)}") from None
             if actual.shape != expected.shape:
                 raise ParityError(f"{onnx_path} returns shape {actual.shape}, PyTorch {expected.shape}")
             max_diff = max(max_diff, float(np.abs(actual - expected).max()))

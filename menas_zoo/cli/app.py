@@ -7,10 +7,13 @@ Commands live beside this file, one module per part of the product (``core``, ``
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import sys
+import typing
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -70,10 +73,29 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: the metavar of an option whose own says nothing more specific, by type: one style in every usage line
+_METAVARS = {int: "N", float: "NUMBER", str: "TEXT", Path: "PATH"}
+
+
+def _default_metavars(fn: Callable[..., Any]) -> None:
+    """Give every option and argument without a metavar the one of its type (typer's own vary by range)."""
+    hints = typing.get_type_hints(fn)
+    for name, parameter in inspect.signature(fn).parameters.items():
+        info = parameter.default
+        if not isinstance(info, typer.models.ParameterInfo) or info.metavar is not None:
+            continue
+        hint = hints.get(name)
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        base = args[0] if typing.get_origin(hint) is typing.Union and len(args) == 1 else hint
+        if base in _METAVARS:
+            info.metavar = _METAVARS[base]
+
+
 def command(target: typer.Typer = app, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
     """``@command()`` registers a CLI command whose user errors end in one clean line."""
 
     def decorate(fn: F) -> F:
+        _default_metavars(fn)
         target.command(name, **kwargs)(user_errors(fn))
         return fn
 

@@ -17,7 +17,7 @@ import typer
 
 from menas_zoo.cli.app import command, console, err_console, print_json, print_table
 from menas_zoo.cli.options import data_dir_option, dataset_option, endpoint_option, hub_offline, json_option, \
-    offline_option, threads_option
+    offline_option, providers_option, threads_option
 from menas_zoo.costs import genotype_cost, human
 from menas_zoo.errors import EXIT_OVER_BUDGET, EXIT_PARITY, GenotypeError, MenasError
 from menas_zoo.export.defaults import DEFAULT_ATOL, DEFAULT_OPSET, DEFAULT_RUNS, DEFAULT_WARMUP
@@ -187,8 +187,7 @@ def export_command(
                                                     "parity tolerance."),
     ort_format: bool = typer.Option(False, "--ort-format", help="Also write model.ort for ORT Mobile, after ORT's "
                                                                "mobile usability check."),
-    providers: Optional[str] = typer.Option(None, "--providers", help="ONNX Runtime execution providers to time "
-                                                                      "with, comma-separated (default: cpu)."),
+    providers: Optional[str] = providers_option(),
     max_latency_ms: Optional[float] = typer.Option(None, help=f"Fail (exit {EXIT_OVER_BUDGET}) when ORT p90 latency "
                                                               "is over this budget."),
     weights: Optional[Path] = typer.Option(None, metavar="FILE", help="safetensors weights for a genotype REF."),
@@ -304,8 +303,7 @@ def bench_command(
     weights: Optional[Path] = typer.Option(None, metavar="FILE", help="safetensors weights for a genotype REF."),
     random_init: bool = typer.Option(False, "--random-init", help="Time a genotype REF with untrained weights."),
     exporter: str = typer.Option("dynamo", help="Exporter used when REF is not an .onnx file."),
-    providers: Optional[str] = typer.Option(None, "--providers", help="ONNX Runtime execution providers, "
-                                                                      "comma-separated (default: cpu)."),
+    providers: Optional[str] = providers_option(),
     per_block: bool = typer.Option(False, "--per-block", help="Build this machine's per-block latency table and "
                                                               "report the predictor's error on sampled genotypes."),
     table: Path = typer.Option(Path("latency_table.json"), metavar="FILE", help="--per-block: table file (extended if it exists)."),

@@ -55,6 +55,12 @@ def threads_option(default: Any, *, several: bool, when_unset: str = "") -> Any:
                         help=f"CPU (intra-op) threads to run on{f' (default: {when_unset})' if when_unset else ''}.")
 
 
+def providers_option() -> Any:
+    return typer.Option(None, "--providers", metavar="NAME[,NAME...]",
+                        help="ONNX Runtime execution providers in order of preference, comma-separated "
+                             "(e.g. cuda,cpu; default: cpu).")
+
+
 def json_option(what: str = "instead of a table") -> Any:
     return typer.Option(False, "--json", help=f"Print JSON {what}.")
 

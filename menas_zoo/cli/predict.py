@@ -16,12 +16,8 @@ from rich.progress import track
 
 from menas_zoo.cli.app import command, console, err_console, print_json, print_table
 from menas_zoo.cli.options import (data_dir_option, dataset_option, endpoint_option, hub_offline, json_option,
-                                   offline_option, threads_option)
+                                   offline_option, providers_option, threads_option)
 from menas_zoo.errors import MenasError
-
-ProvidersOption = typer.Option(None, "--providers", metavar="NAME[,NAME...]", help="ONNX Runtime execution providers in order of preference, "
-                                                         "comma-separated (e.g. cuda,cpu); default: cpu.")
-
 
 @command(name="predict")
 def predict_command(
@@ -30,7 +26,7 @@ def predict_command(
     images: List[str] = typer.Argument(..., metavar="IMAGE...", help="PNG/JPEG files or folders of them."),
     top_k: int = typer.Option(3, "--top-k", min=1, help="Labels to show per image."),
     batch_size: int = typer.Option(32, min=1, help="Images per inference call."),
-    providers: Optional[str] = ProvidersOption,
+    providers: Optional[str] = providers_option(),
     threads: Optional[int] = threads_option(None, several=False, when_unset="the runtime's choice"),
     labels: Optional[str] = typer.Option(None, metavar="NAMES_OR_FILE", help="Class names, comma-separated or a file with one per line "
                                                     "(for an .onnx file without menas-zoo metadata)."),
@@ -73,7 +69,7 @@ def demo_command(
     seed: int = typer.Option(0, help="Which images: the same seed shows the same ones."),
     dataset: str = dataset_option("to draw test images from"),
     data_dir: Optional[Path] = data_dir_option(),
-    providers: Optional[str] = ProvidersOption,
+    providers: Optional[str] = providers_option(),
     as_json: bool = json_option("instead of a summary"),
     offline: bool = offline_option(),
     endpoint: Optional[str] = endpoint_option(),

@@ -21,7 +21,7 @@ from menas_zoo.cli.options import data_dir_option, dataset_option, endpoint_opti
 from menas_zoo.costs import genotype_cost, human
 from menas_zoo.errors import EXIT_OVER_BUDGET, EXIT_PARITY, GenotypeError, MenasError
 from menas_zoo.export.defaults import DEFAULT_ATOL, DEFAULT_OPSET, DEFAULT_RUNS, DEFAULT_WARMUP
-from menas_zoo.space import get_profile, reference_names, resolve_genotype, sample_genotype
+from menas_zoo.space import get_profile, looks_like_genotype, resolve_genotype, sample_genotype
 
 # torch, onnx and onnxruntime are imported inside the commands: --help must not pay for them.
 if TYPE_CHECKING:
@@ -61,19 +61,12 @@ def resolve_model(ref: str, *, weights: Optional[Path] = None, random_init: bool
     try:
         artifact, resolved = hub_load(ref, offline=offline, endpoint=endpoint)  # zoo names and hf-hub: refs
     except MenasError:
-        if not _looks_like_genotype(ref):
+        if not looks_like_genotype(ref):
             raise  # the real cause: an unknown name, an unreachable Hub, a missing repo, a damaged file, ...
         resolve_genotype(ref)  # a malformed genotype fails here, saying what is wrong with it
         raise MenasError(f"{ref!r} is a genotype, not a trained model: add --weights model.safetensors, or "
                          "--random-init to time an untrained network") from None
     return _from_artifact(artifact, ref, "hub", revision=resolved.revision)
-
-
-def _looks_like_genotype(ref: str) -> bool:
-    """A reference genotype name, inline JSON, a one-line genotype, or a genotype file or run folder."""
-    path = Path(ref)
-    return (ref in reference_names() or ref.lstrip().startswith(("{", "stem")) or path.is_file()
-            or (path / "genotype.json").is_file())
 
 
 def _from_artifact(artifact, ref: str, kind: str, revision: Optional[str] = None) -> ModelSource:

@@ -43,7 +43,7 @@ def list_command(
     """List registered zoo models with their measured numbers (reads the registry only: no model is loaded)."""
     from menas_zoo.hub.registry import get_entry, list_models
 
-    entries = [get_entry(name) for name in list_models(pattern)]
+    entries = [get_entry(name) for name in list_models(pattern, pretrained=True)]
     if as_json:
         print_json([{"name": e.name, "repo_id": e.repo_id, "revision": e.revision, "metrics": e.metrics}
                     for e in entries])

@@ -1,6 +1,7 @@
 """The zoo on the Hugging Face Hub: registry of published models, resolution of refs, model cards, push.
 
-    registry.py   names -> (repo id, pinned revision, file sha256s, metrics); ``list_models``
+    registry.py   names -> (repo id, pinned revision, file sha256s, metrics); ``list_models`` (zoo models
+                  and the reference architectures)
     resolve.py    ref -> artifact folder (local, HF cache, bundled copy, Hub); ``create_model``, ``load``
     card.py       MODEL_CARD.md template -> README.md, every number taken from the artifact's config
     push.py       artifact folder -> a Hub repo commit

@@ -3,22 +3,13 @@ weights) and ``list_models`` with a ``pretrained`` filter."""
 
 import pytest
 import torch
+from conftest import TINY_GENOTYPE, randomize_bn
 
 from menas_zoo import MenasError, create_model, list_models
 from menas_zoo.hub.registry import get_entry
 from menas_zoo.nets import adapt_model, build_model
 from menas_zoo.space import reference_names, resolve_genotype
 
-TINY = "stem8 / k3_h16_c8_s2_se_re / k3_h24_c16_s2_hs / head32"
-
-
-def _trained_like(model):
-    """Non-trivial BN statistics, so kept weights are told from fresh ones."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    return model.eval()
 
 
 def test_other_classes_get_a_new_head_and_keep_the_rest():
@@ -35,7 +26,7 @@ def test_other_classes_get_a_new_head_and_keep_the_rest():
 
 
 def test_other_channels_adapt_the_stem_so_grey_images_give_the_same_features():
-    model = _trained_like(build_model(resolve_genotype(TINY)))
+    model = randomize_bn(build_model(resolve_genotype(TINY_GENOTYPE))).eval()
     rgb = adapt_model(model, in_chans=3)
     assert rgb.genotype.in_chans == 3 and rgb.stem.conv.weight.shape[1] == 3
     grey = torch.randn(2, 1, 28, 28)
@@ -59,7 +50,7 @@ def test_an_architecture_without_weights_builds_untrained_and_says_so_otherwise(
     assert sum(p.numel() for p in model.parameters()) == 2_542_856  # torchvision's count
     small = create_model("mobilenetv3-small", pretrained=False, num_classes=10, in_chans=1)
     assert (small.genotype.num_classes, small.genotype.in_chans) == (10, 1)
-    assert create_model(TINY, pretrained=False, num_classes=3).classifier.out_features == 3
+    assert create_model(TINY_GENOTYPE, pretrained=False, num_classes=3).classifier.out_features == 3
     with pytest.raises(MenasError, match=r"^'mobilenetv3-small' is an architecture without weights: pass "
                                          r"pretrained=False to build it untrained \(models with weights: "):
         create_model("mobilenetv3-small")

@@ -67,7 +67,6 @@ def test_parity_failure_writes_nothing(tiny_export_artifact, tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("args, pattern", [
-    (["no-such-model-xyz"], r"no-such-model-xyz"),
     ([TINY], r"is a genotype, not a trained model: add --weights"),
     ([TINY, "--random-init", "--opset", "9"], r"opset 9 is not supported by the dynamo exporter; use 18 to 21"),
     ([TINY, "--random-init", "--max-latency-ms", "0"], r"--max-latency-ms must be a positive number"),
@@ -78,6 +77,19 @@ def test_bad_export_input_is_one_line(args, pattern, tmp_path):
     result, _, stderr = run("export", *args, "--out", tmp_path / "out")
     assert_one_line_error(result, stderr, pattern)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_an_unknown_model_is_the_same_exact_line_as_load_says(tmp_path):
+    from menas_zoo import list_models
+
+    registered = ", ".join(list_models(pretrained=True)) or "none"
+    expected = (f"error: unknown model 'no-such-model-xyz': registered: {registered} "
+                "(or pass hf-hub:ORG/NAME or an artifact folder)\n")
+    for command in (["export", "no-such-model-xyz", "--out", tmp_path / "out"], ["load", "no-such-model-xyz"],
+                    ["bench", "no-such-model-xyz"]):
+        result, stdout, stderr = run(*command)
+        assert (result.exit_code, stdout, stderr) == (2, "", expected), command
+    assert not (tmp_path / "out").exists()
 
 
 def test_unwritable_out_dir_is_one_line(tmp_path):

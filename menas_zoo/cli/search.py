@@ -55,8 +55,10 @@ def ort_latency_fn(table: Optional[Path] = None, runs: int = 50):
 
 @command(name="search")
 def search_command(
-    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="New run folder (trials.jsonl, state, report, winners)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", metavar="DIR", help="Continue the search in this run folder."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
+                                       help="New run folder (trials.jsonl, state, report, winners)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="DIR",
+                                          help="Continue the search in this run folder."),
     profile: Optional[str] = typer.Option(None, metavar="PROFILE", help=f"Search profile: {profile_names()}, or a "
                                                                         "JSON file of SearchProfile fields. "
                                                                         "[default: small]"),
@@ -84,8 +86,9 @@ def search_command(
     max_macs: Optional[float] = typer.Option(None, help="MACs limit, e.g. 5e6."),
     max_params: Optional[float] = typer.Option(None, help="Parameter limit, e.g. 1e5."),
     max_latency_ms: Optional[float] = typer.Option(None, help="ONNX Runtime latency limit (batch 1, 1 thread)."),
-    latency_table: Optional[Path] = typer.Option(None, metavar="FILE", help="Predict latency from this per-block table "
-                                                            "('menas-zoo bench --per-block --table') instead of measuring."),
+    latency_table: Optional[Path] = typer.Option(None, metavar="FILE",
+                                                 help="Predict latency from this per-block table ('menas-zoo bench "
+                                                      "--per-block --table') instead of measuring."),
     penalty: Optional[float] = typer.Option(None, help="Soft limits: fitness x (cost/limit)^-W over a limit "
                                                        "(MnasNet uses 0.07). Default: hard limits."),
     tickets: Optional[bool] = typer.Option(None, "--tickets/--no-tickets", help="Replace trials by lottery tickets."),

@@ -36,7 +36,7 @@ def randomize_bn(model):
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.1, 1.5)
+                m.weight.uniform_(0.5, 2.0)
                 m.bias.uniform_(-0.5, 0.5)
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)

@@ -6,14 +6,15 @@ that classifies images with an exported ONNX file) costs no torch import.
 
 from __future__ import annotations
 
-import importlib
-
 from menas_zoo.errors import GenotypeError, MenasError
+from menas_zoo.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
-#: public name -> module that defines it
-_LAZY = {
+__all__ = ["BlockSpec", "Genotype", "GenotypeError", "MenasError", "MobileNetMT", "__version__", "build_model", "create_model",
+           "genotype_cost", "list_models", "reference_genotype", "sample_genotype"]
+
+__getattr__, __dir__ = lazy_attributes(globals(), {
     "genotype_cost": "menas_zoo.costs",
     "MobileNetMT": "menas_zoo.nets",
     "build_model": "menas_zoo.nets",
@@ -23,19 +24,4 @@ _LAZY = {
     "sample_genotype": "menas_zoo.space",
     "create_model": "menas_zoo.hub",
     "list_models": "menas_zoo.hub",
-}
-
-__all__ = ["BlockSpec", "Genotype", "GenotypeError", "MenasError", "MobileNetMT", "__version__", "build_model", "create_model",
-           "genotype_cost", "list_models", "reference_genotype", "sample_genotype"]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'menas_zoo' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+})

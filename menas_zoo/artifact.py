@@ -32,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from menas_zoo.costs import genotype_cost
-from menas_zoo.errors import MenasError
+from menas_zoo.errors import MenasError, first_line
 from menas_zoo.io import read_json, remove_stale_temporaries, temporary_prefix, write_errors
 from menas_zoo.nets import MobileNetMT, build_model
 from menas_zoo.slim import Masks, load_masks, mask_summary, slim_genotype
@@ -332,7 +332,7 @@ def _read_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
         with safe_open(str(path), framework="pt") as fh:
             return {k: (fh.get_slice(k).get_dtype(), tuple(fh.get_slice(k).get_shape())) for k in fh.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise MenasError(f"{path} is not a readable safetensors file ({detail}); re-download or re-save it") from None
 
 
@@ -340,7 +340,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise MenasError(f"{path} is not a readable safetensors file ({detail}); re-download or re-save it") from None
 
 

@@ -35,8 +35,13 @@ from PIL import Image, UnidentifiedImageError
 
 try:  # inside menas-zoo, errors are MenasErrors so the CLI prints them as one line; vendored, plain exceptions
     from menas_zoo.errors import MenasError as _ErrorBase
+    from menas_zoo.errors import first_line
 except ImportError:  # pragma: no cover - only when this file is vendored on its own
     _ErrorBase = Exception
+
+    def first_line(exc: BaseException) -> str:  # menas_zoo.errors.first_line, for this file alone
+        text = str(exc).strip()
+        return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
 class EdgeError(_ErrorBase):
@@ -177,8 +182,8 @@ def open_session(path: str | Path, *, providers: str | Sequence[str] | None = No
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=chosen)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EdgeError(f"{path} does not load in ONNX Runtime: {first_line}") from None
+        detail = first_line(exc)
+        raise EdgeError(f"{path} does not load in ONNX Runtime: {detail}") from None
 
 
 # -- images ----------------------------------------------------------------------------------------
@@ -223,7 +228,7 @@ def load_image(path: str | Path, *, channels: int, resolution: int, resize: bool
     except EdgeError:
         raise
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise EdgeError(f"{path} is not a readable PNG or JPEG image ({detail})") from None
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
@@ -279,7 +284,7 @@ class Predictor:
                 return session.run(None, {name: x})[0]
             except Exception as exc:
                 raise EdgeError(f"{path} fails on a batch of {len(x)} images: "
-                                f"{str(exc).strip().splitlines()[0]}") from None
+                                f"{first_line(exc)}") from None
 
         predictor = cls(run, info)
         predictor.session = session

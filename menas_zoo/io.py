@@ -22,7 +22,7 @@ from typing import Any
 
 from safetensors import SafetensorError
 
-from menas_zoo.errors import MenasError
+from menas_zoo.errors import MenasError, first_line
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -124,7 +124,7 @@ def write_errors(path: str | Path) -> Iterator[None]:
     except OSError as exc:
         raise MenasError(f"cannot write {path}: {exc.strerror or exc}") from None
     except SafetensorError as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise MenasError(f"cannot write {path}: {detail}") from None
 
 

@@ -12,6 +12,8 @@ narrower or wider than the MobileNetV3 rule) is just another genotype. Module na
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections import OrderedDict
 from collections.abc import Iterator
 
@@ -126,3 +128,37 @@ def _stage_blocks(genotype: Genotype, stage: int):
 def build_model(genotype: Genotype, dropout: float = 0.2) -> MobileNetMT:
     """Build the network of ``genotype`` with fresh weights."""
     return MobileNetMT(genotype, dropout=dropout)
+
+
+def adapt_model(model: MobileNetMT, *, num_classes: int | None = None, in_chans: int | None = None) -> MobileNetMT:
+    """The same trained network for another number of classes or input channels, keeping every weight
+    that still fits (what fine-tuning a zoo model on one's own data starts from).
+
+    Other classes: a new classifier, freshly initialized (the old one scores classes that no longer
+    exist). Other channels: the stem's 3x3 conv is kept, its input-channel weights summed for one
+    channel, or repeated cyclically and scaled by old/new for more, so a grey image repeated over the
+    new channels gives the same features as before.
+    """
+    g = model.genotype
+    num_classes = g.num_classes if num_classes is None else num_classes
+    in_chans = g.in_chans if in_chans is None else in_chans
+    if (num_classes, in_chans) == (g.num_classes, g.in_chans):
+        return model
+    new = MobileNetMT(dataclasses.replace(g, num_classes=num_classes, in_chans=in_chans), dropout=model.dropout.p)
+    state = model.state_dict()
+    if num_classes != g.num_classes:
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    if in_chans != g.in_chans:
+        state["stem.conv.weight"] = _adapt_stem_weight(state["stem.conv.weight"], in_chans)
+    missing, unexpected = new.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("classifier.") for k in missing), (missing, unexpected)
+    return new.train(model.training)
+
+
+def _adapt_stem_weight(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """(out, old, k, k) -> (out, in_chans, k, k): summed for one channel, else tiled and scaled by old/new."""
+    old = weight.shape[1]
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    index = torch.arange(in_chans) % old
+    return weight[:, index] * (old / in_chans)

@@ -20,22 +20,27 @@ def is_onnx_ref(ref: str) -> bool:
 
 def load_predictor(ref: str, *, providers: str | None = None, threads: int | None = None,
                    labels: Sequence[str] | None = None, mean: Sequence[float] | None = None,
-                   std: Sequence[float] | None = None) -> Predictor:
-    """A predictor for ``ref``; ``labels``/``mean``/``std`` override (or supply) the model's own."""
+                   std: Sequence[float] | None = None, offline: bool | None = None,
+                   endpoint: str | None = None) -> Predictor:
+    """A predictor for ``ref``; ``labels``/``mean``/``std`` override (or supply) the model's own.
+
+    ``offline`` and ``endpoint`` apply to refs resolved through the hub (see :func:`menas_zoo.hub.resolve`).
+    """
     if is_onnx_ref(ref):
         return Predictor.from_onnx(ref, providers=providers, threads=threads, labels=labels, mean=mean, std=std)
     if providers:
         raise EdgeError("--providers applies to ONNX files; export the model first (menas-zoo export) "
                         "and predict with its model.onnx")
-    return _torch_predictor(ref, threads=threads, labels=labels, mean=mean, std=std)
+    return _torch_predictor(ref, threads=threads, labels=labels, mean=mean, std=std, offline=offline,
+                            endpoint=endpoint)
 
 
-def _torch_predictor(ref: str, *, threads, labels, mean, std) -> Predictor:
+def _torch_predictor(ref: str, *, threads, labels, mean, std, offline, endpoint) -> Predictor:
     import torch  # only here: an .onnx file never needs it
 
     from menas_zoo.hub.resolve import load
 
-    artifact, _ = load(ref)
+    artifact, _ = load(ref, offline=offline, endpoint=endpoint)
     config, genotype = artifact.config, artifact.genotype
     spec = config.get("input_spec") or {}
     missing = [name for name, given, own in (("labels", labels, config.get("labels")), ("mean", mean, spec.get("mean")),

@@ -1,10 +1,11 @@
-"""What CLI tests share: invoke the app, and check that a user's mistake ends as one line with exit code 2."""
+"""What CLI tests share: invoke the app, and check that a failure ends as one line with its exit code."""
 
 import re
 
 from typer.testing import CliRunner
 
 from menas_zoo.cli import app
+from menas_zoo.errors import EXIT_USER_ERROR
 
 
 def run(*args):
@@ -12,8 +13,9 @@ def run(*args):
     return result, result.stdout, result.stderr
 
 
-def assert_one_line_error(result, stderr, pattern):
-    assert result.exit_code == 2, result.output
+def assert_one_line_error(result, stderr, pattern, code=EXIT_USER_ERROR):
+    """One line on stderr matching ``pattern``, no traceback, exit ``code`` (a user's mistake by default)."""
+    assert result.exit_code == code, result.output
     assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
     assert "Traceback" not in result.output
     assert re.search(pattern, stderr), stderr

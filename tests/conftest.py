@@ -26,7 +26,21 @@ def _seed():
 
 # -- zoo: tiny artifacts and the local Hub servers ------------------------------------------------
 
+#: the tiny network of the tests: two blocks (one with SE), a few thousand parameters, 28 px in
 TINY_GENOTYPE = "stem8 / k3_h16_c8_s2_se_re / k3_h24_c16_s2_hs / head32"
+
+
+def randomize_bn(model):
+    """BN gammas, betas and statistics far from their defaults, as after training, so slicing, copying
+    and export mistakes cannot hide behind identities or near-constant logits. Seeded by the caller."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.5, 0.5)
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return model
 
 
 @pytest.fixture
@@ -98,6 +112,14 @@ def tiny_splits():
     from menas_zoo.data import load_splits
 
     return load_splits("fashion-mnist", val_size=256, seed=0, train_subset=256)
+
+
+@pytest.fixture(scope="session")
+def train_splits():
+    """2,048 training and 500 validation images of Fashion-MNIST: enough for a network to learn in 3 epochs."""
+    from menas_zoo.data import load_splits
+
+    return load_splits("fashion-mnist", val_size=500, seed=0, train_subset=2048)
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ the dynamo export (the default path) costs ~10 s on a small CPU and runs once pe
 
 import pytest
 import torch
+from conftest import TINY_GENOTYPE, randomize_bn
 
 from menas_zoo.nets import build_model
 from menas_zoo.space import resolve_genotype
 
-TINY = "stem8 / k3_h16_c8_s1_re / k3_h24_c16_s2_se_hs / head32"
+TINY = TINY_GENOTYPE
 EXPORT_BATCH = 2
 _SESSION: dict = {}
 
@@ -29,15 +30,7 @@ def tiny_model():
 
 def _make_tiny_model():
     torch.manual_seed(0)
-    model = build_model(resolve_genotype(TINY)).eval()
-    # Non-trivial BN statistics, so logits are not near-constant and parity has something to compare.
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.bias.uniform_(-0.2, 0.2)
-    return model
+    return randomize_bn(build_model(resolve_genotype(TINY))).eval()  # logits with something to compare
 
 
 @pytest.fixture(scope="session")

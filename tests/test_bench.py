@@ -1,5 +1,7 @@
 """Latency: percentiles from timed runs in ORT and eager PyTorch, a machine fingerprint, a p90 budget."""
 
+import time
+
 import pytest
 from export_fixtures import tiny_model, tiny_onnx  # noqa: F401  (fixtures)
 
@@ -18,10 +20,11 @@ def test_benchmark_times_ort_and_eager_per_configuration(tiny_model, tiny_onnx):
     assert rows[0]["speedup_vs_eager_p50"] == pytest.approx(report.eager[0].p50_ms / report.onnxruntime[0].p50_ms, rel=0.02)
 
 
-def test_time_calls_counts_runs_after_warmup():
+def test_time_calls_counts_runs_after_warmup_in_milliseconds():
     calls = []
-    times = time_calls(lambda: calls.append(1), runs=7, warmup=3)
-    assert len(times) == 7 and len(calls) == 10 and (times >= 0).all()
+    times = time_calls(lambda: (calls.append(1), time.sleep(0.002)), runs=7, warmup=3)
+    assert len(times) == 7 and len(calls) == 10
+    assert (times >= 2.0).all() and (times < 2000).all(), times  # a 2 ms sleep reads as 2+ ms, not s or us
 
 
 def test_fingerprint_names_machine_and_versions():

@@ -1,4 +1,5 @@
-"""``menas-zoo export`` and ``menas-zoo bench``: files and report on success, one line and exit 2 on bad input."""
+"""``menas-zoo export`` and ``menas-zoo bench``: files and report on success, one line and exit 2 on bad input,
+exit 3 on a parity failure and exit 4 on a latency over budget."""
 
 import json
 
@@ -10,6 +11,7 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from menas_zoo.cli import app
+from menas_zoo.errors import EXIT_OVER_BUDGET, EXIT_PARITY
 from menas_zoo.export import pipeline
 
 FAST = ["--exporter", "torchscript", "--runs", "10", "--parity-images", "64"]  # the default exporter is tested in test_export_onnx
@@ -44,7 +46,8 @@ def test_export_genotype_with_weights_prints_tables(tiny_model, tmp_path):
 def test_over_budget_exits_nonzero_saying_by_how_much(tiny_export_artifact, tmp_path):
     result, _, stderr = run("export", tiny_export_artifact, "--out", tmp_path / "out", "--max-latency-ms", "0.00001",
                             *FAST)
-    assert_one_line_error(result, stderr, r"p90 latency \d+\.\d+ ms \(batch 1, 1 thread\(s\)\) is .* over the 1e-05 ms budget")
+    assert_one_line_error(result, stderr, r"p90 latency \d+\.\d+ ms \(batch 1, 1 thread\(s\)\) is .* over the 1e-05 ms budget",
+                          code=EXIT_OVER_BUDGET)
     report = json.loads((tmp_path / "out" / "export_report.json").read_text())  # the export itself is sound
     assert report["budget"]["passed"] is False and report["budget"]["over_ms"] > 0
 
@@ -59,12 +62,11 @@ def test_parity_failure_writes_nothing(tiny_export_artifact, tmp_path, monkeypat
     monkeypatch.setattr(pipeline, "export_onnx", export_then_drift)
     out = tmp_path / "out"
     result, _, stderr = run("export", tiny_export_artifact, "--out", out, *FAST)
-    assert_one_line_error(result, stderr, r"parity failed for .*max \|logit diff\|")
+    assert_one_line_error(result, stderr, r"parity failed for .*max \|logit diff\|", code=EXIT_PARITY)
     assert list(out.iterdir()) == []
 
 
 @pytest.mark.parametrize("args, pattern", [
-    (["no-such-model-xyz"], r"no-such-model-xyz"),
     ([TINY], r"is a genotype, not a trained model: add --weights"),
     ([TINY, "--random-init", "--opset", "9"], r"opset 9 is not supported by the dynamo exporter; use 18 to 21"),
     ([TINY, "--random-init", "--max-latency-ms", "0"], r"--max-latency-ms must be a positive number"),
@@ -75,6 +77,19 @@ def test_bad_export_input_is_one_line(args, pattern, tmp_path):
     result, _, stderr = run("export", *args, "--out", tmp_path / "out")
     assert_one_line_error(result, stderr, pattern)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_an_unknown_model_is_the_same_exact_line_as_load_says(tmp_path):
+    from menas_zoo import list_models
+
+    registered = ", ".join(list_models(pretrained=True)) or "none"
+    expected = (f"error: unknown model 'no-such-model-xyz': registered: {registered} "
+                "(or pass hf-hub:ORG/NAME or an artifact folder)\n")
+    for command in (["export", "no-such-model-xyz", "--out", tmp_path / "out"], ["load", "no-such-model-xyz"],
+                    ["bench", "no-such-model-xyz"]):
+        result, stdout, stderr = run(*command)
+        assert (result.exit_code, stdout, stderr) == (2, "", expected), command
+    assert not (tmp_path / "out").exists()
 
 
 def test_unwritable_out_dir_is_one_line(tmp_path):
@@ -94,7 +109,7 @@ def test_bench_onnx_file_and_budget(tiny_export_artifact, tmp_path):
     data = json.loads(stdout)
     assert [r["batch_size"] for r in data["onnxruntime"]] == [1, 2] and data["machine"]["cpu"]
     result, _, stderr = run("bench", out / "model.onnx", "--runs", "10", "--max-latency-ms", "1e-6")
-    assert_one_line_error(result, stderr, r"over the 1e-06 ms budget")
+    assert_one_line_error(result, stderr, r"over the 1e-06 ms budget", code=EXIT_OVER_BUDGET)
 
 
 def test_bench_model_ref_compares_with_eager(tmp_path):

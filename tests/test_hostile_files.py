@@ -59,6 +59,7 @@ HOSTILE_GENOTYPES = {
 MEASURE_LOADS = """
 import resource, sys, time
 from menas_zoo.cli import app
+import menas_zoo.hub.resolve  # what load needs (torch): imported before the clock and the baseline start
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 for folder in sys.argv[1:]:
     start = time.perf_counter()

@@ -1,6 +1,7 @@
 """Individual weight sharing: every inheritance rule on a tiny network, checked number by number."""
 
 import torch
+from conftest import randomize_bn
 
 from menas_zoo.nets import build_model
 from menas_zoo.search.inherit import channel_spaces, inherit_weights
@@ -15,15 +16,7 @@ def tiny(stage0=(BlockSpec(3, 8, 2, hidden=16, se=8, act="hswish"),), stage1=(Bl
 def trained_parent(genotype: Genotype, seed: int = 1):
     """A parent whose BN parameters and statistics are far from their defaults, as after training."""
     torch.manual_seed(seed)
-    model = build_model(genotype)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.1, 2.0)
-                m.bias.normal_()
-                m.running_mean.normal_()
-                m.running_var.uniform_(0.5, 2.0)
-    return model.eval()
+    return randomize_bn(build_model(genotype)).eval()
 
 
 def test_same_genotype_copies_everything_and_keeps_the_function(real_batch):

@@ -5,6 +5,7 @@ they build, and the registry entry, config.json and model card must all agree wi
 """
 
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -20,12 +21,12 @@ from menas_zoo.hub.card import check_card
 from menas_zoo.hub.registry import get_entry
 from menas_zoo.hub.resolve import resolve
 
-MODELS = list_models(include_fixtures=True)
+MODELS = list_models(pretrained=True, include_fixtures=True)  # the zoo's trained models, fixtures too
 
 
 def test_registry_is_not_empty_and_patterns_filter():
     assert "mt-test" in MODELS
-    assert list_models("mt-*", include_fixtures=True) == [m for m in MODELS if m.startswith("mt-")]
+    assert list_models("mt-*", pretrained=True, include_fixtures=True) == [m for m in MODELS if m.startswith("mt-")]
     assert list_models("no-such-*") == []
 
 
@@ -39,7 +40,7 @@ def test_fixtures_load_by_name_but_stay_out_of_the_listing():
 def test_registered_numbers_match_the_live_model(name, tmp_path):
     entry = get_entry(name)
     resolved = resolve(name, offline=True, cache=tmp_path)  # the bundled copy, or the HF cache
-    assert len(entry.revision) == 40 and int(entry.revision, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{40}", entry.revision), entry.revision  # a commit id, not a branch
     for file_name, sha256 in entry.files.items():
         assert file_sha256(resolved.path / file_name) == sha256, file_name
     artifact = load_artifact(resolved.path)
@@ -70,7 +71,7 @@ def test_list_command_shows_registered_numbers():
     result = CliRunner().invoke(app, ["list", "--json"])
     assert result.exit_code == 0, result.output
     listed = {row["name"]: row for row in json.loads(result.stdout)}
-    assert set(listed) == set(list_models())
+    assert set(listed) == set(list_models(pretrained=True))  # trained models only: no architectures
     for name, row in listed.items():
         assert row["metrics"] == get_entry(name).metrics
 

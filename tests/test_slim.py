@@ -4,21 +4,11 @@ import itertools
 
 import pytest
 import torch
+from conftest import randomize_bn
 
 from menas_zoo import slim
 from menas_zoo.nets import build_model
 from menas_zoo.space import Genotype
-
-
-def randomize_bn(model):
-    """Non-trivial BN statistics and gammas, so that slicing mistakes cannot hide behind identities."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.data.uniform_(0.05, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    return model
 
 
 def one_block_genotype(block: str, stem: int = 16) -> Genotype:

@@ -9,39 +9,31 @@ import time
 
 import pytest
 import torch
+from conftest import TINY_GENOTYPE
 from safetensors import safe_open
 
-from menas_zoo.data import load_splits
 from menas_zoo.errors import MenasError
 from menas_zoo.nets import build_model
 from menas_zoo.space import Genotype
 from menas_zoo.train import CHECKPOINT, TrainConfig, evaluate, recalibrate_bn, train
 
-TINY = "stem8 / k3_h16_c8_s1_re / k3_h24_c16_s2_se_hs / head32"
-
-
-@pytest.fixture(scope="module")
-def tiny_splits():
-    return load_splits(val_size=500, seed=0, train_subset=2048)
-
-
 def fresh_model():
     torch.manual_seed(0)
-    return build_model(Genotype.from_compact(TINY))
+    return build_model(Genotype.from_compact(TINY_GENOTYPE))
 
 
-def test_training_learns(tiny_splits):
+def test_training_learns(train_splits):
     model = fresh_model()
-    before = evaluate(model, tiny_splits.val)["acc"]
-    result = train(model, tiny_splits, TrainConfig(epochs=3, batch_size=64, lr=0.1, warmup_epochs=0.2), progress=False)
+    before = evaluate(model, train_splits.val)["acc"]
+    result = train(model, train_splits, TrainConfig(epochs=3, batch_size=64, lr=0.1, warmup_epochs=0.2), progress=False)
     assert result.epochs == 3 and [h["epoch"] for h in result.history] == [1, 2, 3]
     assert result.val_acc > max(0.4, before + 0.2)  # chance is 0.1
 
 
-def test_resumed_run_equals_uninterrupted_run(tiny_splits, tmp_path):
+def test_resumed_run_equals_uninterrupted_run(train_splits, tmp_path):
     cfg = TrainConfig(epochs=3, batch_size=256, bn_l1=1e-4)
     reference = fresh_model()
-    full = train(reference, tiny_splits, cfg, progress=False)
+    full = train(reference, train_splits, cfg, progress=False)
 
     class Killed(Exception):
         pass
@@ -52,12 +44,12 @@ def test_resumed_run_equals_uninterrupted_run(tiny_splits, tmp_path):
         return False
 
     with pytest.raises(Killed):
-        train(fresh_model(), tiny_splits, cfg, out_dir=tmp_path, on_epoch_end=die_in_epoch_2, progress=False)
+        train(fresh_model(), train_splits, cfg, out_dir=tmp_path, on_epoch_end=die_in_epoch_2, progress=False)
     with safe_open(str(tmp_path / CHECKPOINT), "pt") as fh:
         assert json.loads(fh.metadata()["menas_zoo_checkpoint"])["epoch"] == 1
     resumed_model = fresh_model()
     torch.manual_seed(123)  # resuming must not depend on the caller's RNG state
-    resumed = train(resumed_model, tiny_splits, cfg, out_dir=tmp_path, progress=False)
+    resumed = train(resumed_model, train_splits, cfg, out_dir=tmp_path, progress=False)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     for a, b in zip(full.history, resumed.history):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5) and a["val_acc"] == b["val_acc"]
@@ -65,37 +57,37 @@ def test_resumed_run_equals_uninterrupted_run(tiny_splits, tmp_path):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=name)
 
 
-def test_resume_with_other_settings_is_refused(tiny_splits, tmp_path):
-    train(fresh_model(), tiny_splits, TrainConfig(epochs=1, batch_size=128), out_dir=tmp_path, progress=False)
+def test_resume_with_other_settings_is_refused(train_splits, tmp_path):
+    train(fresh_model(), train_splits, TrainConfig(epochs=1, batch_size=128), out_dir=tmp_path, progress=False)
     with pytest.raises(MenasError, match=r"other training settings \(batch_size 128 -> 64\)"):
-        train(fresh_model(), tiny_splits, TrainConfig(epochs=1, batch_size=64), out_dir=tmp_path, progress=False)
+        train(fresh_model(), train_splits, TrainConfig(epochs=1, batch_size=64), out_dir=tmp_path, progress=False)
     (tmp_path / CHECKPOINT).write_bytes(b"\x00" * 20)
     with pytest.raises(MenasError, match="unreadable"):
-        train(fresh_model(), tiny_splits, TrainConfig(epochs=1, batch_size=128), out_dir=tmp_path, progress=False)
+        train(fresh_model(), train_splits, TrainConfig(epochs=1, batch_size=128), out_dir=tmp_path, progress=False)
 
 
-def test_early_stop_hook(tiny_splits):
-    result = train(fresh_model(), tiny_splits, TrainConfig(epochs=5, batch_size=128),
+def test_early_stop_hook(train_splits):
+    result = train(fresh_model(), train_splits, TrainConfig(epochs=5, batch_size=128),
                    on_epoch_end=lambda epoch, model, metrics: epoch == 2, progress=False)
     assert result.stopped_early and result.epochs == 2
 
 
-def test_recalibrate_bn_restores_statistics(tiny_splits):
+def test_recalibrate_bn_restores_statistics(train_splits):
     model = fresh_model()
-    train(model, tiny_splits, TrainConfig(epochs=2, batch_size=64, lr=0.1, warmup_epochs=0.2), progress=False)
-    good = evaluate(model, tiny_splits.val)["acc"]
+    train(model, train_splits, TrainConfig(epochs=2, batch_size=64, lr=0.1, warmup_epochs=0.2), progress=False)
+    good = evaluate(model, train_splits.val)["acc"]
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.fill_(3.0)
-    assert evaluate(model, tiny_splits.val)["acc"] < good - 0.1
-    recalibrate_bn(model, tiny_splits.train, batches=8, batch_size=256)
-    assert evaluate(model, tiny_splits.val)["acc"] >= good - 0.05
+    assert evaluate(model, train_splits.val)["acc"] < good - 0.1
+    recalibrate_bn(model, train_splits.train, batches=8, batch_size=256)
+    assert evaluate(model, train_splits.val)["acc"] >= good - 0.05
 
 
 def test_cli_train_survives_sigkill(tmp_path):
     """Kill `menas-zoo train` with SIGKILL after its first finished epoch; the same command resumes after it."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "menas_zoo", "train", TINY, "--out", str(out), "--epochs", "3",
+    cmd = [sys.executable, "-m", "menas_zoo", "train", TINY_GENOTYPE, "--out", str(out), "--epochs", "3",
            "--train-subset", "2048", "--val-size", "500", "--batch-size", "128", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -114,7 +106,7 @@ def test_cli_train_survives_sigkill(tmp_path):
     assert metrics["history"][: first["epoch"]] == first["history"]  # finished epochs kept, not re-run
 
 
-def test_calibrated_bn_shrink_separates_gammas_in_a_short_run(tiny_splits):
+def test_calibrated_bn_shrink_separates_gammas_in_a_short_run(train_splits):
     """A short AdamW run barely moves BN gammas; the calibrated shrink pulls the undefended ones down by
     about its total while the loss holds the others, so the ranking a ticket prunes by opens up."""
     from menas_zoo.slim import hidden_bns
@@ -122,7 +114,7 @@ def test_calibrated_bn_shrink_separates_gammas_in_a_short_run(tiny_splits):
     def spread(**sparsity):
         model = fresh_model()
         cfg = TrainConfig(epochs=2, batch_size=128, optimizer="adamw", **sparsity)
-        train(model, tiny_splits, cfg, progress=False, validate="none")
+        train(model, train_splits, cfg, progress=False, validate="none")
         gammas = torch.cat([bn.weight.detach().abs() for bn in hidden_bns(model).values()])
         low, high = torch.quantile(gammas, torch.tensor([0.1, 0.9])).tolist()
         return low, high
@@ -133,13 +125,13 @@ def test_calibrated_bn_shrink_separates_gammas_in_a_short_run(tiny_splits):
     assert high - low > 0.15 and low < 0.75  # pulled down, and apart
 
 
-def test_validate_none_scores_nothing_and_warmup_stays_a_fraction_of_the_run(tiny_splits):
+def test_validate_none_scores_nothing_and_warmup_stays_a_fraction_of_the_run(train_splits):
     import math
 
     from menas_zoo.train import warmup_steps
 
     model = fresh_model()
-    result = train(model, tiny_splits, TrainConfig(epochs=2, batch_size=256), progress=False, validate="none")
+    result = train(model, train_splits, TrainConfig(epochs=2, batch_size=256), progress=False, validate="none")
     assert all(math.isnan(h["val_acc"]) for h in result.history)
     assert warmup_steps(TrainConfig(epochs=1, warmup_epochs=1.0), 100) == 20  # a 1-epoch run is not all warm-up
     assert warmup_steps(TrainConfig(epochs=30, warmup_epochs=1.0), 100) == 100

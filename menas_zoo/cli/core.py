@@ -5,29 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 
-from menas_zoo.artifact import save_artifact
 from menas_zoo.cli.app import command, console, print_json, print_table, space_app
+from menas_zoo.cli.options import (GENOTYPE_HELP, data_dir_option, dataset_option, device_option, json_option)
 from menas_zoo.costs import genotype_cost, human
-from menas_zoo.data import DATASETS, load_splits
 from menas_zoo.errors import MenasError
-from menas_zoo.io import write_json_atomic, write_text_atomic
-from menas_zoo.nets import build_model
-from menas_zoo.space import get_profile, resolve_genotype, sample_genotype
-from menas_zoo.train import TrainConfig, evaluate, resolve_device, train
+from menas_zoo.space import PROFILES, get_profile, resolve_genotype, sample_genotype
 
-DeviceOption = typer.Option("auto", "--device", help="auto (CUDA when present, with mixed precision), cpu, cuda, cuda:N")
+
+def profile_names() -> str:
+    """The built-in search profiles with what each is for, for --help."""
+    return ", ".join(f"{name} ({p.resolution} px)" for name, p in PROFILES.items())
 
 
 @command(space_app, "sample")
 def space_sample(
-    profile: str = typer.Option("small", help="Search profile: small (28/32 px), tiny (the zoo's 100K-1M sizes) "
-                                              "or imagenet (224 px)."),
+    profile: str = typer.Option("small", metavar="PROFILE", help=f"Search profile: {profile_names()}."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same genotype."),
-    in_chans: int = typer.Option(1, help="Input channels."),
-    num_classes: int = typer.Option(10, help="Number of classes."),
+    in_chans: int = typer.Option(1, min=1, help="Input channels."),
+    num_classes: int = typer.Option(10, min=1, help="Number of classes."),
     max_params: Optional[float] = typer.Option(None, help="Parameter limit, e.g. 1e5: the draw is fitted into "
                                                           "60-100% of it."),
     max_macs: Optional[float] = typer.Option(None, help="MACs limit, e.g. 5e6 (fitted likewise)."),
@@ -49,14 +46,15 @@ def _limit(value: Optional[float], flag: str) -> Optional[int]:
 
 @command(name="info")
 def info(
-    ref: str = typer.Argument(..., help="Reference name (mobilenetv3-small), genotype JSON file, inline JSON, "
-                                        "or one-line genotype."),
-    in_chans: Optional[int] = typer.Option(None, help="Override input channels (references, one-line forms)."),
-    resolution: Optional[int] = typer.Option(None, help="Override input resolution."),
-    num_classes: Optional[int] = typer.Option(None, help="Override number of classes."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    ref: str = typer.Argument(..., metavar="GENOTYPE", help=GENOTYPE_HELP),
+    in_chans: Optional[int] = typer.Option(None, min=1, help="Override input channels (references, one-line forms)."),
+    resolution: Optional[int] = typer.Option(None, min=1, help="Override input resolution."),
+    num_classes: Optional[int] = typer.Option(None, min=1, help="Override number of classes."),
+    as_json: bool = json_option(),
 ) -> None:
     """Show a genotype's blocks, parameters and MACs."""
+    from menas_zoo.nets import build_model
+
     genotype = resolve_genotype(ref, in_chans=in_chans, resolution=resolution, num_classes=num_classes)
     cost = genotype_cost(genotype)
     model = build_model(genotype)
@@ -81,26 +79,37 @@ def info(
 
 @command(name="train")
 def train_command(
-    genotype_ref: str = typer.Argument(..., metavar="GENOTYPE", help="Genotype JSON file, reference name or one-line form."),
-    out: Path = typer.Option(..., "--out", help="Run folder: checkpoint, weights and metrics. Re-run to resume."),
+    genotype_ref: str = typer.Argument(..., metavar="GENOTYPE", help=GENOTYPE_HELP),
+    out: Path = typer.Option(..., "--out", metavar="DIR", help="Run folder: checkpoint, weights and metrics. "
+                                                              "Re-run to resume."),
     epochs: int = typer.Option(30, min=1, help="Epochs."),
-    dataset: str = typer.Option("fashion-mnist", help=f"Dataset: {', '.join(DATASETS)}."),
-    data_dir: Optional[Path] = typer.Option(None, help="Dataset folder (default for Fashion-MNIST: the Debian package's)."),
-    batch_size: int = typer.Option(256, min=1),
+    dataset: str = dataset_option(),
+    data_dir: Optional[Path] = data_dir_option(),
+    batch_size: int = typer.Option(256, min=1, help="Images per training step."),
     optimizer: str = typer.Option("sgd", help="sgd or adamw."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: 0.1 x batch/256 for SGD, 2e-3 for AdamW)."),
-    weight_decay: Optional[float] = typer.Option(None),
-    label_smoothing: float = typer.Option(0.1),
+    weight_decay: Optional[float] = typer.Option(None, help="Weight decay, not applied to BN and biases "
+                                                            "(default: 5e-5 for SGD, 0.05 for AdamW)."),
+    label_smoothing: float = typer.Option(0.1, help="Label smoothing of the cross-entropy loss."),
     bn_l1: float = typer.Option(0.0, help="BN-gamma L1 (network slimming) strength, e.g. 1e-4."),
     val_size: int = typer.Option(5000, help="Validation images carved from the training set."),
     train_subset: Optional[int] = typer.Option(None, help="Use only this many training images (quick runs)."),
-    seed: int = typer.Option(0),
-    device: str = DeviceOption,
+    seed: int = typer.Option(0, help="Seed of the initial weights, the validation split and the data order."),
+    device: str = device_option(),
     channels_last: bool = typer.Option(True, help="channels_last memory format (about 1.8x faster on CPU)."),
-    eval_test: bool = typer.Option(False, "--eval-test", help="Report test-split accuracy at the end (never used for selection)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
+    eval_test: bool = typer.Option(False, "--eval-test", help="Report test-split accuracy at the end (never used "
+                                                             "for selection)."),
+    as_json: bool = json_option("of the final metrics"),
 ) -> None:
     """Train a genotype from scratch; killed and started again with the same command, it resumes."""
+    import torch
+
+    from menas_zoo.artifact import save_artifact
+    from menas_zoo.data import load_splits
+    from menas_zoo.io import write_json_atomic, write_text_atomic
+    from menas_zoo.nets import build_model
+    from menas_zoo.train import TrainConfig, evaluate, resolve_device, train
+
     resolve_device(device)  # fail fast on a bad --device
     genotype_file = out / "genotype.json"
     genotype = resolve_genotype(genotype_ref)

@@ -11,27 +11,23 @@ import contextlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from menas_zoo.artifact import WEIGHTS, file_sha256, is_artifact, load_artifact, load_weights, package_version
 from menas_zoo.cli.app import command, console, err_console, print_json, print_table
+from menas_zoo.cli.options import data_dir_option, dataset_option, endpoint_option, hub_offline, json_option, \
+    offline_option, providers_option, threads_option
 from menas_zoo.costs import genotype_cost, human
-from menas_zoo.data import DATASETS, load_dataset
-from menas_zoo.edge import metadata_props, resolve_providers
-from menas_zoo.errors import GenotypeError, MenasError
-from menas_zoo.export import onnx as onnx_export
-from menas_zoo.export.bench import (DEFAULT_RUNS, DEFAULT_WARMUP, BenchReport, benchmark, budget_verdict, check_budget,
-                                    check_budget_value, noise_warnings)
-from menas_zoo.export.latency_table import LatencyTable, build_latency_table, evaluate_predictor
-from menas_zoo.export.parity import DEFAULT_ATOL, real_images
-from menas_zoo.export.pipeline import (INT8_FILE, ONNX_FILE, REPORT_FILE, ExportImages, ExportOptions, ExportOutcome,
-                                       export_model, prepare_out_dir)
-from menas_zoo.export.runtime import ort_session
-from menas_zoo.hub import load as hub_load
-from menas_zoo.nets import MobileNetMT, build_model
-from menas_zoo.space import get_profile, reference_names, resolve_genotype, sample_genotype
+from menas_zoo.errors import EXIT_OVER_BUDGET, EXIT_PARITY, GenotypeError, MenasError
+from menas_zoo.export.defaults import DEFAULT_ATOL, DEFAULT_OPSET, DEFAULT_RUNS, DEFAULT_WARMUP
+from menas_zoo.space import get_profile, looks_like_genotype, resolve_genotype, sample_genotype
+
+# torch, onnx and onnxruntime are imported inside the commands: --help must not pay for them.
+if TYPE_CHECKING:
+    from menas_zoo.export.bench import BenchReport
+    from menas_zoo.export.pipeline import ExportOutcome
+    from menas_zoo.nets import MobileNetMT
 
 
 @dataclass
@@ -46,8 +42,13 @@ class ModelSource:
     weights_sha256: Optional[str] = None
 
 
-def resolve_model(ref: str, *, weights: Optional[Path] = None, random_init: bool = False) -> ModelSource:
+def resolve_model(ref: str, *, weights: Optional[Path] = None, random_init: bool = False,
+                  offline: Optional[bool] = None, endpoint: Optional[str] = None) -> ModelSource:
     """REF -> network, through the one loading path of each kind (artifact, hub, genotype + weights)."""
+    from menas_zoo.artifact import file_sha256, is_artifact, load_artifact, load_weights
+    from menas_zoo.hub import load as hub_load
+    from menas_zoo.nets import build_model
+
     if weights is not None or random_init:
         if weights is not None and random_init:
             raise MenasError("give either --weights or --random-init, not both")
@@ -58,9 +59,9 @@ def resolve_model(ref: str, *, weights: Optional[Path] = None, random_init: bool
     if Path(ref).is_dir() and is_artifact(ref):
         return _from_artifact(load_artifact(ref), ref, "artifact")
     try:
-        artifact, resolved = hub_load(ref)  # zoo names and hf-hub: refs
+        artifact, resolved = hub_load(ref, offline=offline, endpoint=endpoint)  # zoo names and hf-hub: refs
     except MenasError:
-        if not _looks_like_genotype(ref):
+        if not looks_like_genotype(ref):
             raise  # the real cause: an unknown name, an unreachable Hub, a missing repo, a damaged file, ...
         resolve_genotype(ref)  # a malformed genotype fails here, saying what is wrong with it
         raise MenasError(f"{ref!r} is a genotype, not a trained model: add --weights model.safetensors, or "
@@ -68,14 +69,9 @@ def resolve_model(ref: str, *, weights: Optional[Path] = None, random_init: bool
     return _from_artifact(artifact, ref, "hub", revision=resolved.revision)
 
 
-def _looks_like_genotype(ref: str) -> bool:
-    """A reference genotype name, inline JSON, a one-line genotype, or a genotype file or run folder."""
-    path = Path(ref)
-    return (ref in reference_names() or ref.lstrip().startswith(("{", "stem")) or path.is_file()
-            or (path / "genotype.json").is_file())
-
-
 def _from_artifact(artifact, ref: str, kind: str, revision: Optional[str] = None) -> ModelSource:
+    from menas_zoo.artifact import WEIGHTS, file_sha256
+
     spec = artifact.config.get("input_spec") or {}
     return ModelSource(artifact.model.eval(), ref, kind, spec.get("mean"), spec.get("std"),
                        labels=artifact.config.get("labels"), revision=revision,
@@ -84,6 +80,9 @@ def _from_artifact(artifact, ref: str, kind: str, revision: Optional[str] = None
 
 def onnx_metadata(source: ModelSource, data) -> dict[str, str]:
     """What the ONNX file must carry to be used alone: the normalization parity used, labels, input, provenance."""
+    from menas_zoo.artifact import package_version
+    from menas_zoo.edge import metadata_props
+
     g = source.model.genotype
     labels = source.labels or (data.classes if len(data.classes) == g.num_classes else [str(i) for i in range(g.num_classes)])
     return metadata_props(labels=labels, mean=source.mean if source.mean is not None else data.mean,
@@ -103,6 +102,9 @@ def parse_ints(text: str, what: str) -> list[int]:
 
 
 def real_image_split(dataset: str, data_dir: Optional[Path], source: ModelSource, count: int, split: str = "test"):
+    from menas_zoo.data import load_dataset
+    from menas_zoo.export.parity import real_images
+
     data = load_dataset(dataset, data_dir, split)
     g = source.model.genotype
     if (data.in_chans, data.resolution) != (g.in_chans, g.resolution):
@@ -128,6 +130,8 @@ LATENCY_COLUMNS = ["batch", "threads", "ORT p50 ms", "p90", "p99", "mean", "img/
 
 def print_noise_warnings(report: BenchReport) -> None:
     """Part of the printed result, on stdout: stderr stays for the one line of a failure."""
+    from menas_zoo.export.bench import noise_warnings
+
     for warning in noise_warnings(report):
         console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
 
@@ -160,10 +164,10 @@ def print_machine(fingerprint: dict) -> None:
 
 @command(name="export")
 def export_command(
-    ref: str = typer.Argument(..., help="Zoo name, hf-hub:ORG/NAME[@REV], artifact folder, or a genotype "
-                                        "with --weights."),
-    out: Path = typer.Option(..., "--out", help="Folder for model.onnx, model.int8.onnx and export_report.json."),
-    opset: int = typer.Option(onnx_export.DEFAULT_OPSET, help="ONNX opset (dynamo exporter: 18-21)."),
+    ref: str = typer.Argument(..., metavar="REF", help="Zoo name, hf-hub:ORG/NAME[@REV], artifact folder, or a "
+                                                       "genotype with --weights."),
+    out: Path = typer.Option(..., "--out", metavar="DIR", help="Folder for model.onnx, model.int8.onnx and export_report.json."),
+    opset: int = typer.Option(DEFAULT_OPSET, help="ONNX opset (dynamo exporter: 18-21)."),
     exporter: str = typer.Option("dynamo", help="dynamo (torch.export-based, maintained) or torchscript "
                                                 "(legacy, faster)."),
     dynamic_batch: bool = typer.Option(True, help="Export a symbolic batch dimension."),
@@ -176,32 +180,37 @@ def export_command(
                                                     "parity tolerance."),
     ort_format: bool = typer.Option(False, "--ort-format", help="Also write model.ort for ORT Mobile, after ORT's "
                                                                "mobile usability check."),
-    providers: Optional[str] = typer.Option(None, "--providers", help="ONNX Runtime execution providers to time "
-                                                                      "with, comma-separated (default: cpu)."),
-    max_latency_ms: Optional[float] = typer.Option(None, help="Fail (exit 2) when ORT p90 latency is over "
-                                                              "this budget."),
-    weights: Optional[Path] = typer.Option(None, help="safetensors weights for a genotype REF."),
+    providers: Optional[str] = providers_option(),
+    max_latency_ms: Optional[float] = typer.Option(None, help=f"Fail (exit {EXIT_OVER_BUDGET}) when ORT p90 latency "
+                                                              "is over this budget."),
+    weights: Optional[Path] = typer.Option(None, metavar="FILE", help="safetensors weights for a genotype REF."),
     random_init: bool = typer.Option(False, "--random-init", help="Export a genotype REF with untrained weights."),
-    batch_sizes: str = typer.Option("1", help="Batch sizes to time, comma-separated."),
-    threads: str = typer.Option("1", help="ORT intra-op thread counts to time, comma-separated."),
+    batch_sizes: str = typer.Option("1", metavar="N[,N...]", help="Batch sizes to time, comma-separated."),
+    threads: str = threads_option("1", several=True),
     runs: int = typer.Option(DEFAULT_RUNS, min=1, help="Timed runs per configuration (after warm-up)."),
-    atol: float = typer.Option(DEFAULT_ATOL, help="Parity tolerance on logits (max abs difference)."),
+    atol: float = typer.Option(DEFAULT_ATOL, help=f"Parity tolerance on logits (max abs difference); over it: "
+                                                  f"exit {EXIT_PARITY}."),
     parity_images: int = typer.Option(512, min=1, help="Real test images for the parity check."),
     calibration_images: int = typer.Option(512, min=1, help="Real training images for int8 calibration."),
-    dataset: str = typer.Option("fashion-mnist", help="Images for parity, calibration and accuracy: "
-                                                      f"{', '.join(DATASETS)}."),
-    data_dir: Optional[Path] = typer.Option(None, help="Dataset folder (default for Fashion-MNIST: the Debian "
-                                                       "package's)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    dataset: str = dataset_option("for parity, calibration and accuracy"),
+    data_dir: Optional[Path] = data_dir_option(),
+    as_json: bool = json_option("of the report"),
+    offline: bool = offline_option(),
+    endpoint: Optional[str] = endpoint_option(),
 ) -> None:
     """Export a model to ONNX, check it, prove parity with PyTorch and time it; optionally int8."""
+    from menas_zoo.export.bench import check_budget
+    from menas_zoo.export.parity import real_images
+    from menas_zoo.export.pipeline import ExportImages, ExportOptions, export_model, prepare_out_dir
+
     options = ExportOptions(opset=opset, exporter=exporter, dynamic_batch=dynamic_batch, optimize=optimize, int8=int8,
                             batch_sizes=parse_ints(batch_sizes, "--batch-sizes"),
                             threads=parse_ints(threads, "--threads"), runs=runs, atol=atol,
                             max_latency_ms=max_latency_ms, fp16=fp16, ort_format=ort_format,
                             calibration_method=calibration_method, providers=providers)
     options.check()  # before loading anything: a bad option costs no time
-    source = resolve_model(ref, weights=weights, random_init=random_init)
+    source = resolve_model(ref, weights=weights, random_init=random_init, offline=hub_offline(offline),
+                           endpoint=endpoint)
     prepare_out_dir(out)
     parity_x, test_data = real_image_split(dataset, data_dir, source, parity_images)
     g = source.model.genotype
@@ -227,6 +236,8 @@ def _status(quiet: bool):
 
 
 def _print_export(outcome: ExportOutcome, out: Path) -> None:
+    from menas_zoo.export.pipeline import INT8_FILE, ONNX_FILE, REPORT_FILE
+
     report, bench, parity, comparison = outcome.report, outcome.bench, outcome.parity, outcome.int8
     o, m = report["onnx"], report["model"]
     console.print(f"wrote {out / ONNX_FILE} ({o['size_bytes'] / 1e6:.2f} MB, opset {o['opset']}, "
@@ -276,33 +287,42 @@ def bench_command(
     ref: Optional[str] = typer.Argument(None, metavar="REF_OR_ONNX",
                                         help="An .onnx file, or a model REF as for export "
                                              "(optional with --per-block)."),
-    batch_sizes: str = typer.Option("1,32", help="Batch sizes, comma-separated."),
-    threads: str = typer.Option("1", help="ORT intra-op (and torch) thread counts, comma-separated."),
+    batch_sizes: str = typer.Option("1,32", metavar="N[,N...]", help="Batch sizes to time, comma-separated."),
+    threads: str = threads_option("1", several=True),
     runs: int = typer.Option(DEFAULT_RUNS, min=1, help="Timed runs per configuration (after warm-up)."),
     warmup: int = typer.Option(DEFAULT_WARMUP, min=0, help="Untimed warm-up runs per configuration."),
-    max_latency_ms: Optional[float] = typer.Option(None, help="Fail (exit 2) when any ORT p90 is over this budget."),
-    weights: Optional[Path] = typer.Option(None, help="safetensors weights for a genotype REF."),
+    max_latency_ms: Optional[float] = typer.Option(None, help=f"Fail (exit {EXIT_OVER_BUDGET}) when any ORT p90 is "
+                                                              "over this budget."),
+    weights: Optional[Path] = typer.Option(None, metavar="FILE", help="safetensors weights for a genotype REF."),
     random_init: bool = typer.Option(False, "--random-init", help="Time a genotype REF with untrained weights."),
     exporter: str = typer.Option("dynamo", help="Exporter used when REF is not an .onnx file."),
-    providers: Optional[str] = typer.Option(None, "--providers", help="ONNX Runtime execution providers, "
-                                                                      "comma-separated (default: cpu)."),
+    providers: Optional[str] = providers_option(),
     per_block: bool = typer.Option(False, "--per-block", help="Build this machine's per-block latency table and "
                                                               "report the predictor's error on sampled genotypes."),
-    table: Path = typer.Option(Path("latency_table.json"), help="--per-block: table file (extended if it exists)."),
+    table: Path = typer.Option(Path("latency_table.json"), metavar="FILE", help="--per-block: table file (extended if it exists)."),
     genotypes: int = typer.Option(20, min=0, help="--per-block: sampled genotypes to measure and predict "
                                                   "(besides REF's, when given)."),
-    profile: str = typer.Option("small", help="--per-block: search profile to sample from."),
+    profile: str = typer.Option("small", metavar="PROFILE", help="--per-block: search profile to sample from."),
     seed: int = typer.Option(0, help="--per-block: first sampling seed."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    as_json: bool = json_option("instead of tables"),
+    offline: bool = offline_option(),
+    endpoint: Optional[str] = endpoint_option(),
 ) -> None:
     """Time a model in ONNX Runtime (and eager PyTorch), or build the per-block latency table."""
+    from menas_zoo.edge import resolve_providers
+    from menas_zoo.export import onnx as onnx_export
+    from menas_zoo.export.bench import benchmark, budget_verdict, check_budget, check_budget_value
+    from menas_zoo.export.pipeline import ONNX_FILE
+    from menas_zoo.export.runtime import ort_session
+
     check_budget_value(max_latency_ms)
     resolve_providers(providers)
     batch_list, thread_list = parse_ints(batch_sizes, "--batch-sizes"), parse_ints(threads, "--threads")
     if per_block:
         if max_latency_ms is not None:
             raise MenasError("--max-latency-ms applies to one model; leave it out with --per-block")
-        _per_block(ref, weights, thread_list, runs, warmup, table, genotypes, profile, seed, as_json)
+        _per_block(ref, weights, thread_list, runs, warmup, table, genotypes, profile, seed, as_json,
+                   offline=hub_offline(offline), endpoint=endpoint)
         return
     if ref is None:
         raise MenasError("give a model REF or an .onnx file (or --per-block)")
@@ -312,8 +332,9 @@ def bench_command(
                            providers=providers)
         title = ref
     else:
-        onnx_export.check_opset(onnx_export.DEFAULT_OPSET, exporter)
-        source = resolve_model(ref, weights=weights, random_init=random_init)
+        onnx_export.check_opset(DEFAULT_OPSET, exporter)
+        source = resolve_model(ref, weights=weights, random_init=random_init, offline=hub_offline(offline),
+                               endpoint=endpoint)
         with tempfile.TemporaryDirectory(prefix="menas-zoo-bench-") as tmp:
             status = _status(as_json)
             with status(f"exporting with the {exporter} exporter"):
@@ -334,7 +355,9 @@ def bench_command(
 
 
 def _per_block(ref, weights, thread_list, runs, warmup, table_path: Path, n_genotypes, profile, seed,
-               as_json) -> None:
+               as_json, *, offline, endpoint) -> None:
+    from menas_zoo.export.latency_table import LatencyTable, build_latency_table, evaluate_predictor
+
     if len(thread_list) != 1:
         raise MenasError("--per-block measures one thread count at a time; pass a single --threads value")
     search_profile = get_profile(profile)
@@ -345,7 +368,8 @@ def _per_block(ref, weights, thread_list, runs, warmup, table_path: Path, n_geno
         if ref.endswith(".onnx"):
             raise MenasError("--per-block needs a genotype or model REF, not an .onnx file")
         # Only the architecture matters for latency: a genotype is used as is, a model REF for its genotype.
-        own = resolve_genotype(ref) if _is_genotype(ref) else resolve_model(ref, weights=weights).model.genotype
+        own = resolve_genotype(ref) if _is_genotype(ref) else resolve_model(
+            ref, weights=weights, offline=offline, endpoint=endpoint).model.genotype
         sampled.insert(0, own)
     table = LatencyTable.load(table_path) if table_path.exists() else LatencyTable()
     table = build_latency_table(sampled, table=table, threads=thread_list[0], runs=runs, warmup=warmup,

@@ -15,33 +15,36 @@ import typer
 from rich.progress import track
 
 from menas_zoo.cli.app import command, console, err_console, print_json, print_table
-from menas_zoo.edge import parse_floats, parse_labels
+from menas_zoo.cli.options import (data_dir_option, dataset_option, endpoint_option, hub_offline, json_option,
+                                   offline_option, providers_option, threads_option)
 from menas_zoo.errors import MenasError
-from menas_zoo.predict import is_onnx_ref, load_predictor
-
-ProvidersOption = typer.Option(None, "--providers", help="ONNX Runtime execution providers in order of preference, "
-                                                         "comma-separated (e.g. cuda,cpu); default: cpu.")
-
 
 @command(name="predict")
 def predict_command(
-    model: str = typer.Argument(..., help="An .onnx file, a zoo name, hf-hub:ORG/NAME[@REV], or an artifact folder."),
+    model: str = typer.Argument(..., metavar="REF_OR_ONNX", help="An .onnx file, a zoo name, hf-hub:ORG/NAME[@REV], "
+                                                                 "or an artifact folder."),
     images: List[str] = typer.Argument(..., metavar="IMAGE...", help="PNG/JPEG files or folders of them."),
     top_k: int = typer.Option(3, "--top-k", min=1, help="Labels to show per image."),
     batch_size: int = typer.Option(32, min=1, help="Images per inference call."),
-    providers: Optional[str] = ProvidersOption,
-    threads: Optional[int] = typer.Option(None, min=1, help="Intra-op threads (default: the runtime's choice)."),
-    labels: Optional[str] = typer.Option(None, help="Class names, comma-separated or a file with one per line "
+    providers: Optional[str] = providers_option(),
+    threads: Optional[int] = threads_option(None, several=False, when_unset="the runtime's choice"),
+    labels: Optional[str] = typer.Option(None, metavar="NAMES_OR_FILE", help="Class names, comma-separated or a file with one per line "
                                                     "(for an .onnx file without menas-zoo metadata)."),
-    mean: Optional[str] = typer.Option(None, help="Per-channel mean of [0, 1] pixels, comma-separated."),
-    std: Optional[str] = typer.Option(None, help="Per-channel std of [0, 1] pixels, comma-separated."),
+    mean: Optional[str] = typer.Option(None, metavar="M[,M...]", help="Per-channel mean of [0, 1] pixels, comma-separated."),
+    std: Optional[str] = typer.Option(None, metavar="S[,S...]", help="Per-channel std of [0, 1] pixels, comma-separated."),
     resize: bool = typer.Option(True, help="Resize images to the model's resolution (--no-resize: refuse "
                                            "other sizes)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = json_option(),
+    offline: bool = offline_option(),
+    endpoint: Optional[str] = endpoint_option(),
 ) -> None:
     """Classify images with a model: top-k labels with probabilities."""
+    from menas_zoo.edge import parse_floats, parse_labels
+    from menas_zoo.predict import load_predictor
+
     predictor = load_predictor(model, providers=providers, threads=threads, labels=parse_labels(labels),
-                               mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"))
+                               mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"),
+                               offline=hub_offline(offline), endpoint=endpoint)
     progress = None if as_json else (lambda starts: track(starts, description="classifying", console=err_console,
                                                           transient=True, disable=len(starts) < 2))
     predictions = predictor.predict_files(images, top_k=top_k, batch_size=batch_size, resize=resize, progress=progress)
@@ -59,24 +62,28 @@ def _providers(predictor) -> list[str] | None:
 
 @command(name="demo")
 def demo_command(
-    ref: str = typer.Argument(..., help="A zoo name, hf-hub:ORG/NAME[@REV], artifact folder, or an .onnx file."),
-    out: Path = typer.Option(Path("demo.png"), "--out", help="PNG file to write."),
+    ref: str = typer.Argument(..., metavar="REF_OR_ONNX", help="A zoo name, hf-hub:ORG/NAME[@REV], artifact folder, "
+                                                               "or an .onnx file."),
+    out: Path = typer.Option(Path("demo.png"), "--out", metavar="FILE", help="PNG file to write."),
     count: int = typer.Option(16, min=1, help="Test images to show."),
     seed: int = typer.Option(0, help="Which images: the same seed shows the same ones."),
-    dataset: str = typer.Option("fashion-mnist", help="Dataset to draw test images from."),
-    data_dir: Optional[Path] = typer.Option(None, help="Dataset folder (default for Fashion-MNIST: the Debian "
-                                                       "package's)."),
-    providers: Optional[str] = ProvidersOption,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a summary."),
+    dataset: str = dataset_option("to draw test images from"),
+    data_dir: Optional[Path] = data_dir_option(),
+    providers: Optional[str] = providers_option(),
+    as_json: bool = json_option("instead of a summary"),
+    offline: bool = offline_option(),
+    endpoint: Optional[str] = endpoint_option(),
 ) -> None:
     """Classify sample test images and write a PNG grid with predicted and true labels (mistakes in red)."""
     from menas_zoo.data import load_dataset
     from menas_zoo.demo import demo_grid
+    from menas_zoo.predict import is_onnx_ref, load_predictor
 
     if out.suffix.lower() != ".png":
         raise MenasError(f"--out must be a .png file, got {out}")
     with err_console.status("loading the model and test images") if not as_json else contextlib.nullcontext():
-        predictor = load_predictor(ref, providers=providers if is_onnx_ref(ref) else None)
+        predictor = load_predictor(ref, providers=providers if is_onnx_ref(ref) else None,
+                                   offline=hub_offline(offline), endpoint=endpoint)
         data = load_dataset(dataset, data_dir, "test")
     result = demo_grid(predictor, data, out, count=count, seed=seed)
     if as_json:

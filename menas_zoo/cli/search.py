@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from tqdm.auto import tqdm
 
 from menas_zoo.cli.app import command, console, print_json, print_table
+from menas_zoo.cli.core import profile_names
+from menas_zoo.cli.options import DATASET_NAMES, json_option, threads_option
 from menas_zoo.costs import human
-from menas_zoo.data import DATASETS
 from menas_zoo.errors import MenasError
 from menas_zoo.space import get_profile
-from menas_zoo.train import resolve_device
 
 
 def load_profile(ref: str):
@@ -56,10 +55,13 @@ def ort_latency_fn(table: Optional[Path] = None, runs: int = 50):
 
 @command(name="search")
 def search_command(
-    out: Optional[Path] = typer.Option(None, "--out", help="New run folder (trials.jsonl, state, report, winners)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the search in this run folder."),
-    profile: Optional[str] = typer.Option(None, help="Search profile: small (28/32 px), tiny (the zoo's 100K-1M sizes), imagenet, or a JSON file of "
-                                                       "SearchProfile fields. [default: small]"),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
+                                       help="New run folder (trials.jsonl, state, report, winners)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="DIR",
+                                          help="Continue the search in this run folder."),
+    profile: Optional[str] = typer.Option(None, metavar="PROFILE", help=f"Search profile: {profile_names()}, or a "
+                                                                        "JSON file of SearchProfile fields. "
+                                                                        "[default: small]"),
     strategy: Optional[str] = typer.Option(None, help="menas, evolution (regularized evolution) or random. [default: menas]"),
     population: Optional[int] = typer.Option(None, help="Population size (and children per generation). [default: 8]"),
     generations: Optional[int] = typer.Option(None, help="Generations after the initial population. [default: 5]"),
@@ -76,14 +78,17 @@ def search_command(
                                                          "the phase, whatever its length. [menas: 0.5]"),
     train_subset: Optional[int] = typer.Option(None, help="Train on only this many images (quick searches)."),
     val_size: Optional[int] = typer.Option(None, help="Validation images carved from the training set. [default: 5000]"),
-    dataset: Optional[str] = typer.Option(None, help=f"Dataset: {', '.join(DATASETS)}. [default: fashion-mnist]"),
-    data_dir: Optional[Path] = typer.Option(None, help="Dataset folder."),
+    dataset: Optional[str] = typer.Option(None, metavar="NAME", help=f"Dataset: {', '.join(DATASET_NAMES)}. "
+                                                                     "[default: fashion-mnist]"),
+    data_dir: Optional[Path] = typer.Option(None, metavar="DIR", help="Dataset folder (default for Fashion-MNIST: "
+                                                                      "the Debian package's)."),
     budget_minutes: Optional[float] = typer.Option(None, help="Stop cleanly (and report) after this many minutes."),
     max_macs: Optional[float] = typer.Option(None, help="MACs limit, e.g. 5e6."),
     max_params: Optional[float] = typer.Option(None, help="Parameter limit, e.g. 1e5."),
     max_latency_ms: Optional[float] = typer.Option(None, help="ONNX Runtime latency limit (batch 1, 1 thread)."),
-    latency_table: Optional[Path] = typer.Option(None, help="Predict latency from this per-block table "
-                                                            "('menas-zoo bench --per-block --table') instead of measuring."),
+    latency_table: Optional[Path] = typer.Option(None, metavar="FILE",
+                                                 help="Predict latency from this per-block table ('menas-zoo bench "
+                                                      "--per-block --table') instead of measuring."),
     penalty: Optional[float] = typer.Option(None, help="Soft limits: fitness x (cost/limit)^-W over a limit "
                                                        "(MnasNet uses 0.07). Default: hard limits."),
     tickets: Optional[bool] = typer.Option(None, "--tickets/--no-tickets", help="Replace trials by lottery tickets."),
@@ -99,13 +104,16 @@ def search_command(
     finetune_epochs: Optional[int] = typer.Option(None, help="Fine-tune each ticket for this many epochs. [default: 0]"),
     rewind_epoch: Optional[int] = typer.Option(None, help="Rewind tickets to this epoch's weights (then fine-tune)."),
     seed: Optional[int] = typer.Option(None, help="Seed: the same seed gives the same search. [default: 0]"),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N. [default: auto]"),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (1 is fastest on a busy machine)."),
+    device: Optional[str] = typer.Option(None, metavar="DEVICE", help="auto (CUDA when present, with mixed "
+                                                                      "precision), cpu, cuda, cuda:N. [default: auto]"),
+    threads: Optional[int] = threads_option(None, several=False),
     backend: str = typer.Option("in-process", help="in-process or ray."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (no progress bar)."),
+    as_json: bool = json_option("of the summary (no progress bar)"),
 ) -> None:
     """Search the MobileNet3-MT space with MENAS; killed, it continues with --resume RUN_DIR."""
+    from tqdm.auto import tqdm
+
     from menas_zoo.search import SearchConfig, run_search
     from menas_zoo.search.backends import make_backend
     from menas_zoo.search.report import trials_per_minute
@@ -124,11 +132,13 @@ def search_command(
     }
     given = {k: v for k, v in settings.items() if v is not None}
     if device is not None:
+        from menas_zoo.train import resolve_device
+
         resolve_device(device)  # fail fast on a bad --device
     if threads is not None:
         import torch
 
-        torch.set_num_threads(max(1, threads))
+        torch.set_num_threads(threads)
 
     if resume is not None:
         if given:

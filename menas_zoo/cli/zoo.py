@@ -9,9 +9,9 @@ from typing import Optional
 import typer
 
 from menas_zoo.cli.app import command, console, print_json, print_table
+from menas_zoo.cli.options import (REF_HELP, data_dir_option, dataset_option, endpoint_option, hub_offline,
+                                   json_option, offline_option)
 from menas_zoo.costs import human
-
-EndpointOption = typer.Option(None, "--endpoint", help="Hub URL (default: HF_ENDPOINT, else huggingface.co).")
 
 
 def _fmt_accuracy(metrics: dict) -> str:
@@ -37,13 +37,13 @@ def _fmt_precisions(metrics: dict, batch: str, field: str) -> str:
 
 @command(name="list")
 def list_command(
-    pattern: str = typer.Argument("*", help="Shell-style pattern, e.g. 'mt-*'."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    pattern: str = typer.Argument("*", metavar="PATTERN", help="Shell-style pattern, e.g. 'mt-*'."),
+    as_json: bool = json_option(),
 ) -> None:
-    """List registered zoo models with their measured numbers."""
+    """List registered zoo models with their measured numbers (reads the registry only: no model is loaded)."""
     from menas_zoo.hub.registry import get_entry, list_models
 
-    entries = [get_entry(name) for name in list_models(pattern)]
+    entries = [get_entry(name) for name in list_models(pattern, pretrained=True)]
     if as_json:
         print_json([{"name": e.name, "repo_id": e.repo_id, "revision": e.revision, "metrics": e.metrics}
                     for e in entries])
@@ -56,25 +56,29 @@ def list_command(
 
 @command(name="load")
 def load_command(
-    ref: str = typer.Argument(..., help="Registered name (mt-test), hf-hub:ORG/NAME[@REVISION], or an artifact folder."),
-    evaluate_test: bool = typer.Option(False, "--eval", help="Measure top-1 accuracy on the Fashion-MNIST test split."),
-    data_dir: Optional[Path] = typer.Option(None, help="Fashion-MNIST folder for --eval."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    offline: bool = typer.Option(False, "--offline", help="Never touch the network (as HF_HUB_OFFLINE=1)."),
-    endpoint: Optional[str] = EndpointOption,
+    ref: str = typer.Argument(..., metavar="REF", help=REF_HELP),
+    eval_test: bool = typer.Option(False, "--eval-test", help="Measure top-1 accuracy on the test split of "
+                                                             "--dataset now."),
+    eval_alias: bool = typer.Option(False, "--eval", hidden=True, help="Old name of --eval-test."),
+    dataset: str = dataset_option("for --eval-test"),
+    data_dir: Optional[Path] = data_dir_option(),
+    as_json: bool = json_option(),
+    offline: bool = offline_option(),
+    endpoint: Optional[str] = endpoint_option(),
 ) -> None:
     """Resolve a model, build it, check its weights, and print a summary."""
     from menas_zoo.hub.resolve import load
 
+    evaluate_test = eval_test or eval_alias
     t0 = time.perf_counter()
-    artifact, resolved = load(ref, offline=True if offline else None, endpoint=endpoint)
+    artifact, resolved = load(ref, offline=hub_offline(offline), endpoint=endpoint)
     seconds = time.perf_counter() - t0
     config, genotype = artifact.config, artifact.genotype
     summary = {"ref": ref, "source": resolved.source, "path": str(resolved.path), "repo_id": resolved.repo_id,
                "revision": resolved.revision, "genotype": genotype.to_compact(), "metrics": config["metrics"],
                "load_seconds": round(seconds, 3)}
     if evaluate_test:
-        summary["measured_test_accuracy"] = _evaluate(artifact, data_dir)
+        summary["measured_test_accuracy"] = _evaluate(artifact, dataset, data_dir)
     if as_json:
         print_json(summary)
         return
@@ -90,15 +94,16 @@ def load_command(
     print_table(None, ["model", ref], rows)
 
 
-def _evaluate(artifact, data_dir: Optional[Path]) -> float:
+def _evaluate(artifact, dataset: str, data_dir: Optional[Path]) -> float:
     from menas_zoo.data import load_dataset
     from menas_zoo.errors import MenasError
     from menas_zoo.train import evaluate
 
-    test = load_dataset("fashion-mnist", data_dir, split="test")
+    test = load_dataset(dataset, data_dir, split="test")
     genotype = artifact.genotype
     if (test.in_chans, test.resolution, len(test.classes)) != (genotype.in_chans, genotype.resolution, genotype.num_classes):
-        raise MenasError(f"--eval uses Fashion-MNIST (1x28x28, 10 classes); this model expects "
+        raise MenasError(f"--eval-test: {dataset} is {test.in_chans}x{test.resolution}x{test.resolution}, "
+                         f"{len(test.classes)} classes; this model expects "
                          f"{genotype.in_chans}x{genotype.resolution}x{genotype.resolution}, {genotype.num_classes} classes")
     spec = artifact.config["input_spec"]
     if spec.get("mean") is not None:  # normalize as the model was trained, not as the dataset default says
@@ -108,14 +113,16 @@ def _evaluate(artifact, data_dir: Optional[Path]) -> float:
 
 @command(name="push")
 def push_command(
-    run_or_dir: Path = typer.Argument(..., metavar="RUN_OR_DIR", help="Artifact folder (e.g. a 'train --out' run)."),
-    repo_id: str = typer.Option(..., "--repo-id", help="ORG/NAME on the Hub."),
+    run_or_dir: Path = typer.Argument(..., metavar="DIR", help="Artifact folder (e.g. a 'train --out' run)."),
+    repo_id: str = typer.Option(..., "--repo-id", metavar="ORG/NAME", help="Repo on the Hub."),
     private: bool = typer.Option(False, "--private", help="Create the repo private."),
-    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to commit to (created if missing)."),
-    commit_message: Optional[str] = typer.Option(None, "--commit-message"),
+    revision: Optional[str] = typer.Option(None, "--revision", metavar="BRANCH",
+                                           help="Branch to commit to (created if missing)."),
+    commit_message: Optional[str] = typer.Option(None, "--commit-message", metavar="TEXT",
+                                                 help="Commit message (default: \"Upload NAME with menas-zoo\")."),
     token: Optional[str] = typer.Option(None, "--token", help="Hub token with write access (default: HF_TOKEN or "
                                                               "the saved login)."),
-    endpoint: Optional[str] = EndpointOption,
+    endpoint: Optional[str] = endpoint_option(),
 ) -> None:
     """Publish an artifact folder with its model card; prints the commit id."""
     from menas_zoo.hub.push import push_artifact
@@ -129,7 +136,7 @@ def push_command(
 def card_command(
     directory: Path = typer.Argument(..., metavar="DIR", help="Artifact folder."),
     name: Optional[str] = typer.Option(None, help="Model name on the card (default: the folder name)."),
-    export_report: Optional[Path] = typer.Option(None, help="export_report.json of this model: record its latency, "
+    export_report: Optional[Path] = typer.Option(None, metavar="FILE", help="export_report.json of this model: record its latency, "
                                                             "throughput and memory per precision in config.json "
                                                             "and on the card."),
 ) -> None:

@@ -9,23 +9,48 @@
     quantize.py       static int8 (QDQ, per-channel weights) calibrated on real images, compared with fp32,
                       with a choice of calibration method and per-layer error
     variants.py       fp16 ONNX (own parity tolerance) and ORT Mobile's .ort file with ORT's usability check
+    defaults.py       default opset, runs, warm-up and parity tolerance (torch-free)
     latency_table.py  per-block latency lookup table for this machine and a predictor built on it
 
 This package depends on the core only (nets, space, data, io); the CLI resolves a model reference
-and hands the network in.
+and hands the network in. Names are imported on first use, and ``defaults.py`` holds the default
+settings without importing torch, so the CLI's help shows them at no cost.
 """
 
-from menas_zoo.export.bench import (BenchReport, LatencyBudgetError, LatencyStats, bench_eager, bench_onnx,
-                                    benchmark, check_budget, machine_fingerprint)
-from menas_zoo.export.latency_table import LatencyTable, build_latency_table, evaluate_predictor
-from menas_zoo.export.onnx import DEFAULT_OPSET, EXPORTERS, ExportResult, export_onnx
-from menas_zoo.export.pipeline import ExportImages, ExportOptions, ExportOutcome, export_model
-from menas_zoo.export.parity import ParityError, ParityResult, check_parity, real_images
-from menas_zoo.export.quantize import Int8Comparison, compare_int8, quantize_int8
-from menas_zoo.export.runtime import ort_session
+from menas_zoo.lazy import lazy_attributes
 
 __all__ = ["BenchReport", "DEFAULT_OPSET", "EXPORTERS", "ExportImages", "ExportOptions", "ExportOutcome",
            "ExportResult", "Int8Comparison", "LatencyBudgetError", "LatencyStats", "LatencyTable", "ParityError",
            "ParityResult", "bench_eager", "bench_onnx", "benchmark", "build_latency_table", "check_budget",
-           "check_parity", "compare_int8", "evaluate_predictor", "export_model", "export_onnx", "machine_fingerprint",
-           "ort_session", "quantize_int8", "real_images"]
+           "check_parity", "compare_int8", "evaluate_predictor", "export_model", "export_onnx",
+           "machine_fingerprint", "ort_session", "quantize_int8", "real_images"]
+
+__getattr__, __dir__ = lazy_attributes(globals(), {
+    "BenchReport": "menas_zoo.export.bench",
+    "LatencyStats": "menas_zoo.export.bench",
+    "bench_eager": "menas_zoo.export.bench",
+    "bench_onnx": "menas_zoo.export.bench",
+    "benchmark": "menas_zoo.export.bench",
+    "check_budget": "menas_zoo.export.bench",
+    "machine_fingerprint": "menas_zoo.export.bench",
+    "LatencyBudgetError": "menas_zoo.errors",
+    "ParityError": "menas_zoo.errors",
+    "LatencyTable": "menas_zoo.export.latency_table",
+    "build_latency_table": "menas_zoo.export.latency_table",
+    "evaluate_predictor": "menas_zoo.export.latency_table",
+    "DEFAULT_OPSET": "menas_zoo.export.defaults",
+    "EXPORTERS": "menas_zoo.export.defaults",
+    "ExportResult": "menas_zoo.export.onnx",
+    "export_onnx": "menas_zoo.export.onnx",
+    "ExportImages": "menas_zoo.export.pipeline",
+    "ExportOptions": "menas_zoo.export.pipeline",
+    "ExportOutcome": "menas_zoo.export.pipeline",
+    "export_model": "menas_zoo.export.pipeline",
+    "ParityResult": "menas_zoo.export.parity",
+    "check_parity": "menas_zoo.export.parity",
+    "real_images": "menas_zoo.export.parity",
+    "Int8Comparison": "menas_zoo.export.quantize",
+    "compare_int8": "menas_zoo.export.quantize",
+    "quantize_int8": "menas_zoo.export.quantize",
+    "ort_session": "menas_zoo.export.runtime",
+})

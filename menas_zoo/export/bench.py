@@ -26,15 +26,10 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from menas_zoo.errors import MenasError
+from menas_zoo.errors import LatencyBudgetError, MenasError, first_line
+from menas_zoo.export.defaults import DEFAULT_RUNS, DEFAULT_WARMUP
 from menas_zoo.export.runtime import ort_session
 
-DEFAULT_RUNS = 200
-DEFAULT_WARMUP = 20
-
-
-class LatencyBudgetError(MenasError):
-    """p90 latency is over the budget."""
 
 
 @dataclass
@@ -106,7 +101,7 @@ def onnx_times(session, *, batch_size: int, runs: int, warmup: int, source: str 
     try:
         session.run(None, feed)
     except Exception as exc:
-        raise MenasError(f"{source} cannot run at batch {batch_size}: {str(exc).strip().splitlines()[0]}") from None
+        raise MenasError(f"{source} cannot run at batch {batch_size}: {first_line(exc)}") from None
     return time_calls(lambda: session.run(None, feed), runs=runs, warmup=warmup)
 
 

@@ -24,12 +24,11 @@ import onnx
 import torch
 from torch import nn
 
-from menas_zoo.errors import MenasError
+from menas_zoo.errors import MenasError, first_line
+from menas_zoo.export.defaults import DEFAULT_OPSET, EXPORTERS
 from menas_zoo.io import atomic_path
 from menas_zoo.export.runtime import optimize_offline
 
-DEFAULT_OPSET = 18
-EXPORTERS = ("dynamo", "torchscript")
 #: Opsets each exporter is allowed to write (the upper bound is what onnxruntime 1.18+ runs).
 SUPPORTED_OPSETS = {"dynamo": range(18, 22), "torchscript": range(13, 21)}
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -129,8 +128,8 @@ def _run_exporter(net: nn.Module, example: torch.Tensor, dst: Path, *, opset: in
     except MenasError:
         raise
     except Exception as exc:  # exporter failures are torch-internal; report them in one line
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MenasError(f"ONNX export ({exporter}, opset {opset}) failed: {first_line}") from None
+        detail = first_line(exc)
+        raise MenasError(f"ONNX export ({exporter}, opset {opset}) failed: {detail}") from None
 
 
 def check_onnx(path: str | Path) -> onnx.ModelProto:
@@ -139,7 +138,7 @@ def check_onnx(path: str | Path) -> onnx.ModelProto:
         model = onnx.load(str(path))
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
-        raise MenasError(f"{path} fails the ONNX checker: {str(exc).strip().splitlines()[0]}") from None
+        raise MenasError(f"{path} fails the ONNX checker: {first_line(exc)}") from None
     return model
 
 

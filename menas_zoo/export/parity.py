@@ -18,15 +18,11 @@ from torch import nn
 
 from menas_zoo.data import ImageDataset
 from menas_zoo.edge import read_model_info
-from menas_zoo.errors import MenasError
+from menas_zoo.errors import MenasError, ParityError, first_line
+from menas_zoo.export.defaults import DEFAULT_ATOL
 from menas_zoo.export.runtime import ort_session
 
-DEFAULT_ATOL = 1e-4
 DEFAULT_MIN_AGREEMENT = 1.0
-
-
-class ParityError(MenasError):
-    """The ONNX model's outputs differ from PyTorch's beyond tolerance."""
 
 
 @dataclass
@@ -99,7 +95,7 @@ def check_parity(model: nn.Module, onnx_path: str | Path, images: torch.Tensor, 
                 (actual,) = session.run(None, {input_name: onnx_inputs[start:start + batch_size].float().numpy()})
             except Exception as exc:
                 raise MenasError(f"{onnx_path} fails on a batch of {len(x)} images: "
-                                 f"{str(exc).strip().splitlines()[0]}") from None
+                                 f"{first_line(exc)}") from None
             if actual.shape != expected.shape:
                 raise ParityError(f"{onnx_path} returns shape {actual.shape}, PyTorch {expected.shape}")
             max_diff = max(max_diff, float(np.abs(actual - expected).max()))

@@ -30,7 +30,7 @@ import torch
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                       quant_pre_process, quantize_static)
 
-from menas_zoo.errors import MenasError
+from menas_zoo.errors import MenasError, first_line
 from menas_zoo.export.bench import bench_onnx
 from menas_zoo.export.runtime import ort_session
 from menas_zoo.io import atomic_path
@@ -84,7 +84,7 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration_imag
         except MenasError:
             raise
         except Exception as exc:
-            raise MenasError(f"int8 quantization of {fp32_path} failed: {str(exc).strip().splitlines()[0]}") from None
+            raise MenasError(f"int8 quantization of {fp32_path} failed: {first_line(exc)}") from None
         finally:
             prepared.unlink(missing_ok=True)
     return int8_path
@@ -120,7 +120,7 @@ def layer_errors(fp32_path: str | Path, int8_path: str | Path, images: torch.Ten
             # Tensors the pre-processing renamed have no fp32 counterpart; ORT's error function expects one.
             errors = compute_activation_error({k: v for k, v in matching.items() if "float" in v and v["pre_qdq"]})
         except Exception as exc:
-            raise MenasError(f"per-layer int8 error of {int8_path} failed: {str(exc).strip().splitlines()[0]}") from None
+            raise MenasError(f"per-layer int8 error of {int8_path} failed: {first_line(exc)}") from None
     rows = [{"tensor": name, "sqnr_db": round(float(e["xmodel_err"]), 2), "qdq_sqnr_db": round(float(e["qdq_err"]), 2)}
             for name, e in errors.items() if "xmodel_err" in e and np.isfinite(e["xmodel_err"])]
     return sorted(rows, key=lambda r: r["sqnr_db"])[:worst]

@@ -16,7 +16,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from menas_zoo.edge import resolve_providers
-from menas_zoo.errors import MenasError
+from menas_zoo.errors import MenasError, first_line
 
 _LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -55,8 +55,8 @@ def ort_session(path: str | Path, *, threads: int = 1, optimization: str = "all"
         return ort.InferenceSession(str(path), sess_options=session_options(threads, optimization),
                                     providers=chosen)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types, all RuntimeError-ish
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MenasError(f"{path} does not load in ONNX Runtime: {first_line}") from None
+        detail = first_line(exc)
+        raise MenasError(f"{path} does not load in ONNX Runtime: {detail}") from None
 
 
 def optimize_offline(src: str | Path, dst: str | Path, *, level: str = "extended") -> None:
@@ -71,4 +71,4 @@ def optimize_offline(src: str | Path, dst: str | Path, *, level: str = "extended
     try:
         ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise MenasError(f"ONNX Runtime could not optimize {src}: {str(exc).strip().splitlines()[0]}") from None
+        raise MenasError(f"ONNX Runtime could not optimize {src}: {first_line(exc)}") from None

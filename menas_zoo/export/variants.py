@@ -23,7 +23,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from menas_zoo.errors import MenasError
+from menas_zoo.errors import MenasError, first_line
 from menas_zoo.export.parity import ParityResult, check_parity
 from menas_zoo.export.runtime import session_options
 from menas_zoo.io import atomic_path
@@ -47,7 +47,7 @@ def convert_fp16(fp32_path: str | Path, fp16_path: str | Path) -> Path:
             onnx.save(model, str(tmp))
             onnx.checker.check_model(str(tmp), full_check=True)
     except Exception as exc:
-        raise MenasError(f"fp16 conversion of {fp32_path} failed: {str(exc).strip().splitlines()[0]}") from None
+        raise MenasError(f"fp16 conversion of {fp32_path} failed: {first_line(exc)}") from None
     return fp16_path
 
 
@@ -73,7 +73,7 @@ def mobile_usability(onnx_path: str | Path) -> dict:
     try:
         worth_trying = bool(analyze_model(Path(onnx_path), skip_optimize=False, logger=logger))
     except Exception as exc:
-        raise MenasError(f"ORT mobile usability check of {onnx_path} failed: {str(exc).strip().splitlines()[0]}") from None
+        raise MenasError(f"ORT mobile usability check of {onnx_path} failed: {first_line(exc)}") from None
     verdicts = {}
     for line in lines:
         match = re.match(r"Model should perform well with (.+?) as is: (\w+)", line)
@@ -92,5 +92,5 @@ def convert_ort_format(onnx_path: str | Path, ort_path: str | Path) -> Path:
         try:
             ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise MenasError(f"ORT-format conversion of {onnx_path} failed: {str(exc).strip().splitlines()[0]}") from None
+            raise MenasError(f"ORT-format conversion of {onnx_path} failed: {first_line(exc)}") from None
     return ort_path

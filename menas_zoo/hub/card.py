@@ -17,7 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from menas_zoo.artifact import CARD, CONFIG, read_config
 from menas_zoo.costs import human
-from menas_zoo.errors import MenasError
+from menas_zoo.errors import MenasError, first_line
 from menas_zoo.io import write_json_atomic, write_text_atomic
 from menas_zoo.space.genotype import Genotype
 
@@ -131,7 +131,7 @@ def check_card(card: ModelCard | str, config: dict[str, Any]) -> None:
     try:
         card = ModelCard(card if isinstance(card, str) else card.content)
     except Exception as exc:  # huggingface_hub raises ValueError or a YAML error on a bad header
-        raise MenasError(f"model card does not parse: {str(exc).splitlines()[0]}") from None
+        raise MenasError(f"model card does not parse: {first_line(exc)}") from None
     data = card.data
     if data.library_name != "menas-zoo":
         raise MenasError(f"model card: library_name is {data.library_name!r}, expected 'menas-zoo'")

@@ -24,7 +24,7 @@ from huggingface_hub import HfApi, constants, set_client_factory
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils._http import default_client_factory
 
-from menas_zoo.errors import MenasError
+from menas_zoo.errors import MenasError, first_line
 
 COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 TIMEOUT_VARIABLES = ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT")
@@ -106,12 +106,12 @@ def network_error(exc: BaseException, endpoint: str, action: str,
         return MenasError(f"the Hub at {endpoint} did not answer within {max(connect, read):g} s while {action} "
                           f"({type(exc).__name__}); {advice}, or raise {'/'.join(TIMEOUT_VARIABLES)}")
     if names & {"ConnectError", "NetworkError", "TransportError", "ProtocolError"}:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         return MenasError(f"cannot reach the Hub at {endpoint} while {action} ({detail}): {advice}")
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else None
         if status is None:
-            return MenasError(f"the Hub at {endpoint} failed while {action}: {str(exc).splitlines()[0]}")
+            return MenasError(f"the Hub at {endpoint} failed while {action}: {first_line(exc)}")
         kind = "a server error" if status >= 500 else "an error"
         return MenasError(f"the Hub at {endpoint} answered HTTP {status} ({kind}) while {action}")
     return None

@@ -17,7 +17,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from menas_zoo.artifact import CARD, CONFIG, DEPLOYMENT_FILES, MASKS, WEIGHTS, load_artifact
-from menas_zoo.errors import MenasError
+from menas_zoo.errors import MenasError, first_line
 from menas_zoo.hub.card import check_card, render_card
 from menas_zoo.hub.http import bounded_session, check_commit_id, network_error
 from menas_zoo.hub.resolve import hub_endpoint
@@ -78,7 +78,7 @@ def push_artifact(directory: str | Path, repo_id: str, *, private: bool = False,
             raise error from None
         # huggingface_hub reports a failed LFS upload as RuntimeError; the cause's first line is what the user needs.
         cause = exc.__cause__ or exc
-        detail = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        detail = first_line(cause)
         raise MenasError(f"push to {repo_id} on {endpoint} failed: {detail}") from None
     return check_commit_id(info.oid, endpoint)
 

@@ -39,10 +39,20 @@ def _entries() -> dict[str, ZooEntry]:
     return {name: ZooEntry(name=name, **fields) for name, fields in data["models"].items()}
 
 
-def list_models(pattern: str = "*", *, include_fixtures: bool = False) -> list[str]:
-    """Registered names matching a shell-style ``pattern`` (``mt-*``), sorted; test fixtures only on request."""
-    return sorted(name for name, entry in _entries().items()
-                  if fnmatch.fnmatchcase(name, pattern) and (include_fixtures or not entry.fixture))
+def list_models(pattern: str = "*", *, pretrained: bool | None = None, include_fixtures: bool = False) -> list[str]:
+    """Names ``create_model`` takes that match a shell-style ``pattern`` (``mt-*``), sorted.
+
+    ``pretrained=True``: the zoo's trained models; ``False``: the reference architectures, which have no
+    weights (``mobilenetv3-small``); ``None``: both. Test fixtures are listed only on request.
+    """
+    from menas_zoo.space.references import reference_names
+
+    names = []
+    if pretrained is not False:
+        names += [name for name, entry in _entries().items() if include_fixtures or not entry.fixture]
+    if pretrained is not True:
+        names += reference_names()
+    return sorted(name for name in names if fnmatch.fnmatchcase(name, pattern))
 
 
 def get_entry(name: str) -> ZooEntry:
@@ -51,5 +61,6 @@ def get_entry(name: str) -> ZooEntry:
     if name in entries:
         return entries[name]
     close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}?" if close else f"registered: {', '.join(list_models()) or 'none'}"
+    registered = ", ".join(list_models(pretrained=True)) or "none"
+    hint = f"did you mean {', '.join(close)}?" if close else f"registered: {registered}"
     raise MenasError(f"unknown model {name!r}: {hint} (or pass hf-hub:ORG/NAME or an artifact folder)")

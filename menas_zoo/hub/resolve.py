@@ -18,6 +18,7 @@ are ever downloaded, so nothing downloaded is ever unpickled.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -38,10 +39,11 @@ from menas_zoo.artifact import (ARTIFACT_FILES, CONFIG, PICKLE_SUFFIXES, WEIGHTS
                                read_config)
 from menas_zoo.errors import MenasError
 from menas_zoo.hub.http import bounded_session, network_error, resolve_commit
-from menas_zoo.hub.registry import ZooEntry, get_entry
+from menas_zoo.hub.registry import ZooEntry, get_entry, list_models
 from menas_zoo.io import write_text_atomic
-from menas_zoo.nets import MobileNetMT, build_model
+from menas_zoo.nets import MobileNetMT, adapt_model, build_model
 from menas_zoo.space.genotype import Genotype
+from menas_zoo.space.references import looks_like_genotype, resolve_genotype
 
 HF_HUB_PREFIX = "hf-hub:"
 OFFLINE_ADVICE = "check the network or HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use cached and bundled models only"
@@ -196,17 +198,60 @@ def load(ref: str, **kwargs) -> tuple[Artifact, Resolved]:
     return load_artifact(resolved.path), resolved
 
 
-def create_model(name_or_ref: str, pretrained: bool = True, **kwargs) -> MobileNetMT:
+def create_model(name_or_ref: str, pretrained: bool = True, num_classes: int | None = None,
+                 in_chans: int | None = None, **kwargs) -> MobileNetMT:
     """timm-style factory: ``create_model("mt-test")`` returns the trained network in eval mode.
 
-    ``pretrained=False`` builds the same architecture with fresh weights. The artifact's config is kept
-    on the model as ``model.zoo_config`` (labels, input spec with mean/std, metrics).
+    ``name_or_ref`` is anything :func:`load` takes (a zoo name, ``hf-hub:ORG/NAME[@REV]``, an artifact
+    folder), or an architecture without weights (a reference such as ``mobilenetv3-small``, a genotype
+    file, inline JSON or the one-line form), which needs ``pretrained=False``. ``pretrained=False`` builds
+    the architecture with fresh weights. ``num_classes`` and ``in_chans`` change the classifier and the
+    stem; with pretrained weights every other weight is kept (:func:`menas_zoo.nets.adapt_model`).
+    The artifact's config is kept on the model as ``model.zoo_config`` (labels, input spec with mean/std,
+    metrics; ``None`` for an architecture without weights). ``kwargs`` go to :func:`resolve`.
     """
+    for value, what in ((num_classes, "num_classes"), (in_chans, "in_chans")):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise MenasError(f"{what} must be a positive integer, got {value!r}")
+    if looks_like_genotype(name_or_ref):
+        if pretrained:
+            raise MenasError(f"{name_or_ref!r} is an architecture without weights: pass pretrained=False to build "
+                             f"it untrained (models with weights: {', '.join(list_models(pretrained=True)) or 'none'})")
+        model = build_model(_with(resolve_genotype(name_or_ref), num_classes, in_chans))
+        model.zoo_config = None
+        return model
     if pretrained:
         artifact, _ = load(name_or_ref, **kwargs)
-        model, config = artifact.model, artifact.config
+        model, config = adapt_model(artifact.model, num_classes=num_classes, in_chans=in_chans), artifact.config
     else:
         config = read_config(resolve(name_or_ref, **kwargs).path)
-        model = build_model(Genotype.from_dict(config["genotype"]))
-    model.zoo_config = config
+        model = build_model(_with(Genotype.from_dict(config["genotype"]), num_classes, in_chans))
+    model.zoo_config = _adapted_config(config, model.genotype)
     return model
+
+
+def _with(genotype: Genotype, num_classes: int | None, in_chans: int | None) -> Genotype:
+    return dataclasses.replace(genotype, num_classes=num_classes or genotype.num_classes,
+                               in_chans=in_chans or genotype.in_chans)
+
+
+def _adapted_config(config: dict, genotype: Genotype) -> dict:
+    """The artifact's config, told apart from the model when its classes or channels were changed:
+    labels go with other classes, and mean/std follow the stem (averaged or repeated) with other channels."""
+    old = Genotype.from_dict(config["genotype"])
+    if (old.num_classes, old.in_chans) == (genotype.num_classes, genotype.in_chans):
+        return config
+    config = {**config, "genotype": genotype.to_dict(),
+              "adapted": {"from_num_classes": old.num_classes, "from_in_chans": old.in_chans}}
+    if old.num_classes != genotype.num_classes:
+        config["labels"] = None
+    spec = dict(config.get("input_spec") or {})
+    if old.in_chans != genotype.in_chans:
+        spec["in_chans"] = genotype.in_chans
+        for key in ("mean", "std"):
+            if spec.get(key) is not None:
+                values = list(spec[key])
+                spec[key] = ([sum(values) / len(values)] if genotype.in_chans == 1
+                             else [values[i % len(values)] for i in range(genotype.in_chans)])
+        config["input_spec"] = spec
+    return config

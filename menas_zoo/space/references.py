@@ -51,6 +51,14 @@ def reference_genotype(name: str, in_chans: int = 3, resolution: int = 224, num_
                                "resolution": resolution, "num_classes": num_classes})
 
 
+def looks_like_genotype(ref: str) -> bool:
+    """Whether ``ref`` names an architecture rather than a trained model: a reference name, inline JSON,
+    a one-line genotype, or a genotype file (or a run folder holding genotype.json but no weights)."""
+    path = Path(ref)
+    return (ref in _TABLES or ref.lstrip().startswith(("{", "stem")) or path.is_file()
+            or ((path / "genotype.json").is_file() and not (path / "model.safetensors").is_file()))
+
+
 def resolve_genotype(ref: str, *, in_chans: int | None = None, resolution: int | None = None,
                      num_classes: int | None = None) -> Genotype:
     """A genotype from a reference name, a JSON file, inline JSON, or the one-line form

@@ -30,8 +30,8 @@ $(OLAH):
 # The main job: get the zoo's model (offline, from the copy bundled in the package), export it to ONNX,
 # prove parity on real images and check its ONNX Runtime latency against a budget.
 demo: install data
-	HF_HUB_OFFLINE=1 $(BIN)/menas-zoo load mt-test
-	$(BIN)/menas-zoo export mt-test --out exported/mt-test --max-latency-ms 20
+	HF_HUB_OFFLINE=1 $(BIN)/menas-zoo load mt-a
+	$(BIN)/menas-zoo export mt-a --out exported/mt-a --max-latency-ms 20
 
 test: install data $(OLAH)
 	MENAS_OLAH_CLI=$(CURDIR)/$(OLAH) HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_TELEMETRY=1 \

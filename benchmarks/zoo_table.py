@@ -49,7 +49,7 @@ CLASSES = {"mt-a": ("<= 100K", 0.930, "92.5% (2 conv layers, < 100K)"),
 
 def zoo_models() -> list[dict]:
     models = []
-    for name in list_models():
+    for name in list_models(pretrained=True):
         artifact = load_artifact(resolve(name, offline=True).path)
         spec = artifact.config["input_spec"]
         models.append({"name": name, "model": artifact.model, "mean": spec.get("mean"), "std": spec.get("std"),

@@ -280,7 +280,7 @@ def stage_publish(args) -> None:
         if int8 and drop <= INT8_MAX_DROP:  # ship int8 only where it keeps the model's accuracy
             shutil.copy2(out / "onnx" / INT8_FILE, out / INT8_FILE)
         print(f"{name}: {out} ready (int8 {'shipped' if (out / INT8_FILE).exists() else 'not shipped'}, "
-              f"{drop * 100:+.2f} pts); register with scripts/register_model.py {out} --name {name} --bundle ...")
+              f"int8 vs fp32 {-drop * 100:+.2f} pts); register with scripts/register_model.py {out} --name {name} --bundle ...")
 
 
 def stage_table(args) -> None:

@@ -1,6 +1,6 @@
 """Export commands: ``export`` (ONNX + checker + parity + latency [+ int8]) and ``bench`` (latency, per-block table).
 
-REF is resolved by :func:`menas_zoo.hub.resolve_model`, as for every command: an artifact folder, a zoo name
+REF is resolved by :func:`menas_zoo.hub.resolve_model` for both commands: an artifact folder, a zoo name
 or ``hf-hub:`` ref, or a genotype with ``--weights model.safetensors`` (or ``--random-init`` to time an
 untrained network). The images come from :meth:`menas_zoo.export.pipeline.ExportImages.load`.
 """

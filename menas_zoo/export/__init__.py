@@ -13,8 +13,9 @@
     latency_table.py  per-block latency lookup table for this machine and a predictor built on it
 
 This package depends on the core only (nets, space, data, io); a model reference is resolved by
-:func:`menas_zoo.hub.resolve_model`, whose network (with its own mean/std) is handed in. Names are imported on first use, and ``defaults.py`` holds the default
-settings without importing torch, so the CLI's help shows them at no cost.
+:func:`menas_zoo.hub.resolve_model`, whose network (with its own mean/std) is handed in. Names are
+imported on first use, and ``defaults.py`` holds the default settings without importing torch, so the
+CLI's help shows them at no cost.
 """
 
 from menas_zoo.lazy import lazy_attributes

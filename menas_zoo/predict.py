@@ -38,25 +38,24 @@ def load_predictor(ref: str, *, providers: str | None = None, threads: int | Non
 def _torch_predictor(ref: str, *, threads, labels, mean, std, offline, endpoint) -> Predictor:
     import torch  # only here: an .onnx file never needs it
 
-    from menas_zoo.hub.resolve import load
+    from menas_zoo.hub.resolve import load_source
 
-    artifact, _ = load(ref, offline=offline, endpoint=endpoint)
-    config, genotype = artifact.config, artifact.genotype
-    spec = config.get("input_spec") or {}
-    missing = [name for name, given, own in (("labels", labels, config.get("labels")), ("mean", mean, spec.get("mean")),
-                                             ("std", std, spec.get("std"))) if given is None and own is None]
+    source = load_source(ref, offline=offline, endpoint=endpoint)
+    genotype = source.model.genotype
+    missing = [name for name, given, own in (("labels", labels, source.labels), ("mean", mean, source.mean),
+                                             ("std", std, source.std)) if given is None and own is None]
     if missing:
         raise EdgeError(f"{ref} has no {', '.join(missing)} in its config.json: pass "
                         f"{' '.join('--' + m + ' ...' for m in missing)}")
-    info = ModelInfo(labels=list(labels or config["labels"]), mean=[float(v) for v in (mean or spec["mean"])],
-                     std=[float(v) for v in (std or spec["std"])], channels=genotype.in_chans,
+    info = ModelInfo(labels=list(labels or source.labels), mean=[float(v) for v in (mean or source.mean)],
+                     std=[float(v) for v in (std or source.std)], channels=genotype.in_chans,
                      resolution=genotype.resolution)
     for key in ("mean", "std"):
         if len(getattr(info, key)) != info.channels:
             raise EdgeError(f"{key} has {len(getattr(info, key))} values but {ref} reads {info.channels}-channel images")
     if len(info.labels) != genotype.num_classes:
         raise EdgeError(f"{len(info.labels)} labels given but {ref} has {genotype.num_classes} classes")
-    model = artifact.model.eval()
+    model = source.model
     if threads:
         torch.set_num_threads(threads)
 

@@ -39,7 +39,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from menas_zoo.data import Augment, BatchLoader, DataSplits, ImageDataset
+from menas_zoo.data import Augment, BatchLoader, DataSplits, ImageDataset, load_dataset
 from menas_zoo.errors import MenasError
 from menas_zoo.io import atomic_path
 from menas_zoo.slim import bn_l1_penalty, hidden_bns
@@ -167,6 +167,21 @@ def evaluate(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 1000,
         correct += (logits.argmax(1) == y).sum().item()
     n = max(1, len(dataset))
     return {"acc": correct / n, "loss": loss_sum / n}
+
+
+def evaluate_test_split(model: nn.Module, dataset: str, data_dir: str | Path | None = None, *, mean=None,
+                        std=None) -> float:
+    """Top-1 accuracy of ``model`` on the test split of the named dataset, normalized with the model's own
+    ``mean``/``std`` when given (an artifact's input spec: as it was trained), else the dataset's."""
+    test = load_dataset(dataset, data_dir, split="test")
+    genotype = model.genotype
+    if (test.in_chans, test.resolution, len(test.classes)) != (genotype.in_chans, genotype.resolution, genotype.num_classes):
+        raise MenasError(f"--eval-test: {dataset} is {test.in_chans}x{test.resolution}x{test.resolution}, "
+                         f"{len(test.classes)} classes; this model expects "
+                         f"{genotype.in_chans}x{genotype.resolution}x{genotype.resolution}, {genotype.num_classes} classes")
+    if mean is not None:
+        test.mean, test.std = tuple(mean), tuple(std)
+    return evaluate(model, test)["acc"]
 
 
 @torch.no_grad()

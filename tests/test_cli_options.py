@@ -68,10 +68,11 @@ def test_help_lists_every_profile_and_dataset():
 
 def test_load_takes_eval_test_and_the_old_eval(monkeypatch):
     """--eval-test is the one name (as in train); --eval still works, hidden."""
-    from menas_zoo.cli import zoo
+    from menas_zoo import train
 
     seen = []
-    monkeypatch.setattr(zoo, "_evaluate", lambda artifact, dataset, data_dir: seen.append(dataset) or 0.5)
+    monkeypatch.setattr(train, "evaluate_test_split",
+                        lambda model, dataset, data_dir, **normalization: seen.append(dataset) or 0.5)
     for flag in ("--eval-test", "--eval"):
         result, stdout, _ = run("load", "mt-test", "--offline", flag, "--json")
         assert result.exit_code == 0, result.output

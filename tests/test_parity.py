@@ -1,7 +1,10 @@
 """Parity: PyTorch and ONNX Runtime agree on real images, and a model that drifts is caught."""
 
+import dataclasses
+
 import onnx
 import pytest
+import torch
 from export_fixtures import EXPORT_BATCH, fashion_test_split, parity_images, tiny_model, tiny_onnx  # noqa: F401
 from onnx import numpy_helper
 
@@ -37,3 +40,24 @@ def test_a_drifted_model_fails_parity(tiny_model, tiny_onnx, parity_images, tmp_
 def test_parity_refuses_the_export_batch_size(tiny_model, tiny_onnx, parity_images):
     with pytest.raises(MenasError, match="batch size other than the export's"):
         check_parity(tiny_model, tiny_onnx[1], parity_images, batch_size=EXPORT_BATCH, export_batch=EXPORT_BATCH)
+
+
+def test_model_images_are_normalized_with_the_models_own_mean_and_std(tiny_model, fashion_test_split):
+    from menas_zoo.export import model_images, real_images
+
+    own, data = model_images("fashion-mnist", None, tiny_model.genotype, 8, mean=[0.5], std=[0.25])
+    assert torch.equal(own, ((fashion_test_split.images[:8].float() / 255 - 0.5) / 0.25).contiguous())
+    default, _ = model_images("fashion-mnist", None, tiny_model.genotype, 8)  # none carried: the dataset's
+    assert torch.equal(default, real_images(fashion_test_split, 8))
+    everything, _ = model_images("fashion-mnist", None, tiny_model.genotype, 10 ** 9)
+    assert len(everything) == len(data) == len(fashion_test_split)
+
+
+def test_model_images_refuse_a_dataset_of_another_shape(tiny_model):
+    from menas_zoo.export import model_images
+
+    colour = dataclasses.replace(tiny_model.genotype, in_chans=3)
+    with pytest.raises(MenasError) as caught:
+        model_images("fashion-mnist", None, colour, 8, split="train")
+    assert str(caught.value) == ("the model reads 3x28px images but fashion-mnist is 1x28px; pass --dataset/--data-dir "
+                                 "with matching images")

@@ -1,5 +1,7 @@
 """Ref resolution: local folder -> HF cache at the pin -> bundled copy -> Hub, and its failures."""
 
+import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -7,13 +9,18 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import TINY_GENOTYPE
 from huggingface_hub import HfApi, snapshot_download
+from safetensors.torch import save_file
 
 from menas_zoo.artifact import file_sha256
 from menas_zoo.errors import MenasError
 from menas_zoo.hub import registry
 from menas_zoo.hub.registry import ZooEntry, get_entry
-from menas_zoo.hub.resolve import create_model, parse_hub_ref, resolve
+from menas_zoo.hub.resolve import create_model, load_source, parse_hub_ref, resolve, resolve_model
+from menas_zoo.nets import build_model
+from menas_zoo.space import resolve_genotype
 
 UNREACHABLE = "http://127.0.0.1:9"  # nothing listens on the discard port: connections are refused at once
 MENAS_ZOO = Path(sys.executable).with_name("menas-zoo")  # the installed console script
@@ -63,6 +70,59 @@ def test_bundled_copy_with_a_wrong_sha256_is_refused(monkeypatch, tmp_path):
     monkeypatch.setitem(registry._entries(), "mt-test", bad)
     with pytest.raises(MenasError, match="bundled copy of mt-test: sha256 mismatch for model.safetensors"):
         resolve("mt-test", offline=True, cache=tmp_path)
+
+
+# -- resolve_model: every kind of REF of export and bench, with the model's own normalization ----------
+
+def test_resolve_model_of_an_artifact_carries_its_normalization_labels_and_hash(tiny_artifact):
+    source = resolve_model(str(tiny_artifact), offline=True)
+    spec = json.loads((tiny_artifact / "config.json").read_text())["input_spec"]
+    assert (source.kind, source.ref, source.revision) == ("artifact", str(tiny_artifact), None)
+    assert (source.mean, source.std) == (spec["mean"], spec["std"]) and source.labels[0] == "T-shirt/top"
+    assert source.weights_sha256 == file_sha256(tiny_artifact / "model.safetensors") and not source.model.training
+
+
+def test_resolve_model_of_a_zoo_name_is_the_pinned_hub_model(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    source = resolve_model("mt-test", offline=True)
+    entry = get_entry("mt-test")
+    assert (source.kind, source.revision) == ("hub", entry.revision)
+    assert source.weights_sha256 == entry.files["model.safetensors"] and source.mean is not None
+    loaded = load_source("mt-test", offline=True)  # what predict loads: the same, genotype refs aside
+    assert dataclasses.replace(loaded, model=source.model) == source
+
+
+def test_resolve_model_of_a_genotype_takes_weights_or_fresh_ones(tmp_path):
+    torch.manual_seed(1)
+    trained = build_model(resolve_genotype(TINY_GENOTYPE))
+    weights = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, str(weights))
+    source = resolve_model(TINY_GENOTYPE, weights=weights)
+    assert (source.kind, source.mean, source.std, source.labels) == ("genotype", None, None, None)
+    assert source.weights_sha256 == file_sha256(weights) and not source.model.training
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in source.model.state_dict().items())
+    fresh = resolve_model(TINY_GENOTYPE, random_init=True)
+    assert fresh.weights_sha256 is None and fresh.model.genotype == trained.genotype
+
+
+@pytest.mark.parametrize("ref, kwargs, message", [
+    (TINY_GENOTYPE, {}, f"{TINY_GENOTYPE!r} is a genotype, not a trained model: add --weights model.safetensors, "
+                        "or --random-init to time an untrained network"),
+    (TINY_GENOTYPE, {"weights": "w.safetensors", "random_init": True},
+     "give either --weights or --random-init, not both"),
+    ("stem8 / k3_zz / head32", {}, "stage 1, block 1 'k3_zz': unknown field 'zz'"),
+    ("mt-tst", {}, "unknown model 'mt-tst'"),
+])
+def test_resolve_model_says_what_is_wrong_with_a_ref(ref, kwargs, message):
+    with pytest.raises(MenasError) as caught:
+        resolve_model(ref, offline=True, **kwargs)
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_resolve_model_with_the_hub_unreachable_says_so_not_genotype(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(MenasError, match=f"cannot reach the Hub at {UNREACHABLE}"):
+        resolve_model("hf-hub:menas/absent", offline=False, endpoint=UNREACHABLE)
 
 
 def _publish(hub_servers, folder, repo_id):

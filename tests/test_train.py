@@ -135,3 +135,26 @@ def test_validate_none_scores_nothing_and_warmup_stays_a_fraction_of_the_run(tra
     assert all(math.isnan(h["val_acc"]) for h in result.history)
     assert warmup_steps(TrainConfig(epochs=1, warmup_epochs=1.0), 100) == 20  # a 1-epoch run is not all warm-up
     assert warmup_steps(TrainConfig(epochs=30, warmup_epochs=1.0), 100) == 100
+
+
+def test_evaluate_test_split_normalizes_as_the_model_was_trained(monkeypatch, fashion_test):
+    from menas_zoo import train as train_module
+
+    seen = []
+    monkeypatch.setattr(train_module, "evaluate",
+                        lambda model, data: seen.append((data.mean, data.std, len(data))) or {"acc": 0.25})
+    model = fresh_model()
+    assert train_module.evaluate_test_split(model, "fashion-mnist", mean=[0.5], std=[0.25]) == 0.25
+    train_module.evaluate_test_split(model, "fashion-mnist")  # no mean/std of its own: the dataset's
+    assert seen == [((0.5,), (0.25,), len(fashion_test)), (tuple(fashion_test.mean), tuple(fashion_test.std),
+                                                            len(fashion_test))]
+
+
+def test_evaluate_test_split_refuses_a_dataset_the_model_cannot_read():
+    from menas_zoo.train import evaluate_test_split
+
+    five = build_model(Genotype.from_compact(TINY_GENOTYPE, num_classes=5))
+    with pytest.raises(MenasError) as caught:
+        evaluate_test_split(five, "fashion-mnist")
+    assert str(caught.value) == ("--eval-test: fashion-mnist is 1x28x28, 10 classes; this model expects 1x28x28, "
+                                 "5 classes")

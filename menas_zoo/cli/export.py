@@ -1,15 +1,14 @@
 """Export commands: ``export`` (ONNX + checker + parity + latency [+ int8]) and ``bench`` (latency, per-block table).
 
-REF is resolved here, once, for both commands: an artifact folder, a zoo name or ``hf-hub:`` ref (through
-the hub), or a genotype with ``--weights model.safetensors`` (or ``--random-init`` to time an untrained
-network). The export package only ever sees an ``nn.Module``.
+REF is resolved by :func:`menas_zoo.hub.resolve_model` for both commands: an artifact folder, a zoo name
+or ``hf-hub:`` ref, or a genotype with ``--weights model.safetensors`` (or ``--random-init`` to time an
+untrained network). The images come from :meth:`menas_zoo.export.pipeline.ExportImages.load`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -21,74 +20,12 @@ from menas_zoo.cli.options import data_dir_option, dataset_option, endpoint_opti
 from menas_zoo.costs import genotype_cost, human
 from menas_zoo.errors import EXIT_OVER_BUDGET, EXIT_PARITY, GenotypeError, MenasError
 from menas_zoo.export.defaults import DEFAULT_ATOL, DEFAULT_OPSET, DEFAULT_RUNS, DEFAULT_WARMUP
-from menas_zoo.space import get_profile, looks_like_genotype, resolve_genotype, sample_genotype
+from menas_zoo.space import get_profile, resolve_genotype, sample_genotype
 
 # torch, onnx and onnxruntime are imported inside the commands: --help must not pay for them.
 if TYPE_CHECKING:
     from menas_zoo.export.bench import BenchReport
     from menas_zoo.export.pipeline import ExportOutcome
-    from menas_zoo.nets import MobileNetMT
-
-
-@dataclass
-class ModelSource:
-    model: MobileNetMT
-    ref: str
-    kind: str  # "artifact" | "hub" | "genotype"
-    mean: Optional[list[float]]  # the model's own input normalization, when it carries one
-    std: Optional[list[float]]
-    labels: Optional[list[str]] = None
-    revision: Optional[str] = None  # the Hub commit the weights came from
-    weights_sha256: Optional[str] = None
-
-
-def resolve_model(ref: str, *, weights: Optional[Path] = None, random_init: bool = False,
-                  offline: Optional[bool] = None, endpoint: Optional[str] = None) -> ModelSource:
-    """REF -> network, through the one loading path of each kind (artifact, hub, genotype + weights)."""
-    from menas_zoo.artifact import file_sha256, is_artifact, load_artifact, load_weights
-    from menas_zoo.hub import load as hub_load
-    from menas_zoo.nets import build_model
-
-    if weights is not None or random_init:
-        if weights is not None and random_init:
-            raise MenasError("give either --weights or --random-init, not both")
-        genotype = resolve_genotype(ref)
-        model = (load_weights(weights, genotype) if weights is not None else build_model(genotype)).eval()
-        return ModelSource(model, ref, "genotype", None, None,
-                           weights_sha256=file_sha256(weights) if weights is not None else None)
-    if Path(ref).is_dir() and is_artifact(ref):
-        return _from_artifact(load_artifact(ref), ref, "artifact")
-    try:
-        artifact, resolved = hub_load(ref, offline=offline, endpoint=endpoint)  # zoo names and hf-hub: refs
-    except MenasError:
-        if not looks_like_genotype(ref):
-            raise  # the real cause: an unknown name, an unreachable Hub, a missing repo, a damaged file, ...
-        resolve_genotype(ref)  # a malformed genotype fails here, saying what is wrong with it
-        raise MenasError(f"{ref!r} is a genotype, not a trained model: add --weights model.safetensors, or "
-                         "--random-init to time an untrained network") from None
-    return _from_artifact(artifact, ref, "hub", revision=resolved.revision)
-
-
-def _from_artifact(artifact, ref: str, kind: str, revision: Optional[str] = None) -> ModelSource:
-    from menas_zoo.artifact import WEIGHTS, file_sha256
-
-    spec = artifact.config.get("input_spec") or {}
-    return ModelSource(artifact.model.eval(), ref, kind, spec.get("mean"), spec.get("std"),
-                       labels=artifact.config.get("labels"), revision=revision,
-                       weights_sha256=file_sha256(artifact.path / WEIGHTS))
-
-
-def onnx_metadata(source: ModelSource, data) -> dict[str, str]:
-    """What the ONNX file must carry to be used alone: the normalization parity used, labels, input, provenance."""
-    from menas_zoo.artifact import package_version
-    from menas_zoo.edge import metadata_props
-
-    g = source.model.genotype
-    labels = source.labels or (data.classes if len(data.classes) == g.num_classes else [str(i) for i in range(g.num_classes)])
-    return metadata_props(labels=labels, mean=source.mean if source.mean is not None else data.mean,
-                          std=source.std if source.std is not None else data.std, channels=g.in_chans,
-                          resolution=g.resolution, genotype=g.to_dict(), version=package_version(),
-                          source={"ref": source.ref, "revision": source.revision, "sha256": source.weights_sha256})
 
 
 def parse_ints(text: str, what: str) -> list[int]:
@@ -99,18 +36,6 @@ def parse_ints(text: str, what: str) -> list[int]:
     if not values or any(v < 1 for v in values):
         raise MenasError(f"{what} must be comma-separated positive integers, got {text!r}")
     return values
-
-
-def real_image_split(dataset: str, data_dir: Optional[Path], source: ModelSource, count: int, split: str = "test"):
-    from menas_zoo.data import load_dataset
-    from menas_zoo.export.parity import real_images
-
-    data = load_dataset(dataset, data_dir, split)
-    g = source.model.genotype
-    if (data.in_chans, data.resolution) != (g.in_chans, g.resolution):
-        raise MenasError(f"the model reads {g.in_chans}x{g.resolution}px images but {dataset} is "
-                         f"{data.in_chans}x{data.resolution}px; pass --dataset/--data-dir with matching images")
-    return real_images(data, min(count, len(data)), mean=source.mean, std=source.std), data
 
 
 def latency_rows(report: BenchReport) -> list[list]:
@@ -200,8 +125,8 @@ def export_command(
 ) -> None:
     """Export a model to ONNX, check it, prove parity with PyTorch and time it; optionally int8."""
     from menas_zoo.export.bench import check_budget
-    from menas_zoo.export.parity import real_images
-    from menas_zoo.export.pipeline import ExportImages, ExportOptions, export_model, prepare_out_dir
+    from menas_zoo.export.pipeline import ExportImages, ExportOptions, export_model, onnx_metadata, prepare_out_dir
+    from menas_zoo.hub.resolve import resolve_model
 
     options = ExportOptions(opset=opset, exporter=exporter, dynamic_batch=dynamic_batch, optimize=optimize, int8=int8,
                             batch_sizes=parse_ints(batch_sizes, "--batch-sizes"),
@@ -212,14 +137,8 @@ def export_command(
     source = resolve_model(ref, weights=weights, random_init=random_init, offline=hub_offline(offline),
                            endpoint=endpoint)
     prepare_out_dir(out)
-    parity_x, test_data = real_image_split(dataset, data_dir, source, parity_images)
-    g = source.model.genotype
-    raw = real_images(test_data, len(parity_x), mean=[0.0] * g.in_chans, std=[1.0] * g.in_chans)
-    images = ExportImages(parity=parity_x, parity_raw=raw, dataset=dataset)
-    if int8:
-        images.calibration, _ = real_image_split(dataset, data_dir, source, calibration_images, split="train")
-        images.accuracy, _ = real_image_split(dataset, data_dir, source, len(test_data))
-        images.accuracy_labels = test_data.labels
+    images, test_data = ExportImages.load(source, dataset, data_dir, parity_images=parity_images,
+                                          calibration_images=calibration_images, int8=int8)
     outcome = export_model(source.model, out, images, options, model_info={"ref": ref, "source": source.kind},
                            onnx_metadata=onnx_metadata(source, test_data), step=_status(as_json))
     if as_json:
@@ -314,6 +233,7 @@ def bench_command(
     from menas_zoo.export.bench import benchmark, budget_verdict, check_budget, check_budget_value
     from menas_zoo.export.pipeline import ONNX_FILE
     from menas_zoo.export.runtime import ort_session
+    from menas_zoo.hub.resolve import resolve_model
 
     check_budget_value(max_latency_ms)
     resolve_providers(providers)
@@ -357,6 +277,7 @@ def bench_command(
 def _per_block(ref, weights, thread_list, runs, warmup, table_path: Path, n_genotypes, profile, seed,
                as_json, *, offline, endpoint) -> None:
     from menas_zoo.export.latency_table import LatencyTable, build_latency_table, evaluate_predictor
+    from menas_zoo.hub.resolve import resolve_model
 
     if len(thread_list) != 1:
         raise MenasError("--per-block measures one thread count at a time; pass a single --threads value")

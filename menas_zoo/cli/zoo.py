@@ -68,6 +68,7 @@ def load_command(
 ) -> None:
     """Resolve a model, build it, check its weights, and print a summary."""
     from menas_zoo.hub.resolve import load
+    from menas_zoo.train import evaluate_test_split
 
     evaluate_test = eval_test or eval_alias
     t0 = time.perf_counter()
@@ -78,7 +79,9 @@ def load_command(
                "revision": resolved.revision, "genotype": genotype.to_compact(), "metrics": config["metrics"],
                "load_seconds": round(seconds, 3)}
     if evaluate_test:
-        summary["measured_test_accuracy"] = _evaluate(artifact, dataset, data_dir)
+        spec = config.get("input_spec") or {}
+        summary["measured_test_accuracy"] = evaluate_test_split(artifact.model, dataset, data_dir,
+                                                                mean=spec.get("mean"), std=spec.get("std"))
     if as_json:
         print_json(summary)
         return
@@ -92,23 +95,6 @@ def load_command(
     if evaluate_test:
         rows.append(["accuracy (measured now, test)", f"{summary['measured_test_accuracy']:.4f}"])
     print_table(None, ["model", ref], rows)
-
-
-def _evaluate(artifact, dataset: str, data_dir: Optional[Path]) -> float:
-    from menas_zoo.data import load_dataset
-    from menas_zoo.errors import MenasError
-    from menas_zoo.train import evaluate
-
-    test = load_dataset(dataset, data_dir, split="test")
-    genotype = artifact.genotype
-    if (test.in_chans, test.resolution, len(test.classes)) != (genotype.in_chans, genotype.resolution, genotype.num_classes):
-        raise MenasError(f"--eval-test: {dataset} is {test.in_chans}x{test.resolution}x{test.resolution}, "
-                         f"{len(test.classes)} classes; this model expects "
-                         f"{genotype.in_chans}x{genotype.resolution}x{genotype.resolution}, {genotype.num_classes} classes")
-    spec = artifact.config["input_spec"]
-    if spec.get("mean") is not None:  # normalize as the model was trained, not as the dataset default says
-        test.mean, test.std = tuple(spec["mean"]), tuple(spec["std"])
-    return evaluate(artifact.model, test)["acc"]
 
 
 @command(name="push")

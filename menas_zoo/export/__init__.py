@@ -12,9 +12,10 @@
     defaults.py       default opset, runs, warm-up and parity tolerance (torch-free)
     latency_table.py  per-block latency lookup table for this machine and a predictor built on it
 
-This package depends on the core only (nets, space, data, io); the CLI resolves a model reference
-and hands the network in. Names are imported on first use, and ``defaults.py`` holds the default
-settings without importing torch, so the CLI's help shows them at no cost.
+This package depends on the core only (nets, space, data, io); a model reference is resolved by
+:func:`menas_zoo.hub.resolve_model`, whose network (with its own mean/std) is handed in. Names are
+imported on first use, and ``defaults.py`` holds the default settings without importing torch, so the
+CLI's help shows them at no cost.
 """
 
 from menas_zoo.lazy import lazy_attributes
@@ -23,7 +24,7 @@ __all__ = ["BenchReport", "DEFAULT_OPSET", "EXPORTERS", "ExportImages", "ExportO
            "ExportResult", "Int8Comparison", "LatencyBudgetError", "LatencyStats", "LatencyTable", "ParityError",
            "ParityResult", "bench_eager", "bench_onnx", "benchmark", "build_latency_table", "check_budget",
            "check_parity", "compare_int8", "evaluate_predictor", "export_model", "export_onnx",
-           "machine_fingerprint", "ort_session", "quantize_int8", "real_images"]
+           "machine_fingerprint", "model_images", "onnx_metadata", "ort_session", "quantize_int8", "real_images"]
 
 __getattr__, __dir__ = lazy_attributes(globals(), {
     "BenchReport": "menas_zoo.export.bench",
@@ -46,9 +47,11 @@ __getattr__, __dir__ = lazy_attributes(globals(), {
     "ExportOptions": "menas_zoo.export.pipeline",
     "ExportOutcome": "menas_zoo.export.pipeline",
     "export_model": "menas_zoo.export.pipeline",
+    "onnx_metadata": "menas_zoo.export.pipeline",
     "ParityResult": "menas_zoo.export.parity",
     "check_parity": "menas_zoo.export.parity",
     "real_images": "menas_zoo.export.parity",
+    "model_images": "menas_zoo.export.parity",
     "Int8Comparison": "menas_zoo.export.quantize",
     "compare_int8": "menas_zoo.export.quantize",
     "quantize_int8": "menas_zoo.export.quantize",

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from menas_zoo.data import ImageDataset
+from menas_zoo.data import ImageDataset, load_dataset
 from menas_zoo.edge import read_model_info
 from menas_zoo.errors import MenasError, ParityError, first_line
 from menas_zoo.export.defaults import DEFAULT_ATOL
 from menas_zoo.export.runtime import ort_session
+from menas_zoo.space.genotype import Genotype
 
 DEFAULT_MIN_AGREEMENT = 1.0
 
@@ -58,6 +59,18 @@ def real_images(dataset: ImageDataset, count: int, *, mean=None, std=None, offse
     mean = torch.tensor(mean if mean is not None else dataset.mean).view(1, -1, 1, 1)
     std = torch.tensor(std if std is not None else dataset.std).view(1, -1, 1, 1)
     return ((images - mean) / std).contiguous()
+
+
+def model_images(dataset: str, data_dir: str | Path | None, genotype: Genotype, count: int, *, mean=None, std=None,
+                 split: str = "test") -> tuple[torch.Tensor, ImageDataset]:
+    """Up to ``count`` images of ``split`` of the named dataset for a network of ``genotype``, normalized with
+    the model's own ``mean``/``std`` when given (see :func:`real_images`), and the dataset they came from.
+    A dataset whose images are not the shape the network reads is one error naming both shapes."""
+    data = load_dataset(dataset, data_dir, split)
+    if (data.in_chans, data.resolution) != (genotype.in_chans, genotype.resolution):
+        raise MenasError(f"the model reads {genotype.in_chans}x{genotype.resolution}px images but {dataset} is "
+                         f"{data.in_chans}x{data.resolution}px; pass --dataset/--data-dir with matching images")
+    return real_images(data, min(count, len(data)), mean=mean, std=std), data
 
 
 def check_parity(model: nn.Module, onnx_path: str | Path, images: torch.Tensor, *, batch_size: int = 16,

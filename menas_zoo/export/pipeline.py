@@ -23,23 +23,27 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import TYPE_CHECKING, Any, ContextManager
 
 import torch
 
-from menas_zoo.artifact import INT8_FILE, ONNX_FILE
+from menas_zoo.artifact import INT8_FILE, ONNX_FILE, package_version
 from menas_zoo.costs import genotype_cost
 from menas_zoo.errors import MenasError
-from menas_zoo.edge import resolve_providers
+from menas_zoo.data import ImageDataset
+from menas_zoo.edge import metadata_props, resolve_providers
 from menas_zoo.export.bench import (DEFAULT_RUNS, BenchReport, benchmark, budget_verdict, check_budget_value,
                                     precision_summary)
 from menas_zoo.export.onnx import DEFAULT_OPSET, check_opset, embed_metadata, export_onnx
-from menas_zoo.export.parity import DEFAULT_ATOL, ParityResult, check_parity
+from menas_zoo.export.parity import DEFAULT_ATOL, ParityResult, check_parity, model_images, real_images
 from menas_zoo.export.quantize import Int8Comparison, calibration_method, compare_int8, layer_errors, quantize_int8
 from menas_zoo.export.variants import check_fp16_parity, convert_fp16, convert_ort_format, mobile_usability
 from menas_zoo.export.runtime import optimize_offline
 from menas_zoo.io import remove_stale_temporaries, temporary_prefix, write_json_atomic
 from menas_zoo.nets import MobileNetMT
+
+if TYPE_CHECKING:
+    from menas_zoo.hub.resolve import ModelSource  # the hub depends on huggingface_hub; an export need not
 
 REPORT_FILE = "export_report.json"
 FP16_FILE, ORT_FILE = "model.fp16.onnx", "model.ort"
@@ -57,6 +61,22 @@ class ExportImages:
     accuracy: torch.Tensor | None = None
     accuracy_labels: torch.Tensor | None = None
     dataset: str = "fashion-mnist"
+
+    @classmethod
+    def load(cls, source: ModelSource, dataset: str, data_dir: str | Path | None, *, parity_images: int = 512,
+             calibration_images: int = 512, int8: bool = False) -> tuple[ExportImages, ImageDataset]:
+        """The images an export of ``source`` needs, from the named dataset, normalized with the model's own
+        mean/std when it carries them (else the dataset's), and the test split they came from."""
+        g = source.model.genotype
+        parity, test_data = model_images(dataset, data_dir, g, parity_images, mean=source.mean, std=source.std)
+        raw = real_images(test_data, len(parity), mean=[0.0] * g.in_chans, std=[1.0] * g.in_chans)
+        images = cls(parity=parity, parity_raw=raw, dataset=dataset)
+        if int8:
+            images.calibration, _ = model_images(dataset, data_dir, g, calibration_images, mean=source.mean,
+                                                 std=source.std, split="train")
+            images.accuracy, _ = model_images(dataset, data_dir, g, len(test_data), mean=source.mean, std=source.std)
+            images.accuracy_labels = test_data.labels
+        return images, test_data
 
 
 @dataclass
@@ -92,6 +112,16 @@ class ExportOutcome:
     bench: BenchReport
     parity: ParityResult
     int8: Int8Comparison | None
+
+
+def onnx_metadata(source: ModelSource, data: ImageDataset) -> dict[str, str]:
+    """What the ONNX file must carry to be used alone: the normalization parity used, labels, input, provenance."""
+    g = source.model.genotype
+    labels = source.labels or (data.classes if len(data.classes) == g.num_classes else [str(i) for i in range(g.num_classes)])
+    return metadata_props(labels=labels, mean=source.mean if source.mean is not None else data.mean,
+                          std=source.std if source.std is not None else data.std, channels=g.in_chans,
+                          resolution=g.resolution, genotype=g.to_dict(), version=package_version(),
+                          source={"ref": source.ref, "revision": source.revision, "sha256": source.weights_sha256})
 
 
 def prepare_out_dir(out: Path) -> None:

@@ -1,6 +1,8 @@
-"""From a ref to a loaded network: the one path every ``load`` and ``create_model`` goes through.
+"""From a ref to a loaded network: the one path every ``load``, ``export``, ``bench`` and ``create_model`` goes through.
 
-A ref is a local artifact folder, a registered name (``mt-test``) or ``hf-hub:ORG/NAME[@REVISION]``.
+A ref is a local artifact folder, a registered name (``mt-test``) or ``hf-hub:ORG/NAME[@REVISION]``;
+:func:`resolve_model` also takes a genotype with a weights file (or fresh weights), as ``export`` and
+``bench`` do.
 Sources are tried in this order, first hit wins, and the network is touched only by the last:
 
 1. a local folder;
@@ -35,8 +37,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from menas_zoo.artifact import (ARTIFACT_FILES, CONFIG, PICKLE_SUFFIXES, WEIGHTS, Artifact, file_sha256, load_artifact,
-                               read_config)
+from menas_zoo.artifact import (ARTIFACT_FILES, CONFIG, PICKLE_SUFFIXES, WEIGHTS, Artifact, file_sha256, is_artifact,
+                               load_artifact, load_weights, read_config)
 from menas_zoo.errors import MenasError
 from menas_zoo.hub.http import bounded_session, network_error, resolve_commit
 from menas_zoo.hub.registry import ZooEntry, get_entry, list_models
@@ -196,6 +198,58 @@ def load(ref: str, **kwargs) -> tuple[Artifact, Resolved]:
     """Resolve ``ref`` and load its artifact (checked against its genotype); kwargs go to :func:`resolve`."""
     resolved = resolve(ref, **kwargs)
     return load_artifact(resolved.path), resolved
+
+
+@dataclass
+class ModelSource:
+    """A network in eval mode with what came with it: its own input normalization, labels and provenance."""
+
+    model: MobileNetMT
+    ref: str
+    kind: str  # "artifact" | "hub" | "genotype"
+    mean: list[float] | None  # the model's own input normalization, when it carries one
+    std: list[float] | None
+    labels: list[str] | None = None
+    revision: str | None = None  # the Hub commit the weights came from
+    weights_sha256: str | None = None
+
+    @classmethod
+    def from_artifact(cls, artifact: Artifact, ref: str, kind: str, revision: str | None = None) -> ModelSource:
+        """The artifact's network with the mean/std of its input spec and its labels, as config.json says."""
+        spec = artifact.config.get("input_spec") or {}
+        return cls(artifact.model.eval(), ref, kind, spec.get("mean"), spec.get("std"),
+                   labels=artifact.config.get("labels"), revision=revision,
+                   weights_sha256=file_sha256(artifact.path / WEIGHTS))
+
+
+def resolve_model(ref: str, *, weights: str | Path | None = None, random_init: bool = False,
+                  offline: bool | None = None, endpoint: str | None = None) -> ModelSource:
+    """REF -> network, through the one loading path of each kind: an artifact folder, a zoo name or
+    ``hf-hub:`` ref (:func:`load`), or a genotype with ``weights`` (a safetensors file) or ``random_init``."""
+    if weights is not None or random_init:
+        if weights is not None and random_init:
+            raise MenasError("give either --weights or --random-init, not both")
+        genotype = resolve_genotype(ref)
+        model = (load_weights(weights, genotype) if weights is not None else build_model(genotype)).eval()
+        return ModelSource(model, ref, "genotype", None, None,
+                           weights_sha256=file_sha256(weights) if weights is not None else None)
+    if Path(ref).is_dir() and is_artifact(ref):
+        return ModelSource.from_artifact(load_artifact(ref), ref, "artifact")
+    try:
+        return load_source(ref, offline=offline, endpoint=endpoint)  # zoo names and hf-hub: refs
+    except MenasError:
+        if not looks_like_genotype(ref):
+            raise  # the real cause: an unknown name, an unreachable Hub, a missing repo, a damaged file, ...
+        resolve_genotype(ref)  # a malformed genotype fails here, saying what is wrong with it
+        raise MenasError(f"{ref!r} is a genotype, not a trained model: add --weights model.safetensors, or "
+                         "--random-init to time an untrained network") from None
+
+
+def load_source(ref: str, **kwargs) -> ModelSource:
+    """:func:`load` ``ref`` (no genotype refs) into a :class:`ModelSource`; kwargs go to :func:`resolve`."""
+    artifact, resolved = load(ref, **kwargs)
+    kind = "artifact" if resolved.source == "local" else "hub"
+    return ModelSource.from_artifact(artifact, ref, kind, revision=resolved.revision)
 
 
 def create_model(name_or_ref: str, pretrained: bool = True, num_classes: int | None = None,

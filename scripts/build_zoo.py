@@ -260,7 +260,7 @@ def stage_publish(args) -> None:
         cls = name.split("-")[1]
         masks_file = RUNS / f"search-{cls}" / "masks" / f"trial-{record.index:06d}.safetensors"
         selection = json.loads((RESULTS / f"selection-{cls}.json").read_text())
-        out = RUNS / f"publish-{name}"
+        out = RUNS / "publish" / name  # the folder name travels in the ONNX metadata
         save_artifact(out, model.eval(), parent_genotype=record.trained_genotype,
                       masks=load_masks(masks_file) if masks_file.exists() else None,
                       metrics={"accuracy": {"value": final["test_acc"], "dataset": "fashion-mnist", "split": "test"}},

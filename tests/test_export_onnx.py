@@ -1,5 +1,7 @@
 """ONNX export: one checked file, opset and exporter as asked, a batch axis that really is dynamic."""
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -80,3 +82,14 @@ def test_a_file_that_is_not_onnx_fails_to_load_in_one_line(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(MenasError, match="fails the ONNX checker"):
         onnx_export.check_onnx(bad)
+
+
+def test_exported_file_carries_no_stack_traces_or_source_paths(tiny_onnx):
+    """The dynamo exporter records a Python stack trace per node; a shipped file must not name the
+    exporting machine's paths."""
+    _, path = tiny_onnx
+    model = onnx.load(str(path))
+    keys = {p.key for node in model.graph.node for p in node.metadata_props}
+    assert keys and onnx_export.STACK_TRACE_KEY not in keys  # other metadata (name scopes) stays
+    package_dir = str(Path(onnx_export.__file__).parents[1])  # where nets.py, which the traces named, lives
+    assert package_dir.encode() not in path.read_bytes()

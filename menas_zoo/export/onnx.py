@@ -116,6 +116,7 @@ def _run_exporter(net: nn.Module, example: torch.Tensor, dst: Path, *, opset: in
                                         dynamic_shapes=dynamic_shapes, external_data=False, optimize=True,
                                         verbose=False)
             program.save(str(dst), external_data=False)  # one file: weights inline, not beside it
+            strip_stack_traces(dst)
         else:
             dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
             with warnings.catch_warnings():
@@ -130,6 +131,30 @@ def _run_exporter(net: nn.Module, example: torch.Tensor, dst: Path, *, opset: in
     except Exception as exc:  # exporter failures are torch-internal; report them in one line
         detail = first_line(exc)
         raise MenasError(f"ONNX export ({exporter}, opset {opset}) failed: {detail}") from None
+
+
+#: Node metadata the dynamo exporter adds for debugging: Python stack traces, which name the exporting
+#: machine's file paths. A published file must not carry them.
+STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
+
+
+def strip_stack_traces(path: str | Path) -> None:
+    """Remove the exporter's per-node stack traces from the ONNX file at ``path`` (in place)."""
+    model = onnx.load(str(path))
+
+    def strip(nodes) -> None:
+        for node in nodes:
+            kept = [p for p in node.metadata_props if p.key != STACK_TRACE_KEY]
+            del node.metadata_props[:]
+            node.metadata_props.extend(kept)
+            for attribute in node.attribute:  # control-flow subgraphs
+                for graph in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                    strip(graph.node)
+
+    strip(model.graph.node)
+    for function in model.functions:
+        strip(function.node)
+    onnx.save(model, str(path))
 
 
 def check_onnx(path: str | Path) -> onnx.ModelProto:

@@ -121,7 +121,14 @@ def onnx_metadata(source: ModelSource, data: ImageDataset) -> dict[str, str]:
     return metadata_props(labels=labels, mean=source.mean if source.mean is not None else data.mean,
                           std=source.std if source.std is not None else data.std, channels=g.in_chans,
                           resolution=g.resolution, genotype=g.to_dict(), version=package_version(),
-                          source={"ref": source.ref, "revision": source.revision, "sha256": source.weights_sha256})
+                          source={"ref": shareable_ref(source), "revision": source.revision,
+                                  "sha256": source.weights_sha256})
+
+
+def shareable_ref(source: ModelSource) -> str:
+    """The ref as a file may carry it to other machines: a local artifact folder by its name alone (the
+    weights' sha256 beside it identifies them), never the exporting machine's directory path."""
+    return Path(source.ref).name if source.kind == "artifact" else source.ref
 
 
 def prepare_out_dir(out: Path) -> None:

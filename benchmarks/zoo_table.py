@@ -6,8 +6,8 @@ Per model: params and MACs of the live network, Fashion-MNIST test accuracy of t
 (all 10,000 test images, measured now, never used to choose anything), an int8 file quantized the way
 ``menas-zoo export --int8`` does (static QDQ, calibrated on training images) and its test accuracy, ONNX
 Runtime batch-1 latency p50/p90 of fp32 and int8, and eager PyTorch batch-1 p50, all with one thread.
-Latencies are measured in rounds that alternate the models; each model keeps its fastest round, so a
-burst of load from elsewhere on the machine during one model's turn does not decide the comparison.
+ONNX Runtime latencies are measured in rounds that alternate the files (``best_of_rounds``); each keeps
+its fastest round, so a burst of load from elsewhere during one model's turn does not decide the comparison.
 
 The peer is torchvision's ``mobilenet_v3_small`` built for 1x28x28 and trained with the zoo's recipe
 and epochs (``scripts/build_zoo.py train --models peer``); without its trained weights only its latency
@@ -27,7 +27,7 @@ import torch
 from menas_zoo.artifact import load_artifact
 from menas_zoo.costs import genotype_cost
 from menas_zoo.data import load_dataset
-from menas_zoo.export.bench import bench_eager, bench_onnx, cpu_model
+from menas_zoo.export.bench import bench_eager, best_of_rounds, cpu_model
 from menas_zoo.export.onnx import export_onnx
 from menas_zoo.export.parity import real_images
 from menas_zoo.export.quantize import onnx_accuracy, quantize_int8
@@ -86,15 +86,14 @@ def measure(models: list[dict], rounds: int, runs: int) -> None:
                 m["test_acc"] = evaluate(net, test)["acc"]
                 m["int8_acc"] = onnx_accuracy(m["int8"], images, test.labels)
             print(f"{m['name']}: exported and evaluated", flush=True)
-        for r in range(rounds):  # alternate the models; each keeps its fastest round
-            for m in models:
-                for key, stats in (("fp32_b1", lambda: bench_onnx(m["fp32"], runs=runs)[0]),
-                                   ("int8_b1", lambda: bench_onnx(m["int8"], runs=runs)[0]),
-                                   ("eager_b1", lambda: bench_eager(m["model"], (1, 28, 28), runs=runs)[0])):
-                    s = stats()
-                    if key not in m or s.p50_ms < m[key]["p50_ms"]:
-                        m[key] = {"p50_ms": s.p50_ms, "p90_ms": s.p90_ms}
-            print(f"latency round {r + 1}/{rounds} done", flush=True)
+        files = {(m["name"], kind): m[kind] for m in models for kind in ("fp32", "int8")}
+        onnx_best = best_of_rounds(files, rounds=rounds, runs=runs)  # ORT files alternate, best round kept
+        for m in models:
+            for kind in ("fp32", "int8"):
+                s = onnx_best[m["name"], kind]
+                m[f"{kind}_b1"] = {"p50_ms": s.p50_ms, "p90_ms": s.p90_ms}
+            s = min((bench_eager(m["model"], (1, 28, 28), runs=runs)[0] for _ in range(rounds)), key=lambda s: s.p50_ms)
+            m["eager_b1"] = {"p50_ms": s.p50_ms, "p90_ms": s.p90_ms}
 
 
 def rows(models: list[dict]) -> list[list[str]]:

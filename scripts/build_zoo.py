@@ -128,24 +128,18 @@ def peer_genotype():
 
 
 def ort_latencies(genotypes: dict, rounds: int = 3, runs: int = 200) -> dict[str, float]:
-    """Batch-1, 1-thread ONNX Runtime p50 (ms) of each genotype, in rounds that alternate them (each keeps
-    its fastest round). Weights do not change latency, so fresh networks are exported."""
+    """Batch-1, 1-thread ONNX Runtime p50 (ms) of each genotype, measured interleaved (best_of_rounds).
+    Weights do not change latency, so fresh networks are exported."""
     import tempfile
 
-    from menas_zoo.export.bench import bench_onnx
+    from menas_zoo.export.bench import best_of_rounds
     from menas_zoo.export.onnx import export_onnx
     from menas_zoo.nets import build_model
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {}
-        for key, genotype in genotypes.items():
-            paths[key] = Path(tmp) / f"{key}.onnx"
-            export_onnx(build_model(genotype).eval(), paths[key])
-        best: dict[str, float] = {}
-        for _ in range(rounds):
-            for key, path in paths.items():
-                best[key] = min(best.get(key, float("inf")), bench_onnx(path, runs=runs)[0].p50_ms)
-    return best
+        paths = {key: export_onnx(build_model(g).eval(), Path(tmp) / f"{key.replace('/', '-')}.onnx").path
+                 for key, g in genotypes.items()}
+        return {key: s.p50_ms for key, s in best_of_rounds(paths, rounds=rounds, runs=runs).items()}
 
 
 def stage_adopt(args) -> None:

@@ -119,6 +119,19 @@ def bench_onnx(path: str | Path, *, batch_sizes: Iterable[int] = (1,), threads: 
     return results
 
 
+def best_of_rounds(paths: dict[str, str | Path], *, rounds: int = 3, batch_size: int = 1, threads: int = 1,
+                   runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP) -> dict[str, LatencyStats]:
+    """ORT latency of several files measured in ``rounds`` that alternate them; each keeps the round with
+    its lowest p50, so a burst of load from elsewhere during one file's turn does not decide a comparison."""
+    best: dict[str, LatencyStats] = {}
+    for _ in range(rounds):
+        for key, path in paths.items():
+            (stats,) = bench_onnx(path, batch_sizes=(batch_size,), threads=(threads,), runs=runs, warmup=warmup)
+            if key not in best or stats.p50_ms < best[key].p50_ms:
+                best[key] = stats
+    return best
+
+
 def _concrete_shape(shape: list, batch: int, path) -> list[int]:
     if isinstance(shape[0], int) and shape[0] != batch:
         raise MenasError(f"{path} has a fixed batch size of {shape[0]}; "

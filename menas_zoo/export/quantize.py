@@ -31,7 +31,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       quant_pre_process, quantize_static)
 
 from menas_zoo.errors import MenasError, first_line
-from menas_zoo.export.bench import bench_onnx
+from menas_zoo.export.bench import best_of_rounds
 from menas_zoo.export.runtime import ort_session
 from menas_zoo.io import atomic_path
 
@@ -172,13 +172,10 @@ def compare_int8(fp32_path: str | Path, int8_path: str | Path, test_images: torc
     """Size, ORT p50 latency and test accuracy of both files, and which one to ship."""
     fp32_acc = onnx_accuracy(fp32_path, test_images, test_labels, threads=threads)
     int8_acc = onnx_accuracy(int8_path, test_images, test_labels, threads=threads)
-    # Interleave the measurements (fp32, int8, fp32, int8) and keep each file's lower p50, so a burst of
-    # load from elsewhere on the machine during one of them does not decide the verdict.
-    p50 = {}
-    for path in (fp32_path, int8_path, fp32_path, int8_path):
-        (stats,) = bench_onnx(path, batch_sizes=(batch_size,), threads=(threads,), runs=runs, warmup=warmup)
-        p50[str(path)] = min(p50.get(str(path), float("inf")), stats.p50_ms)
-    fp32_ms, int8_ms = p50[str(fp32_path)], p50[str(int8_path)]
+    # Interleaved (fp32, int8, fp32, int8), each file's better round kept: see best_of_rounds.
+    best = best_of_rounds({"fp32": fp32_path, "int8": int8_path}, rounds=2, batch_size=batch_size, threads=threads,
+                          runs=runs, warmup=warmup)
+    fp32_ms, int8_ms = best["fp32"].p50_ms, best["int8"].p50_ms
     reasons = []
     if int8_ms >= fp32_ms:
         reasons.append(f"int8 is not faster than fp32 here (p50 {int8_ms:.3f} vs {fp32_ms:.3f} ms)")

@@ -58,7 +58,9 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     bn_l1: float = 0.0  # network slimming: lambda x sum |gamma| of prunable hidden BNs
-    bn_shrink: float = 0.0  # calibrated sparsity: total |gamma| shrink over the run (see module doc)
+    bn_shrink: float = 0.0  # calibrated sparsity: total |gamma| shrink over the run (see module doc) ...
+    shrink_epochs: float | None = None  # ... or over its first this many epochs, after which it stops
+    schedule_offset: int = 0  # epochs of this lr schedule already run (by the network this one was cut from)
     augment: Augment | None = field(default_factory=Augment)
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
@@ -131,8 +133,10 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, gamma_lr: float | None = 
     raise MenasError(f"unknown optimizer {cfg.optimizer!r}; use sgd or adamw")
 
 
-def cosine_with_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
+def cosine_with_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, start: int = 0):
+    """Linear warm-up then cosine decay over ``total_steps``, entered at step ``start``."""
     def factor(step: int) -> float:
+        step += start
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
@@ -152,7 +156,7 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 1000,
+def evaluate(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 256,
              device: str | torch.device | None = None, channels_last: bool = True) -> dict[str, float]:
     """Top-1 accuracy and mean cross-entropy on ``dataset`` (no augmentation), on the model's device
     unless ``device`` moves it."""
@@ -210,15 +214,28 @@ def recalibrate_bn(model: nn.Module, dataset: ImageDataset, *, batches: int = 20
 def warmup_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
     """``warmup_epochs`` of linear warm-up, but never more than a fifth of the run (a 1-epoch run must
     still spend most of its steps at a useful learning rate)."""
-    return min(int(cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch // 5)
+    epochs = cfg.schedule_offset + cfg.epochs
+    return min(int(cfg.warmup_epochs * steps_per_epoch), epochs * steps_per_epoch // 5)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """The run's schedule: warm-up and cosine over ``schedule_offset + epochs``, entered after the offset."""
+    total = (cfg.schedule_offset + cfg.epochs) * steps_per_epoch
+    return cosine_with_warmup(optimizer, total, warmup_steps(cfg, steps_per_epoch),
+                              start=cfg.schedule_offset * steps_per_epoch)
+
+
+def shrink_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """Steps over which the calibrated BN shrink adds up to ``bn_shrink`` (then it stops)."""
+    epochs = cfg.epochs if cfg.shrink_epochs is None else min(cfg.shrink_epochs, cfg.epochs)
+    return max(1, int(epochs * steps_per_epoch))
 
 
 def schedule_sum(cfg: TrainConfig, steps_per_epoch: int) -> float:
-    """The sum over the run of the schedule's lr factor (warm-up and cosine)."""
-    total = cfg.epochs * steps_per_epoch
+    """The sum of the schedule's lr factor (warm-up and cosine) over the shrink's steps."""
     dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    factor = cosine_with_warmup(dummy, total, warmup_steps(cfg, steps_per_epoch)).lr_lambdas[0]
-    return max(sum(factor(step) for step in range(total)), 1e-12)
+    factor = make_scheduler(dummy, cfg, steps_per_epoch).lr_lambdas[0]
+    return max(sum(factor(step) for step in range(shrink_steps(cfg, steps_per_epoch))), 1e-12)
 
 
 @torch.no_grad()
@@ -256,7 +273,7 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
     # loss consistently defends holds its place while the undefended ones fall by up to bn_shrink.
     gamma_lr = cfg.bn_shrink / schedule_sum(cfg, steps) if cfg.bn_shrink and cfg.optimizer == "adamw" else None
     optimizer = make_optimizer(model, cfg, gamma_lr)
-    scheduler = cosine_with_warmup(optimizer, cfg.epochs * steps, warmup_steps(cfg, steps))
+    scheduler = make_scheduler(optimizer, cfg, steps)
     use_fp16 = device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -267,6 +284,7 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
         shrink_for = lambda group: group["lr"]  # noqa: E731
     else:
         shrink_for = None
+    shrink_until = shrink_steps(cfg, steps)
 
     history: list[dict[str, float]] = []
     start_epoch, elapsed = 0, 0.0
@@ -297,7 +315,7 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            if shrink_for is not None:
+            if shrink_for is not None and scheduler.last_epoch < shrink_until:
                 shrink_gammas(model, shrink_for(optimizer.param_groups[-1]))
             scheduler.step()
             loss_sum += loss.detach()

@@ -131,6 +131,8 @@ def test_strategies_are_presets_that_switches_override(tiny_profile):
     evolution = SearchConfig(strategy="evolution", profile=tiny_profile)
     assert (evolution.tickets, evolution.weight_sharing, evolution.keep_largest) == (False, False, 0.0)
     ablation = SearchConfig(strategy="menas", tickets=False, keep_largest=0.0, profile=tiny_profile)
-    assert (ablation.tickets, ablation.weight_sharing, ablation.keep_largest) == (False, True, 0.0)
+    assert (ablation.tickets, ablation.early_bird, ablation.keep_largest) == (False, True, 0.0)
+    sharing = SearchConfig(strategy="menas", weight_sharing=True, profile=tiny_profile)
+    assert (sharing.tickets, sharing.weight_sharing, sharing.keep_largest) == (True, True, 0.2)
     with pytest.raises(MenasError, match="unknown strategy"):
         SearchConfig(strategy="bayes")

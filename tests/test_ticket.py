@@ -1,6 +1,7 @@
 """Lottery tickets, the Early-Bird stop and one whole trial on a tiny network."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -106,7 +107,7 @@ def test_early_bird_stops_once_the_mask_settles():
 
 
 def test_trial_trains_tickets_and_returns_loadable_weights(tiny_splits, tiny_profile, one_thread):
-    cfg = SearchConfig(profile=tiny_profile, epochs=2, eb_window=2, device="cpu", batch_size=128)
+    cfg = SearchConfig(profile=tiny_profile, epochs=2, eb_window=2, device="cpu", batch_size=128, weight_sharing=True)
     parent = with_gammas(GENOTYPE)
     child = Genotype(stem=8, stages=((BlockSpec(3, 8, 2, hidden=24, se=8),),
                                      (BlockSpec(3, 16, 2, hidden=40), BlockSpec(3, 16, 1, hidden=32))), head=32)
@@ -117,7 +118,7 @@ def test_trial_trains_tickets_and_returns_loadable_weights(tiny_splits, tiny_pro
     kept = sum(int(m.sum()) for m in outcome.masks.values())
     total = sum(m.numel() for m in outcome.masks.values())
     assert kept < total
-    assert 1 <= outcome.epochs <= cfg.mask_epochs
+    assert outcome.epochs == cfg.dense_epochs == 1  # a 2-epoch trial: one dense epoch, one for the ticket
     assert set(outcome.phase_seconds) == {"mask", "ticket", "proxy", "score"}
     rebuilt = build_model(outcome.genotype)
     rebuilt.load_state_dict(outcome.state)  # strict: the weights are those of the ticket's genotype
@@ -127,17 +128,41 @@ def test_trial_trains_tickets_and_returns_loadable_weights(tiny_splits, tiny_pro
     assert all(torch.equal(again.state[k], v) for k, v in outcome.state.items())
 
 
-def test_fitness_measures_the_ticket_from_scratch_whatever_it_inherited(tiny_splits, tiny_profile, one_thread):
-    """The score of a ticket equals the score of its architecture trained alone from scratch: weight
-    sharing changes which ticket is found, never how the ticket is scored."""
-    cfg = SearchConfig(profile=tiny_profile, epochs=1, mask_epochs=2, device="cpu", batch_size=128)
-    parent = with_gammas(GENOTYPE)
-    job = TrialJob(Candidate(5, 1, GENOTYPE, "mutate", parent=0), parent.genotype, parent.state_dict())
-    with_tickets = run_trial(job, tiny_splits, cfg)
-    plain = SearchConfig(profile=tiny_profile, epochs=1, device="cpu", batch_size=128, tickets=False)
-    alone = run_trial(TrialJob(Candidate(5, 1, with_tickets.genotype, "sample")), tiny_splits, plain)
-    assert alone.accuracy == with_tickets.accuracy
-    assert all(torch.equal(alone.state[k], v) for k, v in with_tickets.state.items())
+def test_fitness_does_not_depend_on_the_lineage(tiny_splits, tiny_profile, one_thread):
+    """Without weight sharing (the default) a trial starts from a fresh initialization: the same child
+    scores the same whoever its parent was, so fitness ranks architectures, not lineages."""
+    cfg = SearchConfig(profile=tiny_profile, epochs=2, device="cpu", batch_size=128)
+    trained, untrained = with_gammas(GENOTYPE), build_model(GENOTYPE)
+    runs = [run_trial(TrialJob(Candidate(5, 1, GENOTYPE, "mutate", parent=0), parent.genotype, parent.state_dict()),
+                      tiny_splits, cfg) for parent in (trained, untrained)]
+    runs.append(run_trial(TrialJob(Candidate(5, 0, GENOTYPE, "sample")), tiny_splits, cfg))
+    assert runs[0].accuracy == runs[1].accuracy == runs[2].accuracy
+    assert runs[0].genotype == runs[1].genotype == runs[2].genotype
+    assert all(torch.equal(runs[2].state[k], v) for k, v in runs[0].state.items())
+    assert runs[0].inherit == {}
+    # The switch is real: with weight sharing the parent's weights change what the trial trains.
+    sharing = SearchConfig(profile=tiny_profile, epochs=2, device="cpu", batch_size=128, weight_sharing=True)
+    shared = run_trial(TrialJob(Candidate(5, 1, GENOTYPE, "mutate", parent=0), trained.genotype,
+                                trained.state_dict()), tiny_splits, sharing)
+    assert shared.inherit
+    assert shared.genotype != runs[0].genotype or not all(torch.equal(shared.state[k], v)
+                                                          for k, v in runs[0].state.items())
+
+
+def test_a_ticket_trial_trains_as_many_epochs_as_a_plain_one(tmp_path, tiny_splits, tiny_profile, one_thread):
+    """One training per trial: dense epochs plus the ticket's epochs add up to --epochs, on one schedule."""
+    from safetensors import safe_open
+
+    cfg = SearchConfig(profile=tiny_profile, epochs=3, mask_epochs=2, eb_window=2, device="cpu", batch_size=128)
+    outcome = run_trial(TrialJob(Candidate(2, 0, GENOTYPE, "sample")), tiny_splits, cfg, work_dir=tmp_path)
+
+    def history(part: str) -> list[dict]:
+        with safe_open(str(tmp_path / part / "checkpoint.safetensors"), "pt") as fh:
+            return json.loads(fh.metadata()["menas_zoo_checkpoint"])["history"]
+
+    dense, ticket = history("mask"), history("proxy")
+    assert len(dense) == outcome.epochs and len(dense) + len(ticket) == cfg.epochs
+    assert ticket[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # the ticket finishes the dense run's schedule
 
 
 def test_crossover_child_inherits_each_stage_from_the_parent_that_gave_it(tiny_splits):
@@ -157,17 +182,17 @@ def test_crossover_child_inherits_each_stage_from_the_parent_that_gave_it(tiny_s
 def test_an_interrupted_trial_resumes_from_its_last_epoch(tmp_path, tiny_splits, tiny_profile, one_thread):
     from menas_zoo.train import TrainingInterrupted
 
-    cfg = SearchConfig(profile=tiny_profile, epochs=2, mask_epochs=2, mask_fraction=1.0, device="cpu", batch_size=128)
+    cfg = SearchConfig(profile=tiny_profile, epochs=3, mask_epochs=1, device="cpu", batch_size=128)
     parent = with_gammas(GENOTYPE)
     job = TrialJob(Candidate(7, 1, GENOTYPE, "mutate", parent=0), parent.genotype, parent.state_dict())
     full = run_trial(job, tiny_splits, cfg)
-    # 256 training images at batch 128: 2 steps an epoch. Stop before the 7th step: the mask phase (4 steps)
-    # and the first proxy epoch (2 steps) are done, the budget runs out inside the second proxy epoch.
+    # 256 training images at batch 128: 2 steps an epoch. Stop before the 6th step: the dense epoch (2 steps)
+    # and the ticket's first epoch (2 steps) are done, the budget runs out inside the ticket's second epoch.
     calls = []
 
     def budget_runs_out() -> bool:
         calls.append(1)
-        return len(calls) >= 7
+        return len(calls) >= 6
 
     work = tmp_path / "partial"
     with pytest.raises(TrainingInterrupted):

@@ -125,6 +125,30 @@ def test_calibrated_bn_shrink_separates_gammas_in_a_short_run(train_splits):
     assert high - low > 0.15 and low < 0.75  # pulled down, and apart
 
 
+def test_a_run_continued_with_schedule_offset_follows_the_unsplit_schedule():
+    """A ticket cut at epoch k trains the rest on the dense run's schedule: same lr at every step."""
+    from menas_zoo.train import make_scheduler, schedule_sum, shrink_steps
+
+    def lrs(cfg: TrainConfig, steps: int) -> list[float]:
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        scheduler = make_scheduler(opt, cfg, steps)
+        out = []
+        for _ in range(cfg.epochs * steps):
+            out.append(scheduler.get_last_lr()[0])
+            opt.step()
+            scheduler.step()
+        return out
+
+    whole = lrs(TrainConfig(epochs=5, warmup_epochs=1.0), 10)  # the dense run, stopped after 2 epochs
+    tail = lrs(TrainConfig(epochs=3, warmup_epochs=1.0, schedule_offset=2), 10)
+    assert tail == pytest.approx(whole[20:])
+    assert whole[0] < whole[9] and tail[0] < whole[9]  # past the warm-up, decaying
+    # The calibrated shrink adds up over its own epochs: a shorter shrink sums a shorter schedule.
+    short = TrainConfig(epochs=5, bn_shrink=0.5, shrink_epochs=2)
+    assert shrink_steps(short, 10) == 20
+    assert schedule_sum(short, 10) == pytest.approx(sum(whole[:20]))
+
+
 def test_validate_none_scores_nothing_and_warmup_stays_a_fraction_of_the_run(train_splits):
     import math
 

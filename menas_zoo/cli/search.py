@@ -65,17 +65,16 @@ def search_command(
     strategy: Optional[str] = typer.Option(None, help="menas, evolution (regularized evolution) or random. [default: menas]"),
     population: Optional[int] = typer.Option(None, help="Population size (and children per generation). [default: 8]"),
     generations: Optional[int] = typer.Option(None, help="Generations after the initial population. [default: 5]"),
-    epochs: Optional[int] = typer.Option(None, help="Fitness proxy: epochs each trial's final architecture is trained "
-                                                    "from scratch before it is scored. [default: 4]"),
-    mask_epochs: Optional[int] = typer.Option(None, help="Cap of a ticket's mask phase (Early-Bird usually stops it "
-                                                         "sooner). [default: 4]"),
-    mask_fraction: Optional[float] = typer.Option(None, help="The mask phase's epochs pass over this fraction of the "
-                                                             "training images. [default: 0.25]"),
+    epochs: Optional[int] = typer.Option(None, help="Fitness proxy: epochs each trial trains from a fresh "
+                                                    "initialization before it is scored. [default: 4]"),
+    mask_epochs: Optional[int] = typer.Option(None, help="Dense epochs before a ticket is cut at the latest "
+                                                         "(Early-Bird usually cuts sooner; at most --epochs - 1). "
+                                                         "[default: 3]"),
     eb_window: Optional[int] = typer.Option(None, help="Early-Bird: compare the masks of the last N epochs. [default: 2]"),
     eb_threshold: Optional[float] = typer.Option(None, help="Early-Bird: stop when they differ in less than this "
                                                             "fraction of channels. [default: 0.1]"),
-    bn_shrink: Optional[float] = typer.Option(None, help="BN sparsity of the mask phase: total |gamma| shrink over "
-                                                         "the phase, whatever its length. [menas: 0.5]"),
+    bn_shrink: Optional[float] = typer.Option(None, help="BN sparsity before a ticket is cut: total |gamma| shrink "
+                                                         "over the dense epochs, whatever their number. [menas: 0.5]"),
     train_subset: Optional[int] = typer.Option(None, help="Train on only this many images (quick searches)."),
     val_size: Optional[int] = typer.Option(None, help="Validation images carved from the training set. [default: 5000]"),
     dataset: Optional[str] = typer.Option(None, metavar="NAME", help=f"Dataset: {', '.join(DATASET_NAMES)}. "
@@ -93,7 +92,9 @@ def search_command(
                                                        "(MnasNet uses 0.07). Default: hard limits."),
     tickets: Optional[bool] = typer.Option(None, "--tickets/--no-tickets", help="Replace trials by lottery tickets."),
     weight_sharing: Optional[bool] = typer.Option(None, "--weight-sharing/--no-weight-sharing",
-                                                  help="Children inherit their parent's ticket weights."),
+                                                  help="Children start from their parents' weights instead of a "
+                                                       "fresh initialization (fitness then depends on the "
+                                                       "lineage). [default: off]"),
     early_stop: Optional[bool] = typer.Option(None, "--early-stop/--no-early-stop", help="Early-Bird early stop."),
     keep_largest: Optional[float] = typer.Option(None, help="Fraction of survivors kept as the largest by MACs. [menas: 0.2]"),
     prune_ratio: Optional[float] = typer.Option(None, help="Global fraction of hidden channels a ticket prunes. [default: 0.2]"),
@@ -101,8 +102,6 @@ def search_command(
                                                                "up to this fraction. [default: 0.6]"),
     channel_multiple: Optional[int] = typer.Option(None, min=1, help="Round each ticket block's kept channels to a "
                                                    "multiple of this (fast kernels want 8). [default: 8]"),
-    finetune_epochs: Optional[int] = typer.Option(None, help="Fine-tune each ticket for this many epochs. [default: 0]"),
-    rewind_epoch: Optional[int] = typer.Option(None, help="Rewind tickets to this epoch's weights (then fine-tune)."),
     seed: Optional[int] = typer.Option(None, help="Seed: the same seed gives the same search. [default: 0]"),
     device: Optional[str] = typer.Option(None, metavar="DEVICE", help="auto (CUDA when present, with mixed "
                                                                       "precision), cpu, cuda, cuda:N. [default: auto]"),
@@ -122,13 +121,12 @@ def search_command(
         raise MenasError("give either --out RUN_DIR (a new search) or --resume RUN_DIR (continue one)")
     settings = {
         "profile": profile, "strategy": strategy, "population": population, "generations": generations,
-        "epochs": epochs, "mask_epochs": mask_epochs, "mask_fraction": mask_fraction, "eb_window": eb_window, "eb_threshold": eb_threshold,
+        "epochs": epochs, "mask_epochs": mask_epochs, "eb_window": eb_window, "eb_threshold": eb_threshold,
         "bn_shrink": bn_shrink, "max_prune_ratio": max_prune_ratio, "train_subset": train_subset, "val_size": val_size, "dataset": dataset,
         "data_dir": str(data_dir) if data_dir else None, "max_macs": _int(max_macs), "max_params": _int(max_params),
         "max_latency_ms": max_latency_ms, "penalty": penalty, "tickets": tickets, "weight_sharing": weight_sharing,
         "early_bird": early_stop, "keep_largest": keep_largest, "prune_ratio": prune_ratio,
-        "channel_multiple": channel_multiple,
-        "finetune_epochs": finetune_epochs, "rewind_epoch": rewind_epoch, "seed": seed,
+        "channel_multiple": channel_multiple, "seed": seed,
     }
     given = {k: v for k, v in settings.items() if v is not None}
     if device is not None:

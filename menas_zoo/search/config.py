@@ -3,14 +3,16 @@
 Every MENAS ingredient is a switch, so the ablations run from the same code:
 
     strategy    tickets  weight sharing  keep-largest  BN shrink  Early-Bird  selection
-    menas       yes      yes             0.2           0.5        yes         top-K + largest, (mu + lambda)
+    menas       yes      no              0.2           0.5        yes         top-K + largest, (mu + lambda)
     evolution   no       no              0             0          no          regularized evolution (aging)
     random      no       no              0             0          no          none: every child is sampled
 
-Whatever the switches, a trial's fitness is the same measurement: its final architecture (the ticket,
-or the child without tickets) trained from scratch for ``epochs`` epochs with one fixed recipe, then
-scored on the validation split (see ``trial.py``). That is what makes fitness rank architectures and
-not lineages.
+Whatever the switches, a trial's fitness is the same measurement: ``epochs`` epochs of training from a
+fresh initialization with one fixed recipe, then the validation score (see ``trial.py``). With tickets,
+the network is cut to its ticket inside that training, where Early-Bird sees its channel mask settle.
+Weight sharing (``--weight-sharing``, off in every preset) starts a child from its parents' weights
+instead: it makes fitness depend on the lineage (an earlier design with it on found winners that lost
+to plain evolution's when both were retrained from scratch), and is kept to measure that.
 
 A switch given explicitly (``--no-tickets``, ``--keep-largest 0``) overrides the strategy's preset.
 The config is saved in the run folder; ``--resume`` reads it back, so a resumed run cannot silently
@@ -31,7 +33,7 @@ from menas_zoo.space.sampling import SearchProfile, get_profile
 STRATEGIES = ("menas", "evolution", "random")
 #: Preset of each strategy: (tickets, weight_sharing, keep_largest, bn_l1, early_bird).
 PRESETS: dict[str, dict[str, Any]] = {
-    "menas": {"tickets": True, "weight_sharing": True, "keep_largest": 0.2, "bn_shrink": 0.5, "early_bird": True},
+    "menas": {"tickets": True, "weight_sharing": False, "keep_largest": 0.2, "bn_shrink": 0.5, "early_bird": True},
     "evolution": {"tickets": False, "weight_sharing": False, "keep_largest": 0.0, "bn_shrink": 0.0, "early_bird": False},
     "random": {"tickets": False, "weight_sharing": False, "keep_largest": 0.0, "bn_shrink": 0.0, "early_bird": False},
 }
@@ -45,23 +47,21 @@ class SearchConfig:
     profile: SearchProfile = field(default_factory=lambda: get_profile("small"))
     population: int = 8
     generations: int = 5  # generations after the initial random population
-    epochs: int = 4  # the fitness proxy: epochs of from-scratch training of each trial's final architecture
-    mask_epochs: int = 4  # cap of a ticket's mask phase (Early-Bird usually stops it sooner) ...
-    mask_fraction: float = 0.25  # ... whose epochs are passes over this fraction of the training images
+    epochs: int = 4  # the fitness proxy: epochs of training from a fresh initialization, the same for every trial
+    mask_epochs: int = 3  # with tickets: the dense epochs before the ticket is cut at the latest (Early-Bird
+    #                       usually cuts it sooner); at most epochs - 1, so the ticket always trains
     # -- switches (None: the strategy's preset) --
     tickets: bool | None = None
     weight_sharing: bool | None = None
     keep_largest: float | None = None  # fraction of the population kept as the largest models by MACs
     bn_l1: float | None = None  # an L1 term in the loss (network slimming as published); 0 by default
-    bn_shrink: float | None = None  # calibrated sparsity of the mask phase: total |gamma| shrink (train.py)
+    bn_shrink: float | None = None  # calibrated sparsity of the dense epochs: total |gamma| shrink (train.py)
     early_bird: bool | None = None
     # -- lottery ticket --
     prune_ratio: float = 0.2  # global fraction of hidden channels pruned by |gamma| (at least)
     max_prune_ratio: float = 0.6  # prune to fit: a ticket over a cost limit is pruned further, up to this
     min_channels: int = 8
     channel_multiple: int = 8  # kept counts rounded to multiples of this (8: fast in ORT and on tensor cores)
-    finetune_epochs: int = 0
-    rewind_epoch: int | None = None  # rewind the ticket's weights to this epoch's snapshot before fine-tuning
     eb_window: int = 2  # Early-Bird: masks of the last N epochs ...
     eb_threshold: float = 0.1  # ... all within this normalized Hamming distance of the newest
     # -- variation --
@@ -108,7 +108,6 @@ class SearchConfig:
             (self.generations >= 0, "--generations must be >= 0"),
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.mask_epochs >= 1, "--mask-epochs must be at least 1"),
-            (0.0 < self.mask_fraction <= 1.0, f"--mask-fraction must be in (0, 1], got {self.mask_fraction:g}"),
             (0.0 <= self.keep_largest < 1.0, "--keep-largest must be in [0, 1)"),
             (0.0 < self.prune_ratio < 1.0, f"--prune-ratio must be in (0, 1), got {self.prune_ratio:g}"),
             (self.prune_ratio <= self.max_prune_ratio < 1.0,
@@ -119,8 +118,6 @@ class SearchConfig:
             (self.budget_minutes is None or self.budget_minutes > 0, "--budget-minutes must be positive"),
             (self.train_subset is None or self.train_subset > 0, "--train-subset must be positive"),
             (self.penalty is None or self.penalty > 0, "--penalty must be positive (e.g. 0.07)"),
-            (self.rewind_epoch is None or 1 <= self.rewind_epoch <= self.mask_epochs,
-             "--rewind-epoch must be between 1 and --mask-epochs"),
         ]
         for limit in ("max_macs", "max_params", "max_latency_ms"):
             value = getattr(self, limit)
@@ -141,6 +138,11 @@ class SearchConfig:
             return budget
         scale = 1.0 / (1.0 - self.prune_ratio)
         return Budget(*(int(v * scale) if v else None for v in (budget.max_params, budget.max_macs)))
+
+    @property
+    def dense_epochs(self) -> int:
+        """The cap of a trial's dense phase: ``mask_epochs``, leaving the ticket at least one epoch."""
+        return max(1, min(self.mask_epochs, self.epochs - 1))
 
     @property
     def tournament_size(self) -> int:

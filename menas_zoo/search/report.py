@@ -119,10 +119,10 @@ def ticket_lines(trials: list[TrialRecord], cfg) -> list[str]:
     ticketed = [t for t in trials if t.masks and t.trained_accuracy is not None]
     if not ticketed:
         return [""]
-    saved = 1 - sum(t.epochs for t in ticketed) / (len(ticketed) * cfg.mask_epochs)
+    saved = 1 - sum(t.epochs for t in ticketed) / (len(ticketed) * cfg.dense_epochs)
     pruned = sum(t.pruned for t in ticketed) / len(ticketed)
     gap = [t.ticket_accuracy - t.trained_accuracy for t in ticketed if t.ticket_accuracy is not None]
-    line = (f"- tickets: Early-Bird saved {saved:.0%} of mask-phase epochs; pruned {pruned:.1%} of hidden channels on "
+    line = (f"- tickets: Early-Bird cut them {saved:.0%} sooner than the dense cap (in epochs); pruned {pruned:.1%} of hidden channels on "
             f"average (asked {cfg.prune_ratio:.0%}")
     line += f", up to {cfg.max_prune_ratio:.0%} to fit)" if cfg.budget() else ")"
     if gap:
@@ -140,9 +140,9 @@ def render_markdown(state: RunState, winners: list[tuple[TrialRecord, Path]], st
         f"# MENAS search report: {state.out.name}", "",
         f"- strategy **{cfg.strategy}** (tickets {cfg.tickets}, weight sharing {cfg.weight_sharing}, "
         f"keep-largest {cfg.keep_largest}, BN shrink {cfg.bn_shrink}, Early-Bird {cfg.early_bird}), seed {cfg.seed}",
-        f"- fitness: validation accuracy of each trial's final architecture trained from scratch for {cfg.epochs} "
-        f"epochs (the same proxy in every strategy)"
-        + (f"; tickets found in a mask phase of at most {cfg.mask_epochs} epochs" if cfg.tickets else ""),
+        f"- fitness: validation accuracy after {cfg.epochs} epochs of training from a fresh initialization "
+        f"(the same proxy in every strategy)"
+        + (f"; tickets cut inside it, after at most {cfg.dense_epochs} dense epochs" if cfg.tickets else ""),
         f"- population {cfg.population}, generations {cfg.generations}, "
         f"train subset {cfg.train_subset or 'all'}, validation {cfg.val_size} images of {cfg.dataset}'s training split",
         f"- cost limit: {limits or 'none'} ({'hard' if cfg.penalty is None else f'penalty w={cfg.penalty}'})",

@@ -153,7 +153,7 @@ def _close_generation(state: RunState) -> None:
 
 def _job(state: RunState, candidate) -> TrialJob:
     cfg = state.config
-    if candidate.parent is None or not (cfg.weight_sharing and cfg.tickets):  # only the mask phase inherits
+    if candidate.parent is None or not (cfg.weight_sharing and cfg.tickets):  # inheritance starts from tickets
         return TrialJob(candidate)
     genotype, weights, _, _ = state.load_ticket(candidate.parent)
     job = TrialJob(candidate, parent_genotype=genotype, parent_state=weights)

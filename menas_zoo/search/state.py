@@ -37,7 +37,7 @@ from menas_zoo.slim import Masks, save_masks
 from menas_zoo.space.genotype import Genotype
 
 FORMAT = "menas-zoo-search"
-VERSION = 1
+VERSION = 2  # 2: one training per trial (the ticket is cut inside the fitness proxy)
 CONFIG, TRIALS, STATE, TICKETS, PARTIAL, MASKS = "config.json", "trials.jsonl", "state.json", "tickets", "partial", "masks"
 LOCK = ".search.lock"
 
@@ -54,7 +54,7 @@ class TrialRecord:
     genotype: Genotype  # the individual (the ticket's genotype with tickets on)
     trained_genotype: Genotype  # the child as trained, before pruning
     accuracy: float  # validation accuracy (split carved from the training set)
-    trained_accuracy: float | None  # the child after the mask phase (None without tickets)
+    trained_accuracy: float | None  # the dense child when its ticket was cut (None without tickets)
     fitness: float
     macs: int
     params: int

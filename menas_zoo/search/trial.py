@@ -1,22 +1,22 @@
-"""One trial: find the child's lottery ticket, then score the ticket's architecture from scratch.
+"""One trial: one training from a fresh initialization, inside which a ticket is cut; then the score.
 
-With tickets (MENAS), a trial has two phases:
+Every trial of every strategy trains ``epochs`` epochs from a seeded fresh initialization with one
+recipe, and its fitness is the validation accuracy at the end (BN recalibrated first). So fitness is
+the same measurement of an architecture whatever its lineage, and a MENAS trial costs what an
+evolution trial costs: one training, not a mask phase plus a proxy.
 
-1. **Mask phase.** Build the child and start it from its parents' ticket weights (weight sharing;
-   a crossover child takes each stage from the parent that gave it). Train with calibrated BN
-   sparsity until the Early-Bird rule (You et al. 2020) sees the channel mask stop moving, or the
-   ``mask_epochs`` cap; its epochs are passes over a seeded ``mask_fraction`` of the training images,
-   since a ticket's structure emerges long before its weights converge (that is Early-Bird's finding).
-   Prune the ticket (``ticket.py``), further where needed to fit the cost limit.
-2. **Fitness proxy.** Train the ticket's architecture *from scratch* (a fresh seeded initialization)
-   for ``epochs`` epochs with the search's one recipe, recalibrate BN and score it on the validation
-   split. These weights are what the population keeps and what children inherit.
+With tickets (MENAS) the training has two parts, as in Early-Bird tickets (You et al. 2020):
 
-Without tickets (regularized evolution, random search, ``--no-tickets``) only phase 2 runs, on the
-child itself. So every fitness in every strategy is the same measurement of an architecture, however
-much training its lineage accumulated: inherited weights speed up finding the ticket (Early-Bird stops
-sooner), they never inflate the score. (An earlier design scored the inherited, further-trained
-weights; its winners lost to plain evolution's when both were retrained from scratch.)
+1. **Dense.** The child trains with calibrated BN sparsity (the shrink adds up over the dense cap) until
+   the Early-Bird rule sees its channel mask stop moving, or the cap (``SearchConfig.dense_epochs``).
+2. **Ticket.** The child is pruned into its ticket (``ticket.py``), further where needed to fit the cost
+   limit, keeping the trained weights of the kept channels, and the ticket trains the remaining epochs
+   on the same learning-rate schedule. The ticket is narrower, so the sooner Early-Bird cuts it, the
+   cheaper the trial. Its weights are what the population keeps.
+
+Without tickets (regularized evolution, random search, ``--no-tickets``) the child trains all
+``epochs`` epochs as it is. ``--weight-sharing`` starts a child from its parents' weights (a crossover
+child takes each stage from the parent that gave it) instead of a fresh initialization.
 
 :func:`run_trial` is a pure function of its inputs (the candidate, the parents' weights, the data, the
 config): its random streams are seeded from ``(seed, trial index)``, so the same trial gives the same
@@ -102,83 +102,81 @@ class TrialJob:
 class TrialOutcome:
     candidate: Candidate
     genotype: Genotype  # what enters the population: the ticket's genotype, or the child's without tickets
-    state: dict[str, torch.Tensor]  # its weights after the fitness proxy (CPU)
-    masks: Masks  # ticket masks relative to the trained child (empty without tickets)
-    accuracy: float  # fitness proxy: validation accuracy of ``genotype`` trained from scratch
-    trained_accuracy: float | None  # mask phase: the trained child's validation accuracy (None without tickets)
-    epochs: int  # epochs of the mask phase (0 without tickets)
-    stopped_early: bool
+    state: dict[str, torch.Tensor]  # its weights at the end of the trial's training (CPU)
+    masks: Masks  # ticket masks relative to the dense child (empty without tickets)
+    accuracy: float  # fitness proxy: validation accuracy after ``epochs`` epochs from a fresh initialization
+    trained_accuracy: float | None  # the dense child's accuracy when its ticket was cut (None without tickets)
+    epochs: int  # dense epochs before the ticket was cut (0 without tickets)
+    stopped_early: bool  # Early-Bird cut the ticket before the dense cap
     seconds: float
     latency_ms: float | None = None
     inherit: dict[str, Any] = field(default_factory=dict)
-    ticket_accuracy: float | None = None  # the ticket with the child's weights, BN recalibrated
+    ticket_accuracy: float | None = None  # the ticket just cut, with the child's weights, BN recalibrated
     pruned: float = 0.0  # fraction of prunable channels the ticket really removed
-    feasible: bool = True  # False: even the most pruned ticket is over a hard limit (no proxy trained)
-    phase_seconds: dict[str, float] = field(default_factory=dict)  # mask, ticket, proxy, score
+    feasible: bool = True  # False: even the most pruned ticket is over a hard limit (trained no further)
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # mask (dense), ticket (cut), proxy (rest), score
 
 
 def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: LatencyFn | None = None,
               should_stop=None, work_dir: Path | None = None) -> TrialOutcome:
     """Run one trial (see the module doc). ``should_stop`` interrupts it between two training steps
-    (:class:`~menas_zoo.train.TrainingInterrupted`); with ``work_dir`` each phase checkpoints every
+    (:class:`~menas_zoo.train.TrainingInterrupted`); with ``work_dir`` each part checkpoints every
     epoch there, and the same call later resumes from the last finished epoch."""
     start = time.perf_counter()
     phase_dir = (lambda name: Path(work_dir) / name) if work_dir is not None else (lambda name: None)
     candidate = job.candidate
     seed = derive_seed(cfg.seed, "trial", candidate.index)
-    device = resolve_device(cfg.device)
-    genotype, masks, inherit, phases = candidate.genotype, {}, {}, {}
+    recipe = proxy_config(cfg, seed)
+    torch.manual_seed(derive_seed(cfg.seed, "proxy", candidate.index))  # the fresh initialization
+    model = build_model(candidate.genotype)
+    inherit = _inherit(model, job) if cfg.weight_sharing else {}
+    masks, phases = {}, {}
     trained_accuracy = ticket_accuracy = None
-    mask_epochs, stopped_early, feasible = 0, False, True
+    dense_epochs, stopped_early, feasible = 0, False, True
+    desc = f"trial {candidate.index}"
 
     if cfg.tickets:
-        torch.manual_seed(seed)  # the child's fresh initialization, where nothing is inherited
-        child = build_model(candidate.genotype)
-        if cfg.weight_sharing:
-            inherit = _inherit(child, job)
-        snapshots: dict[str, dict[str, torch.Tensor]] = {}
+        cap = cfg.dense_epochs
         early_bird = EarlyBird(cfg.prune_ratio, cfg.eb_window, cfg.eb_threshold, cfg.min_channels) \
             if cfg.early_bird else None
 
-        def on_epoch_end(epoch: int, net: MobileNetMT, metrics: dict[str, float]) -> bool:
-            if cfg.rewind_epoch == epoch:
-                snapshots["rewind"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            return early_bird(epoch, net, metrics) if early_bird is not None else False
+        def cut(epoch: int, net: MobileNetMT, metrics: dict[str, float]) -> bool:
+            settled = early_bird(epoch, net, metrics) if early_bird is not None else False
+            if settled and epoch < cap:
+                metrics["early_bird"] = 1.0
+            return settled or epoch >= cap
 
         if early_bird is not None:
-            on_epoch_end.restore = early_bird.restore  # type: ignore[attr-defined]
-
-        mask_cfg = TrainConfig(epochs=cfg.mask_epochs, batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr,
-                               bn_l1=cfg.bn_l1, bn_shrink=cfg.bn_shrink, seed=seed, device=str(device))
-        result = train(child, mask_splits(splits, cfg.mask_fraction, seed), mask_cfg, on_epoch_end=on_epoch_end,
-                       progress=False, out_dir=phase_dir("mask"), desc=f"trial {candidate.index} mask",
-                       should_stop=should_stop, validate="none")
-        mask_epochs, stopped_early = result.epochs, result.stopped_early
+            cut.restore = early_bird.restore  # type: ignore[attr-defined]
+        dense_cfg = dataclasses.replace(recipe, bn_l1=cfg.bn_l1, bn_shrink=cfg.bn_shrink, shrink_epochs=cap)
+        result = train(model, splits, dense_cfg, on_epoch_end=cut, progress=False, out_dir=phase_dir("mask"),
+                       desc=f"{desc} dense", should_stop=should_stop, validate="none")
+        dense_epochs = result.epochs
+        stopped_early = any(m.get("early_bird") for m in result.history)
         phases["mask"] = time.perf_counter() - start
         t0 = time.perf_counter()
         # Dense and ticket accuracy (reported, not ranked on) are both measured after BN recalibration, on
-        # the first REPORT_IMAGES validation images: enough to compare the two, cheap next to the proxy.
+        # the first REPORT_IMAGES validation images: enough to compare the two, cheap next to the training.
         report_val = splits.val.subset(torch.arange(min(REPORT_IMAGES, len(splits.val))))
-        recalibrate_bn(child, splits.train, batches=RECALIBRATION_BATCHES, seed=seed)
-        trained_accuracy = evaluate(child, report_val)["acc"]
-        finetune = dataclasses.replace(mask_cfg, epochs=cfg.finetune_epochs, seed=seed + 1) \
-            if cfg.finetune_epochs else None
-        ticket = make_ticket(child, splits, prune_ratio=cfg.prune_ratio, min_channels=cfg.min_channels,
+        recalibrate_bn(model, splits.train, batches=REPORT_RECALIBRATION_BATCHES, seed=seed)
+        trained_accuracy = evaluate(model, report_val)["acc"]
+        ticket = make_ticket(model, splits, prune_ratio=cfg.prune_ratio, min_channels=cfg.min_channels,
                              channel_multiple=cfg.channel_multiple, budget=cfg.budget(),
-                             max_ratio=cfg.max_prune_ratio, rewind_state=snapshots.get("rewind"), finetune=finetune,
-                             seed=seed, recalibration_batches=RECALIBRATION_BATCHES)
-        genotype, masks = ticket.model.genotype, ticket.masks
-        ticket_accuracy = evaluate(ticket.model, report_val)["acc"]  # make_ticket recalibrated its BN
-        feasible = cfg.budget().fits(genotype)
+                             max_ratio=cfg.max_prune_ratio, seed=seed,
+                             recalibration_batches=REPORT_RECALIBRATION_BATCHES)
+        model, masks = ticket.model, ticket.masks
+        ticket_accuracy = evaluate(model, report_val)["acc"]  # make_ticket recalibrated its BN
+        feasible = cfg.budget().fits(model.genotype)
         phases["ticket"] = time.perf_counter() - t0
+        recipe = dataclasses.replace(recipe, epochs=cfg.epochs - dense_epochs, schedule_offset=dense_epochs,
+                                     seed=derive_seed(seed, "ticket"))
 
-    accuracy, latency, state = 0.0, None, {}  # an infeasible ticket scores 0 and trains no proxy
+    accuracy, latency, state = 0.0, None, {}  # an infeasible ticket scores 0 and trains no further
     if feasible:
         t0 = time.perf_counter()
-        torch.manual_seed(derive_seed(cfg.seed, "proxy", candidate.index))
-        model = build_model(genotype)
-        train(model, splits, proxy_config(cfg, seed), progress=False, desc=f"trial {candidate.index}",
-              should_stop=should_stop, validate="none", out_dir=phase_dir("proxy"))
+        if recipe.epochs > 0:
+            train(model, splits, recipe, progress=False, desc=desc, should_stop=should_stop, validate="none",
+                  out_dir=phase_dir("proxy"))
         phases["proxy"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         # After a short run the BN running averages lag the fast-moving weights: re-estimate them first.
@@ -188,9 +186,9 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
         latency = float(latency_fn(model)) if latency_fn is not None else None
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         phases["score"] = time.perf_counter() - t0
-    return TrialOutcome(candidate=candidate, genotype=genotype, state=state,
+    return TrialOutcome(candidate=candidate, genotype=model.genotype, state=state,
                         masks={k: v.cpu() for k, v in masks.items()}, accuracy=accuracy,
-                        trained_accuracy=trained_accuracy, epochs=mask_epochs, stopped_early=stopped_early,
+                        trained_accuracy=trained_accuracy, epochs=dense_epochs, stopped_early=stopped_early,
                         seconds=time.perf_counter() - start, latency_ms=latency, inherit=inherit,
                         ticket_accuracy=ticket_accuracy, pruned=pruned_fraction(masks) if masks else 0.0,
                         feasible=feasible, phase_seconds=phases)
@@ -199,23 +197,15 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
 #: Batches of 256 training images that re-estimate BN statistics before scoring: 1,024 images give
 #: stable statistics for these networks and keep the work outside training a small share of a trial.
 RECALIBRATION_BATCHES = 4
-#: Validation images on which a trial reports its dense child's and its ticket's accuracy.
-REPORT_IMAGES = 1000
-
-
-def mask_splits(splits: DataSplits, fraction: float, seed: int) -> DataSplits:
-    """The mask phase's data: a seeded ``fraction`` of the training images (and the same validation)."""
-    if fraction >= 1.0:
-        return splits
-    n = max(1, int(len(splits.train) * fraction))
-    index = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))[:n]
-    return DataSplits(train=splits.train.subset(index), val=splits.val)
+#: Validation images (and batches of 256 training images re-estimating BN) with which a trial reports its
+#: dense child's and its just-cut ticket's accuracy: a paired comparison, averaged over the run's trials.
+REPORT_IMAGES, REPORT_RECALIBRATION_BATCHES = 500, 2
 
 
 def proxy_config(cfg: SearchConfig, seed: int) -> TrainConfig:
     """The fitness proxy's recipe: the same for every trial of every strategy."""
     return TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr,
-                       seed=derive_seed(seed, "proxy"), device=cfg.device if cfg.device != "auto" else "auto")
+                       seed=derive_seed(seed, "proxy"), device=str(resolve_device(cfg.device)))
 
 
 def _inherit(child: MobileNetMT, job: TrialJob) -> dict[str, Any]:

@@ -104,11 +104,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         remove_stale_temporaries(path.parent, path.name)
         fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=".tmp", dir=path.parent)
         os.close(fd)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the final file normal permissions
     tmp_path = Path(tmp)
     try:
         with write_errors(path):
             yield tmp_path
+            # mkstemp makes 0600 files, and writers that replace the file (safetensors) recreate it: give
+            # the final file normal permissions once it is written.
+            os.chmod(tmp_path, 0o666 & ~_UMASK)
             with open(tmp_path, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp_path, path)

@@ -47,7 +47,7 @@ CLASSES = {"a": 100_000, "b": 500_000, "c": 1_000_000}
 #: The final recipe, recorded in every artifact's provenance.
 RECIPE = {"epochs": 100, "batch_size": 256, "optimizer": "sgd", "lr": 0.1, "weight_decay": 5e-5, "warmup_epochs": 3,
           "label_smoothing": 0.1, "augment": {"crop_padding": 2, "flip": True, "erasing": 0.25}}
-SEARCH = {"strategy": "menas", "profile": "tiny", "population": 8, "generations": 6, "epochs": 3, "mask_epochs": 3,
+SEARCH = {"strategy": "menas", "profile": "tiny", "population": 8, "generations": 6, "epochs": 4, "mask_epochs": 3,
           "train_subset": 10_000, "val_size": 5000, "seed": 0}
 INT8_MAX_DROP = 0.003  # int8 files ship only within 0.3 points of fp32 test accuracy
 VAL_SIZE, DATA_SEED = 5000, 0  # the searches' validation split, reused for selection

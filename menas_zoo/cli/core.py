@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from menas_zoo.cli.app import command, console, print_json, print_table, space_app
-from menas_zoo.cli.options import (GENOTYPE_HELP, data_dir_option, dataset_option, device_option, json_option)
+from menas_zoo.cli.options import (GENOTYPE_HELP, NETWORK_HELP, data_dir_option, dataset_option, device_option,
+                                   endpoint_option, hub_offline, json_option, offline_option)
 from menas_zoo.costs import genotype_cost, human
 from menas_zoo.errors import MenasError
 from menas_zoo.space import PROFILES, get_profile, resolve_genotype, sample_genotype
@@ -46,18 +47,24 @@ def _limit(value: Optional[float], flag: str) -> Optional[int]:
 
 @command(name="info")
 def info(
-    ref: str = typer.Argument(..., metavar="GENOTYPE", help=GENOTYPE_HELP),
+    ref: str = typer.Argument(..., metavar="REF", help=NETWORK_HELP),
     in_chans: Optional[int] = typer.Option(None, min=1, help="Override input channels (references, one-line forms)."),
-    resolution: Optional[int] = typer.Option(None, min=1, help="Override input resolution."),
-    num_classes: Optional[int] = typer.Option(None, min=1, help="Override number of classes."),
+    resolution: Optional[int] = typer.Option(None, min=1, help="Override input resolution (references, one-line "
+                                                              "forms)."),
+    num_classes: Optional[int] = typer.Option(None, min=1, help="Override number of classes (references, one-line "
+                                                               "forms)."),
     as_json: bool = json_option(),
+    offline: bool = offline_option(),
+    endpoint: Optional[str] = endpoint_option(),
 ) -> None:
-    """Show a genotype's blocks, parameters and MACs."""
-    from menas_zoo.nets import build_model
+    """Show a model's or genotype's blocks, parameters and MACs."""
+    from menas_zoo.hub.resolve import resolve_network
 
-    genotype = resolve_genotype(ref, in_chans=in_chans, resolution=resolution, num_classes=num_classes)
+    source = resolve_network(ref, in_chans=in_chans, resolution=resolution, num_classes=num_classes,
+                             offline=hub_offline(offline), endpoint=endpoint)
+    model = source.model
+    genotype = model.genotype
     cost = genotype_cost(genotype)
-    model = build_model(genotype)
     rows = []
     for (s, b, in_ch, block), (_, _, module) in zip(genotype.blocks(), model.blocks()):
         params = sum(p.numel() for p in module.parameters())
@@ -65,10 +72,18 @@ def info(
                      "hidden": block.dw_channels(in_ch), "out": block.out, "kernel": block.kernel,
                      "stride": block.stride, "se": block.se, "act": block.act, "shortcut": block.has_shortcut(in_ch),
                      "params": params})
+    trained = source.kind != "genotype"
+    model_info = {"ref": ref, "kind": source.kind, "revision": source.revision,
+                  "weights_sha256": source.weights_sha256} if trained else None
     if as_json:
-        print_json({"genotype": genotype.to_dict(), "params": cost.params, "macs": cost.macs, "blocks": rows})
+        print_json({"genotype": genotype.to_dict(), "params": cost.params, "macs": cost.macs, "blocks": rows,
+                    "model": model_info})
         return
-    print_table(f"{genotype.profile} genotype, input {genotype.in_chans}x{genotype.resolution}x{genotype.resolution}, "
+    if not trained:
+        what = f"{genotype.profile} genotype"
+    else:
+        what = f"{ref} @ {source.revision[:12]}" if source.revision else f"{ref} (artifact folder)"
+    print_table(f"{what}, input {genotype.in_chans}x{genotype.resolution}x{genotype.resolution}, "
                 f"{genotype.num_classes} classes",
                 ["stage.block", "block string", "in", "hidden", "out", "k", "s", "SE", "act", "skip", "params"],
                 [[f"{r['stage']}.{r['block']}", r["string"], r["in"], r["hidden"], r["out"], r["kernel"], r["stride"],

@@ -12,7 +12,7 @@ from menas_zoo.cli.options import (GENOTYPE_HELP, NETWORK_HELP, data_dir_option,
                                    endpoint_option, hub_offline, json_option, offline_option)
 from menas_zoo.costs import genotype_cost, human
 from menas_zoo.errors import MenasError
-from menas_zoo.space import PROFILES, get_profile, resolve_genotype, sample_genotype
+from menas_zoo.space import PROFILES, get_profile, sample_genotype
 
 
 def profile_names() -> str:
@@ -117,49 +117,19 @@ def train_command(
     as_json: bool = json_option("of the final metrics"),
 ) -> None:
     """Train a genotype from scratch; killed and started again with the same command, it resumes."""
-    import torch
+    from menas_zoo.train import TrainConfig, train_artifact
 
-    from menas_zoo.artifact import save_artifact
-    from menas_zoo.data import load_splits
-    from menas_zoo.io import write_json_atomic, write_text_atomic
-    from menas_zoo.nets import build_model
-    from menas_zoo.train import TrainConfig, evaluate, resolve_device, train
-
-    resolve_device(device)  # fail fast on a bad --device
-    genotype_file = out / "genotype.json"
-    genotype = resolve_genotype(genotype_ref)
-    if genotype_file.exists() and resolve_genotype(str(genotype_file)) != genotype:
-        raise MenasError(f"{out} holds a run of another genotype; use a new --out")
-    splits = load_splits(dataset, data_dir, val_size=val_size, seed=seed, train_subset=train_subset, with_test=eval_test)
-    if (splits.train.in_chans, splits.train.resolution) != (genotype.in_chans, genotype.resolution):
-        raise MenasError(f"genotype expects {genotype.in_chans}x{genotype.resolution}px input but {dataset} is "
-                         f"{splits.train.in_chans}x{splits.train.resolution}px")
-    if len(splits.train.classes) != genotype.num_classes:
-        raise MenasError(f"genotype has {genotype.num_classes} classes but {dataset} has {len(splits.train.classes)}")
-    write_text_atomic(genotype_file, genotype.to_json() + "\n")
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                       label_smoothing=label_smoothing, bn_l1=bn_l1, seed=seed, device=device, channels_last=channels_last)
-    torch.manual_seed(seed)  # the initial weights come from the seed too, so the same command gives the same weights
-    model = build_model(genotype)
-    result = train(model, splits, cfg, out_dir=out, progress=not as_json)
-    cost = genotype_cost(genotype)
-    metrics = {"dataset": dataset, "val_acc": result.val_acc, "epochs": result.epochs, "seconds": result.seconds,
-               "params": cost.params, "macs": cost.macs, "config": cfg.to_dict(), "history": result.history}
-    if eval_test:
-        metrics["test_acc"] = evaluate(model, splits.test, device=next(model.parameters()).device)["acc"]
-    write_json_atomic(out / "metrics.json", metrics)
-    # The run folder is also a zoo artifact (config.json + model.safetensors): loadable and pushable as is.
-    accuracy = {"value": metrics["test_acc"], "dataset": dataset, "split": "test"} if eval_test else None
-    save_artifact(out, model, input_spec=splits.input_spec(), labels=splits.train.classes,
-                  metrics={"accuracy": accuracy, "val_accuracy": {"value": result.val_acc, "dataset": dataset,
-                                                                  "split": f"validation ({val_size} train images, seed {seed})"}},
-                  provenance={"run_id": out.resolve().name, "seed": seed, "epochs": result.epochs,
-                              "train_images": len(splits.train), "recipe": cfg.to_dict()})
+    run = train_artifact(genotype_ref, out, cfg, dataset=dataset, data_dir=data_dir, val_size=val_size,
+                         train_subset=train_subset, eval_test=eval_test, progress=not as_json)
+    metrics = run.metrics
     if as_json:
         print_json({k: v for k, v in metrics.items() if k != "history"})
         return
-    rows = [["val accuracy", f"{result.val_acc:.4f}"], ["epochs", result.epochs], ["seconds", f"{result.seconds:.1f}"],
-            ["params", f"{cost.params:,}"], ["MACs", f"{cost.macs:,}"]]
+    rows = [["val accuracy", f"{metrics['val_acc']:.4f}"], ["epochs", metrics["epochs"]],
+            ["seconds", f"{metrics['seconds']:.1f}"], ["params", f"{metrics['params']:,}"],
+            ["MACs", f"{metrics['macs']:,}"]]
     if eval_test:
         rows.append(["test accuracy", f"{metrics['test_acc']:.4f}"])
     print_table(f"trained {out}", ["metric", "value"], rows)

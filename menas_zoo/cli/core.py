@@ -22,7 +22,8 @@ def profile_names() -> str:
 
 @command(space_app, "sample")
 def space_sample(
-    profile: str = typer.Option("small", metavar="PROFILE", help=f"Search profile: {profile_names()}."),
+    profile: str = typer.Option("small", metavar="PROFILE", help=f"Search profile: {profile_names()}, or a JSON "
+                                                                  "file of SearchProfile fields."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same genotype."),
     in_chans: int = typer.Option(1, min=1, help="Input channels."),
     num_classes: int = typer.Option(10, min=1, help="Number of classes."),

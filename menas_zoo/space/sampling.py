@@ -11,8 +11,10 @@ output width from a grid around MobileNetV3's widths. Global: stem, head and fc 
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from menas_zoo.errors import GenotypeError
 from menas_zoo.space.genotype import BlockSpec, Genotype, default_se_width, make_divisible
@@ -56,9 +58,24 @@ PROFILES = {
 
 
 def get_profile(name: str) -> SearchProfile:
-    if name not in PROFILES:
-        raise GenotypeError(f"unknown search profile {name!r}; known: {', '.join(PROFILES)}")
-    return PROFILES[name]
+    """A built-in profile by name, or a JSON file (``*.json``) of :class:`SearchProfile` fields: a space of one's own."""
+    if name in PROFILES:
+        return PROFILES[name]
+    if name.endswith(".json"):
+        return load_profile(name)
+    raise GenotypeError(f"unknown search profile {name!r}; known: {', '.join(PROFILES)}, or a JSON file of "
+                        "SearchProfile fields")
+
+
+def load_profile(path: str | Path) -> SearchProfile:
+    """A :class:`SearchProfile` from a JSON file of its fields (lists become tuples)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return SearchProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    except OSError as exc:
+        raise GenotypeError(f"cannot read profile {path}: {exc.strerror or exc}") from None
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise GenotypeError(f"profile {path} is not a valid search profile ({exc})") from None
 
 
 def sample_block(profile: SearchProfile, rng: random.Random, in_chans: int, out: int, stride: int) -> BlockSpec:

@@ -53,7 +53,7 @@ def search_command(
     budget_minutes: Optional[float] = typer.Option(None, help="Stop cleanly (and report) after this many minutes."),
     max_macs: Optional[float] = typer.Option(None, help="MACs limit, e.g. 5e6."),
     max_params: Optional[float] = typer.Option(None, help="Parameter limit, e.g. 1e5."),
-    max_latency_ms: Optional[float] = typer.Option(None, help="ONNX Runtime latency limit (batch 1, 1 thread)."),
+    max_latency_ms: Optional[float] = typer.Option(None, help="ONNX Runtime p90 latency limit in ms (batch 1, 1 thread)."),
     latency_table: Optional[Path] = typer.Option(None, metavar="FILE",
                                                  help="Predict latency from this per-block table ('menas-zoo bench "
                                                       "--per-block --table') instead of measuring."),

@@ -1,9 +1,20 @@
-"""The latency a search's ``--max-latency-ms`` limit is checked against: one network, batch 1, one thread.
+"""What a latency limit means, defined once for ``export``, ``bench``, a search and the per-block table.
 
-:func:`measure_latency_ms` exports a candidate to ONNX (TorchScript exporter: a search exports many
-candidates, and it is about ten times faster than dynamo for the same operators) and times it in ONNX
-Runtime; :func:`latency_fn` is what :func:`menas_zoo.search.run_search` uses when a limit is set and no
-function is given: that measurement, or a prediction from a per-block latency table when one is named.
+**Latency** is the p90 (:data:`~menas_zoo.export.defaults.LATENCY_PERCENTILE`) of the per-call
+milliseconds of ONNX Runtime running a network's ONNX file, after untimed warm-up calls, on one thread
+and at batch 1 unless stated. The file is the one ``export`` writes (at ``--opset``, 18 by default) or
+``bench`` is given; what the library exports to time (a search's candidates, the table's parts) it
+exports at :data:`~menas_zoo.export.defaults.LATENCY_OPSET`, the export's default opset. p90, because a
+few calls preempted by other work on the machine cannot move it and a slower network does. Where each
+path gets it:
+
+* ``export`` and ``bench`` time the file they wrote or were given; ``--max-latency-ms`` fails on its p90.
+* A search measures every candidate: :func:`measure_latency_ms` exports it (static batch 1, TorchScript
+  exporter: a search exports many candidates, and it is about ten times faster than dynamo for the same
+  operators) and takes the p90 of its calls. :func:`menas_zoo.search.run_search` uses it when a
+  ``max_latency_ms`` limit is set and no ``latency_fn`` is given; :func:`latency_fn` makes either.
+* The per-block latency table (``latency_table.py``) times each part of a network the same way and
+  predicts a network's p90 from its parts' p90s; its report compares that with the network measured here.
 """
 
 from __future__ import annotations
@@ -12,26 +23,49 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from torch import nn
 
-from menas_zoo.export.bench import bench_onnx
+from menas_zoo.export.bench import onnx_times
+from menas_zoo.export.defaults import LATENCY_OPSET, LATENCY_PERCENTILE
 from menas_zoo.export.onnx import export_onnx
+from menas_zoo.export.runtime import ort_session
 
+#: the exporter of measured candidates and table parts
+LATENCY_EXPORTER = "torchscript"
 #: timed calls (after warm-up) per candidate; a search measures every child it proposes
-SEARCH_RUNS, SEARCH_WARMUP = 50, 10
+SEARCH_RUNS, SEARCH_WARMUP = 100, 10
 
 
-def measure_latency_ms(model: nn.Module, *, runs: int = SEARCH_RUNS, warmup: int = SEARCH_WARMUP) -> float:
-    """p90 of ``runs`` ONNX Runtime calls of ``model`` at batch 1 on one thread (exported to opset 17)."""
+def latency_statistic(times: np.ndarray) -> float:
+    """The latency of a set of per-call milliseconds: their p90."""
+    return round(float(np.percentile(times, LATENCY_PERCENTILE)), 4)
+
+
+def onnx_call_times(module: nn.Module, input_shape: tuple[int, int, int], workdir: str | Path, *, threads: int = 1,
+                    runs: int = SEARCH_RUNS, warmup: int = SEARCH_WARMUP,
+                    exporter: str = LATENCY_EXPORTER) -> np.ndarray:
+    """Per-call ms of ``module`` at batch 1 in ONNX Runtime, exported at :data:`LATENCY_OPSET` with a static
+    batch into ``workdir``: one measurement for whole networks and the latency table's parts alike."""
+    path = Path(workdir) / "latency.onnx"
+    export_onnx(module, path, exporter=exporter, opset=LATENCY_OPSET, dynamic_batch=False, export_batch=1,
+                input_shape=input_shape)
+    return onnx_times(ort_session(path, threads=threads), batch_size=1, runs=runs, warmup=warmup, source=path)
+
+
+def measure_latency_ms(model: nn.Module, *, runs: int = SEARCH_RUNS, warmup: int = SEARCH_WARMUP,
+                       threads: int = 1) -> float:
+    """The latency of ``model`` (a MobileNetMT) at batch 1: the p90 of ``runs`` ONNX Runtime calls."""
+    g = model.genotype
     with tempfile.TemporaryDirectory(prefix="menas-zoo-latency-") as tmp:
-        path = Path(tmp) / "candidate.onnx"
-        export_onnx(model.cpu().eval(), path, exporter="torchscript", opset=17, dynamic_batch=False, export_batch=1)
-        return bench_onnx(path, batch_sizes=(1,), threads=(1,), runs=runs, warmup=warmup)[0].p90_ms
+        times = onnx_call_times(model.cpu().eval(), (g.in_chans, g.resolution, g.resolution), tmp, threads=threads,
+                                runs=runs, warmup=warmup)
+    return latency_statistic(times)
 
 
 def latency_fn(table: str | Path | None = None, *, runs: int = SEARCH_RUNS) -> Callable[[nn.Module], float]:
-    """Model -> ms at batch 1, 1 thread: predicted from the per-block latency ``table`` (a file written by
-    ``menas-zoo bench --per-block``; microseconds per candidate), else measured by :func:`measure_latency_ms`."""
+    """Model -> latency in ms at batch 1, 1 thread: predicted from the per-block latency ``table`` (a file
+    written by ``menas-zoo bench --per-block``; microseconds a candidate), else :func:`measure_latency_ms`."""
     if table is not None:
         from menas_zoo.export.latency_table import LatencyTable
 

@@ -173,8 +173,8 @@ def evaluate_test_split(model: nn.Module, dataset: str, data_dir: str | Path | N
                         std=None) -> float:
     """Top-1 accuracy of ``model`` on the test split of the named dataset, normalized with the model's own
     ``mean``/``std`` when given (an artifact's input spec: as it was trained), else the dataset's."""
-    test = load_dataset(dataset, data_dir, split="test")
     genotype = model.genotype
+    test = load_dataset(dataset, data_dir, split="test", in_chans=genotype.in_chans, resolution=genotype.resolution)
     if (test.in_chans, test.resolution, len(test.classes)) != (genotype.in_chans, genotype.resolution, genotype.num_classes):
         raise MenasError(f"--eval-test: {dataset} is {test.in_chans}x{test.resolution}x{test.resolution}, "
                          f"{len(test.classes)} classes; this model expects "
@@ -441,7 +441,7 @@ def train_artifact(genotype: Any, out: str | Path, cfg: TrainConfig | None = Non
     if genotype_file.exists() and resolve_genotype(str(genotype_file)) != genotype:
         raise MenasError(f"{out} holds a run of another genotype; use a new --out")
     splits = load_splits(dataset, data_dir, val_size=val_size, seed=cfg.seed, train_subset=train_subset,
-                         with_test=eval_test)
+                         with_test=eval_test, in_chans=genotype.in_chans, resolution=genotype.resolution)
     if (splits.train.in_chans, splits.train.resolution) != (genotype.in_chans, genotype.resolution):
         raise MenasError(f"genotype expects {genotype.in_chans}x{genotype.resolution}px input but {dataset} is "
                          f"{splits.train.in_chans}x{splits.train.resolution}px")

@@ -50,6 +50,8 @@ def search_command(
                                                                      "[default: fashion-mnist]"),
     data_dir: Optional[Path] = typer.Option(None, metavar="DIR", help="Dataset folder (default for Fashion-MNIST: "
                                                                       "the Debian package's)."),
+    resolution: Optional[int] = typer.Option(None, min=1, help="Input resolution of an image-folder dataset, whose "
+                                                              "images are resized to it. [default: the profile's]"),
     budget_minutes: Optional[float] = typer.Option(None, help="Stop cleanly (and report) after this many minutes."),
     max_macs: Optional[float] = typer.Option(None, help="MACs limit, e.g. 5e6."),
     max_params: Optional[float] = typer.Option(None, help="Parameter limit, e.g. 1e5."),
@@ -94,7 +96,7 @@ def search_command(
         "profile": profile, "strategy": strategy, "population": population, "generations": generations,
         "epochs": epochs, "mask_epochs": mask_epochs, "mask_fraction": mask_fraction, "eb_window": eb_window, "eb_threshold": eb_threshold,
         "bn_shrink": bn_shrink, "max_prune_ratio": max_prune_ratio, "train_subset": train_subset, "val_size": val_size, "dataset": dataset,
-        "data_dir": str(data_dir) if data_dir else None, "max_macs": _int(max_macs), "max_params": _int(max_params),
+        "data_dir": str(data_dir) if data_dir else None, "resolution": resolution, "max_macs": _int(max_macs), "max_params": _int(max_params),
         "max_latency_ms": max_latency_ms, "penalty": penalty, "tickets": tickets, "weight_sharing": weight_sharing,
         "early_bird": early_stop, "keep_largest": keep_largest, "prune_ratio": prune_ratio,
         "channel_multiple": channel_multiple,

@@ -11,8 +11,8 @@ from menas_zoo.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
-__all__ = ["BlockSpec", "Genotype", "GenotypeError", "MenasError", "MobileNetMT", "__version__", "build_model", "create_model",
-           "genotype_cost", "list_models", "reference_genotype", "sample_genotype"]
+__all__ = ["BlockSpec", "Genotype", "GenotypeError", "MenasError", "MobileNetMT", "TrainConfig", "__version__", "build_model",
+           "create_model", "genotype_cost", "list_models", "reference_genotype", "sample_genotype", "train_artifact"]
 
 __getattr__, __dir__ = lazy_attributes(globals(), {
     "genotype_cost": "menas_zoo.costs",
@@ -24,4 +24,6 @@ __getattr__, __dir__ = lazy_attributes(globals(), {
     "sample_genotype": "menas_zoo.space",
     "create_model": "menas_zoo.hub",
     "list_models": "menas_zoo.hub",
+    "TrainConfig": "menas_zoo.train",
+    "train_artifact": "menas_zoo.train",
 })

@@ -143,10 +143,15 @@ def load_cifar10(root: str | Path, split: str = "train") -> ImageDataset:
 
 
 def load_image_folder(root: str | Path, split: str = "train", in_chans: int = 3, resolution: int = 32) -> ImageDataset:
-    """An ImageFolder tree (``root/train/<class>/*.png``, ``root/val`` or ``root/test``), resized in memory."""
+    """An ImageFolder tree (``root/train/<class>/*.png``, ``root/val`` or ``root/test``), converted to
+    ``in_chans`` channels (1: grayscale, 3: RGB) and resized to ``resolution`` px in memory."""
     from torchvision.datasets import ImageFolder
     from torchvision.transforms import v2
 
+    if in_chans not in (1, 3):
+        raise MenasError(f"an image folder is read as 1 (grayscale) or 3 (RGB) channels, not {in_chans}")
+    if not 1 <= resolution <= 2048:
+        raise MenasError(f"an image folder's resolution must be between 1 and 2048 px, got {resolution}")
     folder = Path(root) / split
     if split == "test" and not folder.is_dir():
         folder = Path(root) / "val"
@@ -170,7 +175,15 @@ def _open_image(path: str, mode: str):
         return img.convert(mode)
 
 
-def load_dataset(name: str = "fashion-mnist", root: str | Path | None = None, split: str = "train") -> ImageDataset:
+#: how an image folder is read when the caller does not say (the shape of CIFAR-10)
+IMAGE_FOLDER_CHANNELS, IMAGE_FOLDER_RESOLUTION = 3, 32
+
+
+def load_dataset(name: str = "fashion-mnist", root: str | Path | None = None, split: str = "train", *,
+                 in_chans: int | None = None, resolution: int | None = None) -> ImageDataset:
+    """One split of a dataset. ``in_chans`` and ``resolution`` are what the network reads: an image folder
+    is converted and resized to them (by default 3 channels, 32 px); Fashion-MNIST (1x28 px) and CIFAR-10
+    (3x32 px) come as they are, and the callers that train or evaluate a network check the shape."""
     if name == "fashion-mnist":
         return load_fashion_mnist(root, split)
     if root is None:
@@ -178,21 +191,25 @@ def load_dataset(name: str = "fashion-mnist", root: str | Path | None = None, sp
     if name == "cifar10":
         return load_cifar10(root, split)
     if name == "imagefolder":
-        return load_image_folder(root, split)
+        return load_image_folder(root, split, in_chans=in_chans or IMAGE_FOLDER_CHANNELS,
+                                 resolution=resolution or IMAGE_FOLDER_RESOLUTION)
     raise MenasError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
 
 
 def load_splits(name: str = "fashion-mnist", root: str | Path | None = None, *, val_size: int = 5000, seed: int = 0,
-                train_subset: int | None = None, with_test: bool = False) -> DataSplits:
-    """Train/validation carved from the training set with ``seed``; test only when asked for."""
-    full = load_dataset(name, root, "train")
+                train_subset: int | None = None, with_test: bool = False, in_chans: int | None = None,
+                resolution: int | None = None) -> DataSplits:
+    """Train/validation carved from the training set with ``seed``; test only when asked for. ``in_chans``
+    and ``resolution`` as in :func:`load_dataset`."""
+    shape = {"in_chans": in_chans, "resolution": resolution}
+    full = load_dataset(name, root, "train", **shape)
     if not 0 < val_size < len(full):
         raise MenasError(f"validation size must be between 1 and {len(full) - 1}, got {val_size}")
     perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
     val, train = full.subset(perm[:val_size]), full.subset(perm[val_size:])
     if train_subset is not None:
         train = train.subset(torch.arange(min(train_subset, len(train))))
-    test = load_dataset(name, root, "test") if with_test else None
+    test = load_dataset(name, root, "test", **shape) if with_test else None
     return DataSplits(train, val, test)
 
 

@@ -177,8 +177,8 @@ def evaluate_test_split(model: nn.Module, dataset: str, data_dir: str | Path | N
                         std=None) -> float:
     """Top-1 accuracy of ``model`` on the test split of the named dataset, normalized with the model's own
     ``mean``/``std`` when given (an artifact's input spec: as it was trained), else the dataset's."""
-    test = load_dataset(dataset, data_dir, split="test")
     genotype = model.genotype
+    test = load_dataset(dataset, data_dir, split="test", in_chans=genotype.in_chans, resolution=genotype.resolution)
     if (test.in_chans, test.resolution, len(test.classes)) != (genotype.in_chans, genotype.resolution, genotype.num_classes):
         raise MenasError(f"--eval-test: {dataset} is {test.in_chans}x{test.resolution}x{test.resolution}, "
                          f"{len(test.classes)} classes; this model expects "
@@ -408,3 +408,79 @@ def _config_fingerprint(cfg: TrainConfig) -> dict[str, Any]:
     data = cfg.to_dict()
     data.pop("device")
     return json.loads(json.dumps(data))
+
+
+# -- a training run that ends in a zoo artifact -----------------------------------------------------
+
+GENOTYPE_FILE = "genotype.json"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class TrainedArtifact:
+    """What :func:`train_artifact` leaves: the run folder (an artifact), the trained network in eval mode,
+    the loop's result and the metrics written to ``metrics.json``."""
+
+    path: Path
+    model: nn.Module
+    result: TrainResult
+    metrics: dict[str, Any]
+
+
+def train_artifact(genotype: Any, out: str | Path, cfg: TrainConfig | None = None, *,
+                   dataset: str = "fashion-mnist", data_dir: str | Path | None = None, val_size: int = 5000,
+                   train_subset: int | None = None, eval_test: bool = False,
+                   progress: bool = True) -> TrainedArtifact:
+    """Train ``genotype`` from scratch on ``dataset`` and leave ``out`` as a zoo artifact; ``menas-zoo
+    train`` is this function.
+
+    ``genotype`` is a :class:`~menas_zoo.space.Genotype` or anything ``resolve_genotype`` takes (a
+    reference name, a JSON file, inline JSON, the one-line form). ``cfg.seed`` fixes the initial weights,
+    the validation split (``val_size`` images carved from the training set) and the batch order, so on CPU
+    the same call twice gives byte-identical weights. ``out`` is resumable: called again with the same
+    arguments after a kill, training continues after the last finished epoch; a folder that holds a run of
+    another genotype is refused. It ends holding ``genotype.json``, ``checkpoint.safetensors``,
+    ``metrics.json`` and the artifact (``config.json``, ``model.safetensors``), loadable and pushable as
+    is. ``eval_test`` measures test accuracy once, at the end; it never steers training.
+    """
+    from menas_zoo.artifact import save_artifact
+    from menas_zoo.costs import genotype_cost
+    from menas_zoo.data import load_splits
+    from menas_zoo.io import write_json_atomic, write_text_atomic
+    from menas_zoo.nets import build_model
+    from menas_zoo.space import Genotype, resolve_genotype
+
+    cfg = cfg or TrainConfig()
+    out = Path(out)
+    resolve_device(cfg.device)  # fail fast on a bad device
+    if not isinstance(genotype, Genotype):
+        genotype = resolve_genotype(str(genotype))
+    genotype_file = out / GENOTYPE_FILE
+    if genotype_file.exists() and resolve_genotype(str(genotype_file)) != genotype:
+        raise MenasError(f"{out} holds a run of another genotype; use a new --out")
+    splits = load_splits(dataset, data_dir, val_size=val_size, seed=cfg.seed, train_subset=train_subset,
+                         with_test=eval_test, in_chans=genotype.in_chans, resolution=genotype.resolution)
+    if (splits.train.in_chans, splits.train.resolution) != (genotype.in_chans, genotype.resolution):
+        raise MenasError(f"genotype expects {genotype.in_chans}x{genotype.resolution}px input but {dataset} is "
+                         f"{splits.train.in_chans}x{splits.train.resolution}px")
+    if len(splits.train.classes) != genotype.num_classes:
+        raise MenasError(f"genotype has {genotype.num_classes} classes but {dataset} has {len(splits.train.classes)}")
+    write_text_atomic(genotype_file, genotype.to_json() + "\n")
+    torch.manual_seed(cfg.seed)  # the initial weights come from the seed too, so the same call gives the same weights
+    model = build_model(genotype)
+    result = train(model, splits, cfg, out_dir=out, progress=progress)
+    cost = genotype_cost(genotype)
+    metrics = {"dataset": dataset, "val_acc": result.val_acc, "epochs": result.epochs, "seconds": result.seconds,
+               "params": cost.params, "macs": cost.macs, "config": cfg.to_dict(), "history": result.history}
+    if eval_test:
+        metrics["test_acc"] = evaluate(model, splits.test, device=model_device(model))["acc"]
+    write_json_atomic(out / METRICS_FILE, metrics)
+    # The run folder is also a zoo artifact (config.json + model.safetensors): loadable and pushable as is.
+    accuracy = {"value": metrics["test_acc"], "dataset": dataset, "split": "test"} if eval_test else None
+    save_artifact(out, model, input_spec=splits.input_spec(), labels=splits.train.classes,
+                  metrics={"accuracy": accuracy, "val_accuracy": {"value": result.val_acc, "dataset": dataset,
+                                                                  "split": f"validation ({val_size} train images, "
+                                                                           f"seed {cfg.seed})"}},
+                  provenance={"run_id": out.resolve().name, "seed": cfg.seed, "epochs": result.epochs,
+                              "train_images": len(splits.train), "recipe": cfg.to_dict()})
+    return TrainedArtifact(path=out, model=model, result=result, metrics=metrics)

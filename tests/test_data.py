@@ -113,3 +113,83 @@ def test_image_folder(tmp_path):
     assert ds.images.shape == (4, 3, 32, 32) and ds.classes == ["cat", "dog"] and ds.labels.tolist() == [0, 0, 1, 1]
     with pytest.raises(MenasError, match="not found"):
         load_image_folder(tmp_path / "nowhere")
+
+
+def _png_folder(root, classes, per_class, size=(40, 30), colour=True):
+    """A tiny ImageFolder tree of PNGs (train and test), each class a different brightness."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c, label in enumerate(classes):
+            (root / split / label).mkdir(parents=True)
+            for i in range(per_class):
+                value = (20 * c + 7 * i) % 256
+                pixels = np.full((size[1], size[0], 3) if colour else (size[1], size[0]), value, np.uint8)
+                Image.fromarray(pixels).save(root / split / label / f"{i}.png")
+    return root
+
+
+def test_image_folder_is_read_as_the_network_reads(tmp_path):
+    """load_dataset/load_splits convert and resize an image folder to the channels and resolution asked for."""
+    root = _png_folder(tmp_path, ["a", "b"], 3)
+    grey = load_dataset("imagefolder", root, "train", in_chans=1, resolution=20)
+    assert grey.images.shape == (6, 1, 20, 20) and grey.classes == ["a", "b"] and len(grey.mean) == 1
+    assert load_dataset("imagefolder", root, "test").images.shape == (6, 3, 32, 32)  # the default: CIFAR-10's shape
+    splits = load_splits("imagefolder", root, val_size=2, with_test=True, in_chans=3, resolution=16)
+    assert splits.train.images.shape[1:] == splits.val.images.shape[1:] == splits.test.images.shape[1:] == (3, 16, 16)
+    assert splits.input_spec()["resolution"] == 16
+    with pytest.raises(MenasError, match="1 .grayscale. or 3 .RGB. channels, not 2"):
+        load_dataset("imagefolder", root, in_chans=2)
+    # Fashion-MNIST is what it is; the callers that train or evaluate compare shapes.
+    assert load_dataset("fashion-mnist", split="test", resolution=20).resolution == 28
+
+
+def test_train_artifact_on_an_image_folder_at_the_genotype_s_shape(tmp_path, one_thread):
+    from menas_zoo.artifact import load_artifact
+    from menas_zoo.space import Genotype
+    from menas_zoo.train import TrainConfig, evaluate_test_split, train_artifact
+
+    root = _png_folder(tmp_path / "images", ["x", "y"], 4)
+    genotype = Genotype.from_compact("stem8 / k3_h16_c8_s2_re / head16", in_chans=1, resolution=20, num_classes=2)
+    run = train_artifact(genotype, tmp_path / "run", TrainConfig(epochs=1, batch_size=4, device="cpu"),
+                         dataset="imagefolder", data_dir=root, val_size=2, eval_test=True, progress=False)
+    config = load_artifact(run.path).config
+    assert (config["input_spec"]["in_chans"], config["input_spec"]["resolution"]) == (1, 20)
+    assert config["labels"] == ["x", "y"] and 0 <= run.metrics["test_acc"] <= 1
+    assert 0 <= evaluate_test_split(run.model, "imagefolder", root) <= 1  # load --eval-test reads it the same way
+
+
+def test_cli_train_and_search_take_resolution_for_an_image_folder(tmp_path, one_thread):
+    from typer.testing import CliRunner
+
+    from menas_zoo.artifact import load_artifact
+    from menas_zoo.cli import app
+
+    root = _png_folder(tmp_path / "images", [f"c{i}" for i in range(10)], 2, colour=False)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "stem8 / k3_h16_c8_s2_re / head16", "--out", str(run), "--dataset",
+                                      "imagefolder", "--data-dir", str(root), "--resolution", "24", "--epochs", "1",
+                                      "--val-size", "4", "--batch-size", "8", "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    assert load_artifact(run).config["input_spec"]["resolution"] == 24
+    result = CliRunner().invoke(app, ["train", "stem8 / k3_h16_c8_s2_re / head16", "--out", str(tmp_path / "r2"),
+                                      "--resolution", "24", "--epochs", "1", "--device", "cpu"])
+    assert result.exit_code == 2 and "genotype expects 1x24px input but fashion-mnist is 1x28px" in result.stderr
+    search = tmp_path / "search"
+    result = CliRunner().invoke(app, ["search", "--out", str(search), "--dataset", "fashion-mnist", "--resolution", "24",
+                                      "--val-size", "256", "--train-subset", "256"])
+    assert result.exit_code == 2 and "fashion-mnist images are 28 px, not 24 px" in result.stderr
+    assert not search.exists()
+
+
+def test_a_search_reads_an_image_folder_at_its_resolution(tmp_path, tiny_profile, one_thread):
+    from menas_zoo.search import SearchConfig, run_search
+
+    root = _png_folder(tmp_path / "images", ["a", "b", "c"], 4)
+    cfg = SearchConfig(strategy="evolution", profile=tiny_profile, population=2, generations=0, epochs=1, val_size=3,
+                       dataset="imagefolder", data_dir=str(root), resolution=20, batch_size=4, device="cpu")
+    result = run_search(cfg, tmp_path / "run", write_report=False)
+    assert (result.state.config.in_chans, result.state.config.resolution, result.state.config.num_classes) == (3, 20, 3)
+    assert all(t.genotype.resolution == 20 and t.genotype.in_chans == 3 for t in result.state.trials)
+    resumed = run_search(None, tmp_path / "run", resume=True, write_report=False)  # reads the folder the same way
+    assert resumed.state.finished and len(resumed.state.trials) == 2

@@ -138,7 +138,8 @@ def test_bench_per_block_writes_table_and_reports_predictor_error(tmp_path):
     assert [r["genotype"] for r in data["networks"]] == [TINY] and data["worst_abs_error_pct"] >= data["median_abs_error_pct"]
     saved = json.loads(table.read_text())
     assert saved["kind"] == "menas-zoo latency table" and len(saved["entries"]) == data["entries"]
-    assert all(set(e) == {"count", "mean", "var"} for e in saved["entries"].values())
+    assert all(set(e) == {"p90", "count", "mean", "var"} for e in saved["entries"].values())
+    assert (saved["version"], saved["statistic"], saved["opset"]) == (2, "p90", 18)
 
 
 def test_corrupt_weights_file_is_one_line(tmp_path):

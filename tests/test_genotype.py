@@ -104,3 +104,45 @@ def test_tiny_profile_reaches_the_zoo_size_classes():
     assert min(params) < 150_000 and sum(p <= 1_000_000 for p in params) >= 30
     g = sample_genotype("tiny", 0)
     assert g.stem_stride == 1 and all(len(stage) <= 3 for stage in g.stages)
+
+
+def test_the_stem_stride_belongs_to_the_profile_not_its_name(tmp_path):
+    """A profile file of any name works: its stem stride goes into every genotype drawn from it, which keeps
+    it through JSON; genotypes of the built-in profiles keep their exact JSON (no new key)."""
+    import dataclasses
+
+    import torch
+    from typer.testing import CliRunner
+
+    from menas_zoo.cli import app
+    from menas_zoo.nets import build_model
+    from menas_zoo.space import PROFILES, get_profile, sample_genotype
+
+    mine = dataclasses.replace(PROFILES["small"], name="mine", resolution=64, stem_stride=2)
+    g = sample_genotype(mine, 0)
+    assert (g.profile, g.stem_stride) == ("mine", 2) and g.to_dict()["stem_stride"] == 2
+    assert Genotype.from_json(g.to_json()) == g
+    assert build_model(g)(torch.zeros(1, 1, 64, 64)).shape == (1, 10)
+    assert dataclasses.replace(PROFILES["small"], name="other").stem_stride == 1  # unnamed stride: 1
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(dataclasses.asdict(mine)))
+    assert get_profile(str(path)) == mine
+    result = CliRunner().invoke(app, ["space", "sample", "--profile", str(path), "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    assert Genotype.from_json(result.stdout) == g
+    for name in PROFILES:
+        builtin = sample_genotype(name, 0)
+        assert "stem_stride" not in builtin.to_dict() and builtin.stem_stride == PROFILES[name].stem_stride
+    with pytest.raises(GenotypeError, match="profile 'mine' is not built in .* needs its stem_stride"):
+        Genotype.from_dict({k: v for k, v in g.to_dict().items() if k != "stem_stride"})
+    with pytest.raises(GenotypeError, match="stem_stride must be an integer in 1..4"):
+        Genotype.from_dict({**g.to_dict(), "stem_stride": 0})
+
+
+def test_bundled_genotypes_read_and_write_as_before():
+    from importlib import resources
+
+    for name in ("mt-a", "mt-test"):
+        config = json.loads(resources.files("menas_zoo.hub").joinpath("bundled", name, "config.json").read_text())
+        genotype = Genotype.from_dict(config["genotype"])
+        assert genotype.to_dict() == config["genotype"] and genotype.stem_stride == 1

@@ -1,9 +1,15 @@
-"""Per-block latency table: keys that name each part, {count, mean, var} entries, and a predictor."""
+"""Per-block latency table: keys that name each part, {p90, count, mean, var} entries, and a predictor of the
+latency a limit is checked against (export/latency.py)."""
 
+import json
+
+import numpy as np
 import pytest
 
 from menas_zoo.errors import MenasError
 from menas_zoo.export import LatencyTable, build_latency_table, evaluate_predictor
+from menas_zoo.export.defaults import LATENCY_OPSET
+from menas_zoo.export.latency import latency_statistic
 from menas_zoo.export.latency_table import OVERHEAD, network_parts, part_keys
 from menas_zoo.nets import build_model
 from menas_zoo.space import resolve_genotype, sample_genotype
@@ -29,16 +35,17 @@ def table():
 def test_table_measures_each_distinct_part_once(table):
     assert set(table.entries) == set(part_keys(A)) | set(part_keys(B)) | {OVERHEAD}
     for entry in table.entries.values():
-        assert set(entry) == {"count", "mean", "var"}
-        assert 1 <= entry["count"] <= 8 and entry["mean"] > 0 and entry["var"] >= 0
+        assert set(entry) == {"p90", "count", "mean", "var"}
+        assert 1 <= entry["count"] <= 8 and entry["mean"] > 0 and entry["var"] >= 0 and entry["p90"] > 0
     assert table.meta["threads"] == 1 and table.meta["machine"]["cpu"]
+    assert (table.meta["opset"], table.meta["statistic"]) == (LATENCY_OPSET, "p90")
 
 
 def test_predictor_sums_parts_and_counts_the_call_overhead_once(table):
-    mean, std = table.predict(A)
-    overhead = table.entries[OVERHEAD]["mean"]
-    expected = overhead + sum(max(table.entries[k]["mean"] - overhead, 0) for k in part_keys(A))
-    assert mean == pytest.approx(expected) and std >= 0
+    latency, std = table.predict(A)
+    overhead = table.entries[OVERHEAD]["p90"]
+    expected = overhead + sum(max(table.entries[k]["p90"] - overhead, 0) for k in part_keys(A))
+    assert latency == pytest.approx(expected) and std >= 0
 
 
 def test_table_round_trips_and_refuses_unknown_parts(table, tmp_path):
@@ -48,6 +55,11 @@ def test_table_round_trips_and_refuses_unknown_parts(table, tmp_path):
     unknown = resolve_genotype("stem16 / k7_h48_c24_s1_hs / head64")
     with pytest.raises(MenasError, match="latency table lacks 3 part"):
         loaded.predict(unknown)
+    old = {**table.to_dict(), "version": 1}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.raises(MenasError, match="version 1 latency table; this menas-zoo reads version 2 .each part's p90.: "
+                                         "measure it again"):
+        LatencyTable.load(tmp_path / "old.json")
     (tmp_path / "bad.json").write_text('{"kind": "something else"}')
     with pytest.raises(MenasError, match="not a menas-zoo latency table"):
         LatencyTable.load(tmp_path / "bad.json")
@@ -69,3 +81,30 @@ def test_predictor_error_is_reported_against_measured_networks(table):
         assert row["error_pct"] == pytest.approx((row["predicted_ms"] - row["measured_ms"]) / row["measured_ms"] * 100,
                                                  rel=0.05, abs=0.5)  # rows are rounded
     assert result["worst_abs_error_pct"] >= result["median_abs_error_pct"] >= 0
+
+
+def test_one_definition_of_latency():
+    """The search's measurement, the table's parts and its evaluation share one opset and one statistic."""
+    import menas_zoo.export.latency as latency
+    import menas_zoo.export.latency_table as latency_table
+    from menas_zoo.export.defaults import DEFAULT_OPSET
+
+    assert LATENCY_OPSET == DEFAULT_OPSET == latency_table.TABLE_OPSET
+    assert latency_table.TABLE_EXPORTER == latency.LATENCY_EXPORTER
+    times = np.arange(1, 101, dtype=float)  # 1..100 ms
+    assert latency_statistic(times) == pytest.approx(np.percentile(times, 90))
+
+
+def test_the_search_measurement_exports_at_the_latency_opset(monkeypatch):
+    import menas_zoo.export.latency as latency
+    from menas_zoo.export.onnx import export_onnx
+
+    seen = []
+
+    def spy(module, path, **kwargs):
+        seen.append((kwargs["opset"], kwargs["exporter"], kwargs["dynamic_batch"]))
+        return export_onnx(module, path, **kwargs)
+
+    monkeypatch.setattr(latency, "export_onnx", spy)
+    assert latency.measure_latency_ms(build_model(A), runs=4, warmup=1) > 0
+    assert seen == [(LATENCY_OPSET, "torchscript", False)]

@@ -182,3 +182,48 @@ def test_evaluate_test_split_refuses_a_dataset_the_model_cannot_read():
         evaluate_test_split(five, "fashion-mnist")
     assert str(caught.value) == ("--eval-test: fashion-mnist is 1x28x28, 10 classes; this model expects 1x28x28, "
                                  "5 classes")
+
+
+# -- train_artifact: the library's genotype -> trained artifact, which `menas-zoo train` calls --------
+
+QUICK_DATA = {"train_subset": 256, "val_size": 128, "progress": False}
+
+
+def test_train_artifact_leaves_a_loadable_artifact_and_resumes(tmp_path, one_thread):
+    from menas_zoo.artifact import load_artifact
+    from menas_zoo.train import train_artifact
+
+    cfg = TrainConfig(epochs=1, batch_size=64, device="cpu", seed=2)
+    run = train_artifact(TINY_GENOTYPE, tmp_path / "run", cfg, eval_test=True, **QUICK_DATA)
+    artifact = load_artifact(run.path)
+    assert artifact.genotype == Genotype.from_compact(TINY_GENOTYPE) and not run.model.training
+    assert all(torch.equal(v, run.model.state_dict()[k].cpu()) for k, v in artifact.model.state_dict().items())
+    on_disk = json.loads((run.path / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(run.metrics)) and on_disk["dataset"] == "fashion-mnist"
+    metrics = artifact.config["metrics"]
+    assert metrics["accuracy"] == {"value": run.metrics["test_acc"], "dataset": "fashion-mnist", "split": "test"}
+    assert metrics["val_accuracy"]["split"] == "validation (128 train images, seed 2)"
+    assert artifact.config["provenance"]["seed"] == 2 and artifact.config["provenance"]["train_images"] == 256
+    assert artifact.config["labels"][0] == "T-shirt/top"
+    # The same call again finds the finished run and trains nothing more: the same weights.
+    weights = (run.path / "model.safetensors").read_bytes()
+    again = train_artifact(Genotype.from_compact(TINY_GENOTYPE), run.path, cfg, eval_test=True, **QUICK_DATA)
+    assert again.result.history == run.result.history
+    assert (run.path / "model.safetensors").read_bytes() == weights
+
+
+@pytest.mark.parametrize("genotype, message", [
+    ("stem8 / k3_c8_s1_re / head16", "holds a run of another genotype"),
+    ("mobilenetv3-small", "genotype expects 3x224px input but fashion-mnist is 1x28px"),
+])
+def test_train_artifact_refuses_before_writing(tmp_path, genotype, message):
+    from menas_zoo.train import train_artifact
+
+    out = tmp_path / "run"
+    out.mkdir()
+    if "another" in message:
+        (out / "genotype.json").write_text(Genotype.from_compact(TINY_GENOTYPE).to_json())
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(MenasError, match=message):
+        train_artifact(genotype, out, TrainConfig(epochs=1, device="cpu"), **QUICK_DATA)
+    assert sorted(p.name for p in out.iterdir()) == before

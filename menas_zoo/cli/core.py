@@ -8,10 +8,11 @@ from typing import Optional
 import typer
 
 from menas_zoo.cli.app import command, console, print_json, print_table, space_app
-from menas_zoo.cli.options import (GENOTYPE_HELP, data_dir_option, dataset_option, device_option, json_option)
+from menas_zoo.cli.options import (GENOTYPE_HELP, NETWORK_HELP, data_dir_option, dataset_option, device_option,
+                                   endpoint_option, hub_offline, json_option, offline_option)
 from menas_zoo.costs import genotype_cost, human
 from menas_zoo.errors import MenasError
-from menas_zoo.space import PROFILES, get_profile, resolve_genotype, sample_genotype
+from menas_zoo.space import PROFILES, get_profile, sample_genotype
 
 
 def profile_names() -> str:
@@ -21,7 +22,8 @@ def profile_names() -> str:
 
 @command(space_app, "sample")
 def space_sample(
-    profile: str = typer.Option("small", metavar="PROFILE", help=f"Search profile: {profile_names()}."),
+    profile: str = typer.Option("small", metavar="PROFILE", help=f"Search profile: {profile_names()}, or a JSON "
+                                                                  "file of SearchProfile fields."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same genotype."),
     in_chans: int = typer.Option(1, min=1, help="Input channels."),
     num_classes: int = typer.Option(10, min=1, help="Number of classes."),
@@ -46,18 +48,24 @@ def _limit(value: Optional[float], flag: str) -> Optional[int]:
 
 @command(name="info")
 def info(
-    ref: str = typer.Argument(..., metavar="GENOTYPE", help=GENOTYPE_HELP),
+    ref: str = typer.Argument(..., metavar="REF", help=NETWORK_HELP),
     in_chans: Optional[int] = typer.Option(None, min=1, help="Override input channels (references, one-line forms)."),
-    resolution: Optional[int] = typer.Option(None, min=1, help="Override input resolution."),
-    num_classes: Optional[int] = typer.Option(None, min=1, help="Override number of classes."),
+    resolution: Optional[int] = typer.Option(None, min=1, help="Override input resolution (references, one-line "
+                                                              "forms)."),
+    num_classes: Optional[int] = typer.Option(None, min=1, help="Override number of classes (references, one-line "
+                                                               "forms)."),
     as_json: bool = json_option(),
+    offline: bool = offline_option(),
+    endpoint: Optional[str] = endpoint_option(),
 ) -> None:
-    """Show a genotype's blocks, parameters and MACs."""
-    from menas_zoo.nets import build_model
+    """Show a model's or genotype's blocks, parameters and MACs."""
+    from menas_zoo.hub.resolve import resolve_network
 
-    genotype = resolve_genotype(ref, in_chans=in_chans, resolution=resolution, num_classes=num_classes)
+    source = resolve_network(ref, in_chans=in_chans, resolution=resolution, num_classes=num_classes,
+                             offline=hub_offline(offline), endpoint=endpoint)
+    model = source.model
+    genotype = model.genotype
     cost = genotype_cost(genotype)
-    model = build_model(genotype)
     rows = []
     for (s, b, in_ch, block), (_, _, module) in zip(genotype.blocks(), model.blocks()):
         params = sum(p.numel() for p in module.parameters())
@@ -65,10 +73,18 @@ def info(
                      "hidden": block.dw_channels(in_ch), "out": block.out, "kernel": block.kernel,
                      "stride": block.stride, "se": block.se, "act": block.act, "shortcut": block.has_shortcut(in_ch),
                      "params": params})
+    trained = source.kind != "genotype"
+    model_info = {"ref": ref, "kind": source.kind, "revision": source.revision,
+                  "weights_sha256": source.weights_sha256} if trained else None
     if as_json:
-        print_json({"genotype": genotype.to_dict(), "params": cost.params, "macs": cost.macs, "blocks": rows})
+        print_json({"genotype": genotype.to_dict(), "params": cost.params, "macs": cost.macs, "blocks": rows,
+                    "model": model_info})
         return
-    print_table(f"{genotype.profile} genotype, input {genotype.in_chans}x{genotype.resolution}x{genotype.resolution}, "
+    if not trained:
+        what = f"{genotype.profile} genotype"
+    else:
+        what = f"{ref} @ {source.revision[:12]}" if source.revision else f"{ref} (artifact folder)"
+    print_table(f"{what}, input {genotype.in_chans}x{genotype.resolution}x{genotype.resolution}, "
                 f"{genotype.num_classes} classes",
                 ["stage.block", "block string", "in", "hidden", "out", "k", "s", "SE", "act", "skip", "params"],
                 [[f"{r['stage']}.{r['block']}", r["string"], r["in"], r["hidden"], r["out"], r["kernel"], r["stride"],
@@ -85,6 +101,9 @@ def train_command(
     epochs: int = typer.Option(30, min=1, help="Epochs."),
     dataset: str = dataset_option(),
     data_dir: Optional[Path] = data_dir_option(),
+    resolution: Optional[int] = typer.Option(None, min=1, help="Input resolution: overrides a reference or one-line "
+                                                              "genotype's (an image folder is resized to the "
+                                                              "genotype's)."),
     batch_size: int = typer.Option(256, min=1, help="Images per training step."),
     optimizer: str = typer.Option("sgd", help="sgd or adamw."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: 0.1 x batch/256 for SGD, 2e-3 for AdamW)."),
@@ -102,49 +121,24 @@ def train_command(
     as_json: bool = json_option("of the final metrics"),
 ) -> None:
     """Train a genotype from scratch; killed and started again with the same command, it resumes."""
-    import torch
+    from menas_zoo.space import resolve_genotype
+    from menas_zoo.train import TrainConfig, train_artifact
 
-    from menas_zoo.artifact import save_artifact
-    from menas_zoo.data import load_splits
-    from menas_zoo.io import write_json_atomic, write_text_atomic
-    from menas_zoo.nets import build_model
-    from menas_zoo.train import TrainConfig, evaluate, resolve_device, train
-
-    resolve_device(device)  # fail fast on a bad --device
-    genotype_file = out / "genotype.json"
-    genotype = resolve_genotype(genotype_ref)
-    if genotype_file.exists() and resolve_genotype(str(genotype_file)) != genotype:
-        raise MenasError(f"{out} holds a run of another genotype; use a new --out")
-    splits = load_splits(dataset, data_dir, val_size=val_size, seed=seed, train_subset=train_subset, with_test=eval_test)
-    if (splits.train.in_chans, splits.train.resolution) != (genotype.in_chans, genotype.resolution):
-        raise MenasError(f"genotype expects {genotype.in_chans}x{genotype.resolution}px input but {dataset} is "
-                         f"{splits.train.in_chans}x{splits.train.resolution}px")
-    if len(splits.train.classes) != genotype.num_classes:
-        raise MenasError(f"genotype has {genotype.num_classes} classes but {dataset} has {len(splits.train.classes)}")
-    write_text_atomic(genotype_file, genotype.to_json() + "\n")
+    genotype = resolve_genotype(genotype_ref, resolution=resolution)
+    if resolution is not None and genotype.resolution != resolution:
+        raise MenasError(f"--resolution overrides a reference or one-line genotype's; {genotype_ref} fixes "
+                         f"{genotype.resolution} px")
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                       label_smoothing=label_smoothing, bn_l1=bn_l1, seed=seed, device=device, channels_last=channels_last)
-    torch.manual_seed(seed)  # the initial weights come from the seed too, so the same command gives the same weights
-    model = build_model(genotype)
-    result = train(model, splits, cfg, out_dir=out, progress=not as_json)
-    cost = genotype_cost(genotype)
-    metrics = {"dataset": dataset, "val_acc": result.val_acc, "epochs": result.epochs, "seconds": result.seconds,
-               "params": cost.params, "macs": cost.macs, "config": cfg.to_dict(), "history": result.history}
-    if eval_test:
-        metrics["test_acc"] = evaluate(model, splits.test, device=next(model.parameters()).device)["acc"]
-    write_json_atomic(out / "metrics.json", metrics)
-    # The run folder is also a zoo artifact (config.json + model.safetensors): loadable and pushable as is.
-    accuracy = {"value": metrics["test_acc"], "dataset": dataset, "split": "test"} if eval_test else None
-    save_artifact(out, model, input_spec=splits.input_spec(), labels=splits.train.classes,
-                  metrics={"accuracy": accuracy, "val_accuracy": {"value": result.val_acc, "dataset": dataset,
-                                                                  "split": f"validation ({val_size} train images, seed {seed})"}},
-                  provenance={"run_id": out.resolve().name, "seed": seed, "epochs": result.epochs,
-                              "train_images": len(splits.train), "recipe": cfg.to_dict()})
+    run = train_artifact(genotype, out, cfg, dataset=dataset, data_dir=data_dir, val_size=val_size,
+                         train_subset=train_subset, eval_test=eval_test, progress=not as_json)
+    metrics = run.metrics
     if as_json:
         print_json({k: v for k, v in metrics.items() if k != "history"})
         return
-    rows = [["val accuracy", f"{result.val_acc:.4f}"], ["epochs", result.epochs], ["seconds", f"{result.seconds:.1f}"],
-            ["params", f"{cost.params:,}"], ["MACs", f"{cost.macs:,}"]]
+    rows = [["val accuracy", f"{metrics['val_acc']:.4f}"], ["epochs", metrics["epochs"]],
+            ["seconds", f"{metrics['seconds']:.1f}"], ["params", f"{metrics['params']:,}"],
+            ["MACs", f"{metrics['macs']:,}"]]
     if eval_test:
         rows.append(["test accuracy", f"{metrics['test_acc']:.4f}"])
     print_table(f"trained {out}", ["metric", "value"], rows)

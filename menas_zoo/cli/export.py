@@ -300,7 +300,7 @@ def _per_block(ref, weights, thread_list, runs, warmup, table_path: Path, n_geno
     if as_json:
         print_json({"table": str(table_path), "entries": len(table.entries), **evaluation})
         return
-    print_table(f"latency table predictor vs measured, batch 1, {thread_list[0]} thread(s)",
+    print_table(f"latency table predictor vs measured (p90), batch 1, {thread_list[0]} thread(s)",
                 ["genotype", "MACs", "predicted ms", "measured ms", "error"],
                 [[_short(r["genotype"]), human(genotype_cost(g).macs), f"{r['predicted_ms']:.3f}",
                   f"{r['measured_ms']:.3f}",

@@ -20,6 +20,8 @@ DATASET_NAMES = ("fashion-mnist", "cifar10", "imagefolder")
 
 REF_HELP = "Zoo name (mt-test), hf-hub:ORG/NAME[@REV], or an artifact folder."
 GENOTYPE_HELP = "Reference name (mobilenetv3-small), genotype JSON file, inline JSON, or one-line genotype."
+NETWORK_HELP = ("Zoo name (mt-test), hf-hub:ORG/NAME[@REV], artifact folder, or a genotype (reference name such as "
+                "mobilenetv3-small, JSON file, inline JSON, one-line genotype).")
 
 
 def device_option() -> Any:

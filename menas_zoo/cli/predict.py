@@ -84,7 +84,8 @@ def demo_command(
     with err_console.status("loading the model and test images") if not as_json else contextlib.nullcontext():
         predictor = load_predictor(ref, providers=providers if is_onnx_ref(ref) else None,
                                    offline=hub_offline(offline), endpoint=endpoint)
-        data = load_dataset(dataset, data_dir, "test")
+        info = predictor.info  # an image folder is read as the model reads images
+        data = load_dataset(dataset, data_dir, "test", in_chans=info.channels, resolution=info.resolution)
     result = demo_grid(predictor, data, out, count=count, seed=seed)
     if as_json:
         print_json(result.as_dict())

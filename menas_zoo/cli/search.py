@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -14,43 +12,13 @@ from menas_zoo.cli.core import profile_names
 from menas_zoo.cli.options import DATASET_NAMES, json_option, threads_option
 from menas_zoo.costs import human
 from menas_zoo.errors import MenasError
-from menas_zoo.space import get_profile
+
+#: flags whose name is not their setting's
+_FLAGS = {"early_bird": "--early-stop"}
 
 
-def load_profile(ref: str):
-    """A built-in profile by name, or a JSON file of SearchProfile fields (a space of one's own)."""
-    from menas_zoo.space.sampling import PROFILES, SearchProfile
-
-    if ref in PROFILES or not ref.endswith(".json"):
-        return get_profile(ref)
-    try:
-        data = json.loads(Path(ref).read_text())
-        return SearchProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-    except OSError as exc:
-        raise MenasError(f"cannot read profile {ref}: {exc.strerror or exc}") from None
-    except (ValueError, TypeError) as exc:
-        raise MenasError(f"profile {ref} is not a valid search profile ({exc})") from None
-
-
-def ort_latency_fn(table: Optional[Path] = None, runs: int = 50):
-    """Model -> ms at batch 1, 1 thread: predicted from a per-block latency table (fast), or measured
-    in ONNX Runtime (p90 of ``runs`` calls). The exporter is imported only when a latency limit is set."""
-    try:
-        from menas_zoo.export import LatencyTable, bench_onnx, export_onnx
-    except ImportError as exc:
-        raise MenasError(f"--max-latency-ms needs the exporter (onnx, onnxruntime): {exc}") from None
-    if table is not None:
-        lookup = LatencyTable.load(table)
-        return lambda model: lookup.predict(model.genotype)[0]
-
-    def measure(model) -> float:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "candidate.onnx"
-            export_onnx(model.cpu().eval(), path, exporter="torchscript", opset=17, dynamic_batch=False,
-                        export_batch=1)
-            return bench_onnx(path, batch_sizes=(1,), threads=(1,), runs=runs, warmup=10)[0].p90_ms
-
-    return measure
+def _flag(setting: str) -> str:
+    return _FLAGS.get(setting, "--" + setting.replace("_", "-"))
 
 
 @command(name="search")
@@ -81,10 +49,12 @@ def search_command(
                                                                      "[default: fashion-mnist]"),
     data_dir: Optional[Path] = typer.Option(None, metavar="DIR", help="Dataset folder (default for Fashion-MNIST: "
                                                                       "the Debian package's)."),
+    resolution: Optional[int] = typer.Option(None, min=1, help="Input resolution of an image-folder dataset, whose "
+                                                              "images are resized to it. [default: the profile's]"),
     budget_minutes: Optional[float] = typer.Option(None, help="Stop cleanly (and report) after this many minutes."),
     max_macs: Optional[float] = typer.Option(None, help="MACs limit, e.g. 5e6."),
     max_params: Optional[float] = typer.Option(None, help="Parameter limit, e.g. 1e5."),
-    max_latency_ms: Optional[float] = typer.Option(None, help="ONNX Runtime latency limit (batch 1, 1 thread)."),
+    max_latency_ms: Optional[float] = typer.Option(None, help="ONNX Runtime p90 latency limit in ms (batch 1, 1 thread)."),
     latency_table: Optional[Path] = typer.Option(None, metavar="FILE",
                                                  help="Predict latency from this per-block table ('menas-zoo bench "
                                                       "--per-block --table') instead of measuring."),
@@ -115,6 +85,8 @@ def search_command(
 
     from menas_zoo.search import SearchConfig, run_search
     from menas_zoo.search.backends import make_backend
+    from menas_zoo.search.config import RESUMABLE_OVERRIDES
+    from menas_zoo.search.run import default_latency_fn, fixed_on_resume
     from menas_zoo.search.report import trials_per_minute
 
     if (out is None) == (resume is None):
@@ -123,7 +95,7 @@ def search_command(
         "profile": profile, "strategy": strategy, "population": population, "generations": generations,
         "epochs": epochs, "mask_epochs": mask_epochs, "eb_window": eb_window, "eb_threshold": eb_threshold,
         "bn_shrink": bn_shrink, "max_prune_ratio": max_prune_ratio, "train_subset": train_subset, "val_size": val_size, "dataset": dataset,
-        "data_dir": str(data_dir) if data_dir else None, "max_macs": _int(max_macs), "max_params": _int(max_params),
+        "data_dir": str(data_dir) if data_dir else None, "resolution": resolution, "max_macs": _int(max_macs), "max_params": _int(max_params),
         "max_latency_ms": max_latency_ms, "penalty": penalty, "tickets": tickets, "weight_sharing": weight_sharing,
         "early_bird": early_stop, "keep_largest": keep_largest, "prune_ratio": prune_ratio,
         "channel_multiple": channel_multiple, "seed": seed,
@@ -139,31 +111,36 @@ def search_command(
         torch.set_num_threads(threads)
 
     if resume is not None:
-        if given:
-            raise MenasError(f"--resume continues the run as configured; drop {', '.join('--' + k.replace('_', '-') for k in given)} "
-                             "(only --budget-minutes, --device, --threads and --backend may change)")
-        from menas_zoo.search.state import RunState
-
-        state = RunState.load(resume)
-        cfg = state.config
+        fixed = fixed_on_resume(given)
+        if fixed:
+            may_change = [_flag(k) for k in RESUMABLE_OVERRIDES] + ["--threads", "--backend"]
+            raise MenasError(f"--resume continues the run as configured; drop {', '.join(_flag(k) for k in fixed)} "
+                             f"(only {', '.join(may_change[:-1])} and {may_change[-1]} may change)")
         run_dir, cfg_arg = resume, None
-        budget = budget_minutes if budget_minutes is not None else cfg.budget_minutes
-        if not as_json:
+    else:
+        cfg_arg = SearchConfig(**given, budget_minutes=budget_minutes, device=device or "auto")
+        if latency_table is not None and cfg_arg.max_latency_ms is None:
+            raise MenasError("--latency-table predicts latency for --max-latency-ms; give that limit too")
+        run_dir = out
+    latency_fn = default_latency_fn(latency_table) if latency_table is not None else None
+    bar = None
+
+    def on_start(state) -> None:
+        nonlocal bar
+        cfg = state.config
+        if latency_table is not None and cfg.max_latency_ms is None:
+            raise MenasError(f"--latency-table predicts latency for --max-latency-ms, and {state.out} has no "
+                             "latency limit")
+        if resume is not None and not as_json:
             where = "finished" if state.finished else f"generation {state.generation}"
+            budget = cfg.budget_minutes
             console.print(f"resuming {resume}: {len(state.trials)} trials done ({where}) in "
                           f"{state.elapsed / 60:.1f} min; this session's budget: "
                           + (f"{budget:g} min" + (" (--budget-minutes)" if budget_minutes is not None
                                                   else " (fresh, from the run's settings)") if budget else "none"),
                           markup=False, highlight=False)
-    else:
-        if given.get("profile"):
-            given["profile"] = load_profile(given["profile"])
-        cfg = SearchConfig(**given, budget_minutes=budget_minutes, device=device or "auto")
-        run_dir, cfg_arg = out, cfg
-
-    latency_fn = ort_latency_fn(latency_table) if cfg.max_latency_ms is not None else None
-    total = cfg.population * (cfg.generations + 1)
-    bar = tqdm(total=total, desc="search", unit="trial", disable=as_json)
+        bar = tqdm(total=cfg.population * (cfg.generations + 1), initial=len(state.trials), desc="search",
+                   unit="trial", disable=as_json)
 
     def on_trial(record, state) -> None:
         best = max(state.trials, key=lambda t: t.fitness)
@@ -173,10 +150,11 @@ def search_command(
 
     try:
         result = run_search(cfg_arg, run_dir, resume=resume is not None, latency_fn=latency_fn,
-                            backend=make_backend(backend, address), on_trial=on_trial,
+                            backend=make_backend(backend, address), on_trial=on_trial, on_start=on_start,
                             overrides={"budget_minutes": budget_minutes, "device": device} if resume else None)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     state, best = result.state, result.best
     summary = {
         "run": str(run_dir), "strategy": state.config.strategy, "trials": len(state.trials),

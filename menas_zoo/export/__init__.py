@@ -10,6 +10,7 @@
                       with a choice of calibration method and per-layer error
     variants.py       fp16 ONNX (own parity tolerance) and ORT Mobile's .ort file with ORT's usability check
     defaults.py       default opset, runs, warm-up and parity tolerance (torch-free)
+    latency.py        the latency a search's limit is checked against: measured, or predicted from a table
     latency_table.py  per-block latency lookup table for this machine and a predictor built on it
 
 This package depends on the core only (nets, space, data, io); a model reference is resolved by
@@ -24,7 +25,8 @@ __all__ = ["BenchReport", "DEFAULT_OPSET", "EXPORTERS", "ExportImages", "ExportO
            "ExportResult", "Int8Comparison", "LatencyBudgetError", "LatencyStats", "LatencyTable", "ParityError",
            "ParityResult", "bench_eager", "bench_onnx", "benchmark", "build_latency_table", "check_budget",
            "check_parity", "compare_int8", "evaluate_predictor", "export_model", "export_onnx",
-           "machine_fingerprint", "model_images", "onnx_metadata", "ort_session", "quantize_int8", "real_images"]
+           "latency_fn", "machine_fingerprint", "measure_latency_ms", "model_images", "onnx_metadata", "ort_session",
+           "quantize_int8", "real_images"]
 
 __getattr__, __dir__ = lazy_attributes(globals(), {
     "BenchReport": "menas_zoo.export.bench",
@@ -36,6 +38,8 @@ __getattr__, __dir__ = lazy_attributes(globals(), {
     "machine_fingerprint": "menas_zoo.export.bench",
     "LatencyBudgetError": "menas_zoo.errors",
     "ParityError": "menas_zoo.errors",
+    "latency_fn": "menas_zoo.export.latency",
+    "measure_latency_ms": "menas_zoo.export.latency",
     "LatencyTable": "menas_zoo.export.latency_table",
     "build_latency_table": "menas_zoo.export.latency_table",
     "evaluate_predictor": "menas_zoo.export.latency_table",

@@ -6,13 +6,18 @@ genotype built from known parts, in microseconds instead of an export and a benc
 search can use to screen candidates against a latency budget before training them.
 
 Keys name a part completely: ``block:i16_k5_h96_c40_s2_se_hs@28`` is that block reading 16 channels at
-28x28; ``stem:i1_c16_k3_s1@28``; ``head:i96_c576_fc1024_n10@7``. Entries hold ``{count, mean, var}`` of
-the per-call milliseconds. Every ``session.run`` pays a fixed cost (input binding, output allocation)
-that a whole network pays once, not once per part; the table measures it on a one-op graph
-(``overhead``) and the predictor counts it once.
+28x28; ``stem:i1_c16_k3_s1@28``; ``head:i96_c576_fc1024_n10@7``. Entries hold the part's latency as
+:mod:`menas_zoo.export.latency` defines it (``p90``, the statistic a latency limit is checked against) and
+``{count, mean, var}`` of its per-call milliseconds. Every ``session.run`` pays a fixed cost (input
+binding, output allocation) that a whole network pays once, not once per part; the table measures it on a
+one-op graph (``overhead``) and the predictor counts it once: a network's predicted latency is the
+overhead's p90 plus each part's p90 above it. Summing p90s assumes the parts' slow calls coincide;
+:func:`evaluate_predictor` reports how far that lands from whole networks measured as a search measures
+them, on the machine at hand.
 
-All parts are exported with the TorchScript exporter by default: the table needs hundreds of tiny graphs
-and it is about ten times faster to run than the dynamo exporter, for the same operators (see onnx.py).
+Parts and networks are exported and timed by :func:`menas_zoo.export.latency.onnx_call_times` (TorchScript
+exporter, opset ``LATENCY_OPSET``): the table needs hundreds of tiny graphs, and that exporter is about ten
+times faster to run than dynamo, for the same operators (see onnx.py).
 """
 
 from __future__ import annotations
@@ -30,18 +35,19 @@ from torch import nn
 from tqdm import tqdm
 
 from menas_zoo.errors import MenasError
-from menas_zoo.export.bench import machine_fingerprint, onnx_times
-from menas_zoo.export.onnx import DEFAULT_OPSET, export_onnx
-from menas_zoo.export.runtime import ort_session
+from menas_zoo.export.bench import machine_fingerprint
+from menas_zoo.export.defaults import LATENCY_OPSET, LATENCY_PERCENTILE
+from menas_zoo.export.latency import LATENCY_EXPORTER, latency_statistic, onnx_call_times
 from menas_zoo.io import write_json_atomic
 from menas_zoo.nets import MobileNetMT, build_model
 from menas_zoo.space.genotype import Genotype
 
 TABLE_KIND = "menas-zoo latency table"
-TABLE_VERSION = 1
+TABLE_VERSION = 2  # 2: entries carry the p90 a limit is checked against (1 predicted a mean)
 OVERHEAD = "overhead"
-TABLE_EXPORTER = "torchscript"
-TABLE_OPSET = DEFAULT_OPSET
+TABLE_EXPORTER = LATENCY_EXPORTER
+TABLE_OPSET = LATENCY_OPSET
+STATISTIC = f"p{LATENCY_PERCENTILE}"
 
 
 class _Head(nn.Module):
@@ -99,25 +105,17 @@ def network_parts(model: MobileNetMT) -> list[Part]:
 
 
 def _stats(times: np.ndarray) -> dict:
-    """``{count, mean, var}`` of the calls that measured the part, not the machine's other tenants.
+    """The part's latency (``p90``, of every call) and ``{count, mean, var}`` of the calls that measured
+    the part, not the machine's other tenants.
 
     On a shared machine a few calls are preempted and take 10-100x longer; they would dominate a mean of
-    sub-millisecond calls. Tukey's far-out fence (above Q3 + 3 IQR) drops them; ``count`` is what is left.
-    Whole networks are summarized the same way, so predictions and measurements stay comparable.
+    sub-millisecond calls. Tukey's far-out fence (above Q3 + 3 IQR) drops them from the mean and variance;
+    ``count`` is what is left. The p90 needs no fence: fewer than one call in ten cannot move it.
     """
     q1, q3 = np.percentile(times, [25, 75])
     kept = times[times <= q3 + 3 * (q3 - q1)]
-    return {"count": int(len(kept)), "mean": round(float(kept.mean()), 5),
+    return {STATISTIC: latency_statistic(times), "count": int(len(kept)), "mean": round(float(kept.mean()), 5),
             "var": float(kept.var(ddof=1)) if len(kept) > 1 else 0.0}
-
-
-def measure_module(module: nn.Module, input_shape: tuple[int, int, int], workdir: Path, *, threads: int, runs: int,
-                   warmup: int, exporter: str = TABLE_EXPORTER) -> np.ndarray:
-    """Per-call ms of ``module`` at batch 1 in ORT (static shape, same settings for parts and networks)."""
-    path = workdir / "part.onnx"
-    export_onnx(module, path, exporter=exporter, opset=TABLE_OPSET, dynamic_batch=False, export_batch=1,
-                input_shape=input_shape)
-    return onnx_times(ort_session(path, threads=threads), batch_size=1, runs=runs, warmup=warmup, source=path)
 
 
 @dataclass
@@ -129,17 +127,18 @@ class LatencyTable:
         return [k for k in dict.fromkeys(part_keys(genotype)) if k not in self.entries]
 
     def predict(self, genotype: Genotype) -> tuple[float, float]:
-        """Predicted mean latency in ms and its standard deviation (parts taken as independent)."""
+        """Predicted latency in ms (the p90 of :mod:`menas_zoo.export.latency`) and the standard deviation of
+        one call (parts taken as independent)."""
         missing = self.missing(genotype)
         if missing or OVERHEAD not in self.entries:
             missing = missing or [OVERHEAD]
             raise MenasError(f"latency table lacks {len(missing)} part(s) of this genotype (e.g. {missing[0]}); "
                              "measure them with 'menas-zoo bench GENOTYPE --per-block --table FILE'")
-        overhead = self.entries[OVERHEAD]["mean"]
+        overhead = self.entries[OVERHEAD][STATISTIC]
         keys = part_keys(genotype)
-        mean = overhead + sum(max(self.entries[k]["mean"] - overhead, 0.0) for k in keys)
+        latency = overhead + sum(max(self.entries[k][STATISTIC] - overhead, 0.0) for k in keys)
         var = sum(self.entries[k]["var"] for k in keys)
-        return mean, var ** 0.5
+        return latency, var ** 0.5
 
     def to_dict(self) -> dict:
         return {"kind": TABLE_KIND, "version": TABLE_VERSION, "unit": "ms", **self.meta, "entries": self.entries}
@@ -157,7 +156,8 @@ class LatencyTable:
             raise MenasError(f"{path} is not a menas-zoo latency table")
         if data.get("version") != TABLE_VERSION:
             raise MenasError(f"{path} is a version {data.get('version')} latency table; this menas-zoo reads "
-                             f"version {TABLE_VERSION}")
+                             f"version {TABLE_VERSION} (each part's {STATISTIC}): measure it again with "
+                             "'menas-zoo bench --per-block --table FILE'")
         meta = {k: v for k, v in data.items() if k not in ("kind", "version", "unit", "entries")}
         return cls(entries=data["entries"], meta=meta)
 
@@ -171,7 +171,8 @@ def build_latency_table(genotypes: Iterable[Genotype], *, table: LatencyTable | 
         raise MenasError(f"the table was measured with {table.meta.get('threads')} thread(s) and the "
                          f"{table.meta.get('exporter')} exporter; extend it with the same settings")
     table.meta = {"machine": machine_fingerprint(), "threads": threads, "batch_size": 1, "runs": runs,
-                  "warmup": warmup, "exporter": exporter, "opset": TABLE_OPSET, "ort_optimization": "all"}
+                  "warmup": warmup, "exporter": exporter, "opset": TABLE_OPSET, "statistic": STATISTIC,
+                  "ort_optimization": "all"}
     todo: dict[str, Part] = {}
     if OVERHEAD not in table.entries:
         todo[OVERHEAD] = Part(OVERHEAD, nn.ReLU(), (1, 1, 1))
@@ -181,15 +182,16 @@ def build_latency_table(genotypes: Iterable[Genotype], *, table: LatencyTable | 
                 todo.setdefault(part.key, part)
     with tempfile.TemporaryDirectory(prefix="menas-zoo-latency-") as tmp:
         for key, part in tqdm(todo.items(), desc="per-block latency", unit="part", disable=not progress):
-            times = measure_module(part.module, part.input_shape, Path(tmp), threads=threads, runs=runs,
-                                   warmup=warmup, exporter=exporter)
+            times = onnx_call_times(part.module, part.input_shape, tmp, threads=threads, runs=runs,
+                                    warmup=warmup, exporter=exporter)
             table.entries[key] = _stats(times)
     return table
 
 
 def evaluate_predictor(table: LatencyTable, genotypes: Iterable[Genotype], *, runs: int | None = None,
                        warmup: int | None = None, progress: bool = False) -> dict:
-    """Predicted vs measured whole-network latency (batch 1, the table's threads and exporter).
+    """Predicted vs measured whole-network latency (the p90 of :mod:`menas_zoo.export.latency`; batch 1, the
+    table's threads and exporter).
 
     Returns ``{"networks": [...], "median_abs_error_pct", "worst_abs_error_pct", "mean_error_pct"}``;
     a positive error means the table over-predicts."""
@@ -201,9 +203,9 @@ def evaluate_predictor(table: LatencyTable, genotypes: Iterable[Genotype], *, ru
         for genotype in tqdm(genotypes, desc="whole networks", unit="net", disable=not progress):
             predicted, predicted_std = table.predict(genotype)
             g = genotype
-            times = measure_module(build_model(g).eval(), (g.in_chans, g.resolution, g.resolution), Path(tmp),
-                                   threads=threads, runs=runs, warmup=warmup, exporter=exporter)
-            measured = _stats(times)["mean"]
+            times = onnx_call_times(build_model(g).eval(), (g.in_chans, g.resolution, g.resolution), tmp,
+                                    threads=threads, runs=runs, warmup=warmup, exporter=exporter)
+            measured = latency_statistic(times)
             rows.append({"genotype": genotype.to_compact(), "predicted_ms": round(predicted, 4),
                          "predicted_std_ms": round(predicted_std, 4), "measured_ms": round(measured, 4),
                          "error_pct": round((predicted - measured) / measured * 100, 2)})

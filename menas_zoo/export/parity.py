@@ -66,7 +66,7 @@ def model_images(dataset: str, data_dir: str | Path | None, genotype: Genotype, 
     """Up to ``count`` images of ``split`` of the named dataset for a network of ``genotype``, normalized with
     the model's own ``mean``/``std`` when given (see :func:`real_images`), and the dataset they came from.
     A dataset whose images are not the shape the network reads is one error naming both shapes."""
-    data = load_dataset(dataset, data_dir, split)
+    data = load_dataset(dataset, data_dir, split, in_chans=genotype.in_chans, resolution=genotype.resolution)
     if (data.in_chans, data.resolution) != (genotype.in_chans, genotype.resolution):
         raise MenasError(f"the model reads {genotype.in_chans}x{genotype.resolution}px images but {dataset} is "
                          f"{data.in_chans}x{data.resolution}px; pass --dataset/--data-dir with matching images")

@@ -1,8 +1,8 @@
-"""From a ref to a loaded network: the one path every ``load``, ``export``, ``bench`` and ``create_model`` goes through.
+"""From a ref to a loaded network: the one path every ``load``, ``info``, ``export``, ``bench`` and ``create_model`` goes through.
 
 A ref is a local artifact folder, a registered name (``mt-test``) or ``hf-hub:ORG/NAME[@REVISION]``;
 :func:`resolve_model` also takes a genotype with a weights file (or fresh weights), as ``export`` and
-``bench`` do.
+``bench`` do; :func:`resolve_network` takes a genotype alone as an untrained network, as ``info`` does.
 Sources are tried in this order, first hit wins, and the network is touched only by the last:
 
 1. a local folder;
@@ -21,6 +21,7 @@ are ever downloaded, so nothing downloaded is ever unpickled.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 from dataclasses import dataclass
@@ -243,6 +244,35 @@ def resolve_model(ref: str, *, weights: str | Path | None = None, random_init: b
         resolve_genotype(ref)  # a malformed genotype fails here, saying what is wrong with it
         raise MenasError(f"{ref!r} is a genotype, not a trained model: add --weights model.safetensors, or "
                          "--random-init to time an untrained network") from None
+
+
+def resolve_network(ref: str, *, in_chans: int | None = None, resolution: int | None = None,
+                    num_classes: int | None = None, offline: bool | None = None,
+                    endpoint: str | None = None) -> ModelSource:
+    """Any ref that names a network, trained or not (what ``info`` takes).
+
+    A genotype (a reference name such as ``mobilenetv3-small``, a JSON file, inline JSON or the one-line
+    form) gives its architecture with fresh weights (kind ``"genotype"``; ``in_chans``, ``resolution`` and
+    ``num_classes`` override those of references and one-line forms). A zoo name, ``hf-hub:`` ref or
+    artifact folder gives the trained network through :func:`resolve_model`; its weights fix its input and
+    classes, so overrides are refused. A plain name that is neither fails naming the closest of both kinds.
+    """
+    if looks_like_genotype(ref):
+        genotype = resolve_genotype(ref, in_chans=in_chans, resolution=resolution, num_classes=num_classes)
+        return ModelSource(build_model(genotype).eval(), ref, "genotype", None, None)
+    names = list_models(include_fixtures=True)
+    if not (Path(ref).expanduser().is_dir() or ref.startswith(HF_HUB_PREFIX) or os.sep in ref
+            or ref.startswith(".") or ref in names):
+        close = difflib.get_close_matches(ref, names, n=3, cutoff=0.5)
+        hint = (f"did you mean {', '.join(close)}?" if close else
+                f"zoo models: {', '.join(list_models(pretrained=True)) or 'none'}; reference genotypes: "
+                f"{', '.join(list_models(pretrained=False))}")
+        raise MenasError(f"unknown model or genotype {ref!r}: {hint} (or pass hf-hub:ORG/NAME, an artifact folder, "
+                         "a genotype JSON file, inline JSON, or a one-line genotype 'stem16 / BLOCK,... / head576')")
+    if (in_chans, resolution, num_classes) != (None, None, None):
+        raise MenasError(f"{ref} is a trained model: its weights fix its input and classes, so --in-chans, "
+                         "--resolution and --num-classes apply to genotypes only")
+    return resolve_model(ref, offline=offline, endpoint=endpoint)
 
 
 def load_source(ref: str, **kwargs) -> ModelSource:

@@ -8,7 +8,8 @@ resume), backends (in-process, Ray), report (report.md, pareto.png, winners), ru
 
 from menas_zoo.search.config import STRATEGIES, SearchConfig
 from menas_zoo.search.fitness import CostLimits
-from menas_zoo.search.run import SearchResult, run_search
+from menas_zoo.search.run import SearchResult, default_latency_fn, fixed_on_resume, run_search
 from menas_zoo.search.state import RunState, TrialRecord
 
-__all__ = ["STRATEGIES", "CostLimits", "RunState", "SearchConfig", "SearchResult", "TrialRecord", "run_search"]
+__all__ = ["STRATEGIES", "CostLimits", "RunState", "SearchConfig", "SearchResult", "TrialRecord", "default_latency_fn",
+           "fixed_on_resume", "run_search"]

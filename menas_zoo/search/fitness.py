@@ -7,8 +7,9 @@ measured ticket over it ranks below every feasible one) or a MnasNet-style soft 
     fitness = accuracy x prod over exceeded limits of (cost / limit) ** -w
 
 Only costs over their limit are penalized, so "best fitness" keeps meaning "best accuracy under the
-limit" for every feasible model. Latency comes from an injected function (model -> milliseconds), so
-this package never imports the exporter: the CLI wires ONNX Runtime's measurement in.
+limit" for every feasible model. Latency comes from an injected function (model -> milliseconds);
+``run.py`` imports the exporter's ONNX Runtime measurement (``menas_zoo.export.latency``) only when a
+latency limit is set and no function is given.
 """
 
 from __future__ import annotations

@@ -51,25 +51,54 @@ def cost_limits(cfg: SearchConfig) -> CostLimits:
     return CostLimits(cfg.max_macs, cfg.max_params, cfg.max_latency_ms, cfg.penalty)
 
 
+def fixed_on_resume(settings: dict) -> list[str]:
+    """The settings among ``settings`` (those given, i.e. not None) that a resumed search cannot change:
+    its run folder fixes everything but :data:`RESUMABLE_OVERRIDES` (the budget and the device)."""
+    return [key for key, value in settings.items() if value is not None and key not in RESUMABLE_OVERRIDES]
+
+
+def default_latency_fn(table: str | Path | None = None) -> LatencyFn:
+    """The latency a ``max_latency_ms`` limit is checked against when no function is given: ONNX Runtime's
+    measurement (:func:`menas_zoo.export.latency.measure_latency_ms`), or with ``table`` the prediction of
+    that per-block latency table. The exporter is imported only here, when a latency limit is set."""
+    try:
+        from menas_zoo.export.latency import latency_fn
+    except ImportError as exc:
+        raise MenasError(f"a latency limit needs the exporter (onnx, onnxruntime): {exc}") from None
+    return latency_fn(table)
+
+
 def run_search(cfg: SearchConfig | None, out: str | Path, *, resume: bool = False, splits: DataSplits | None = None,
                latency_fn: LatencyFn | None = None, backend=None, on_trial: TrialCallback | None = None,
-               overrides: dict | None = None, write_report: bool = True) -> SearchResult:
+               overrides: dict | None = None, write_report: bool = True,
+               on_start: Callable[[RunState], None] | None = None) -> SearchResult:
     """Run (or with ``resume=True`` continue) a search in ``out``. ``splits`` overrides the dataset in the
-    config (tests, benchmarks); ``overrides`` may change only budget and device on resume."""
+    config (tests, benchmarks); ``overrides`` may change only budget and device on resume
+    (:func:`fixed_on_resume`). With a latency limit and no ``latency_fn``, candidates are measured in ONNX
+    Runtime (:func:`default_latency_fn`). ``on_start`` sees the state once it is loaded or created, before
+    the first trial."""
     out = Path(out)
     if resume:
+        fixed = fixed_on_resume(overrides or {})
+        if fixed:
+            raise MenasError(f"{', '.join(fixed)} cannot change on --resume (the run folder fixes it); "
+                             f"only {', '.join(RESUMABLE_OVERRIDES)} can")
         state = RunState.load(out)
         for key, value in (overrides or {}).items():
-            if key not in RESUMABLE_OVERRIDES:
-                raise MenasError(f"{key} cannot change on --resume (the run folder fixes it); "
-                                 f"only {', '.join(RESUMABLE_OVERRIDES)} can")
             if value is not None:
                 setattr(state.config, key, value)
         cfg = state.config
+        if cfg.max_latency_ms is not None and latency_fn is None:
+            latency_fn = default_latency_fn()
     else:
         if cfg is None:
             raise MenasError("a new search needs its settings")
-        splits = splits or _load_data(cfg)
+        if cfg.max_latency_ms is not None and latency_fn is None:  # before the run folder exists
+            latency_fn = default_latency_fn()
+        splits = splits or _load_data(cfg, new=True)
+        if cfg.resolution is not None and splits.train.resolution != cfg.resolution:
+            raise MenasError(f"{cfg.dataset} images are {splits.train.resolution} px, not {cfg.resolution} px "
+                             "(a resolution is chosen for an image folder only)")
         cfg.in_chans, cfg.num_classes = splits.train.in_chans, len(splits.train.classes)
         cfg.resolution = splits.train.resolution
         # A limit no genotype of the profile can meet is refused before the run folder exists.
@@ -77,8 +106,8 @@ def run_search(cfg: SearchConfig | None, out: str | Path, *, resume: bool = Fals
                        resolution=cfg.resolution)
         state = RunState.create(out, cfg)
     splits = splits or _load_data(cfg)
-    if cfg.max_latency_ms is not None and latency_fn is None:
-        raise MenasError("--max-latency-ms needs a latency measurement (the CLI provides ONNX Runtime's)")
+    if on_start is not None:
+        on_start(state)
     backend = backend or InProcessBackend()
     limits = cost_limits(cfg)
     session_start = call_start = time.perf_counter()
@@ -176,5 +205,8 @@ def _record(outcome: TrialOutcome, limits: CostLimits, elapsed: float) -> TrialR
         pruned=outcome.pruned, feasible=outcome.feasible, phase_seconds=outcome.phase_seconds)
 
 
-def _load_data(cfg: SearchConfig) -> DataSplits:
-    return load_splits(cfg.dataset, cfg.data_dir, val_size=cfg.val_size, seed=cfg.seed, train_subset=cfg.train_subset)
+def _load_data(cfg: SearchConfig, new: bool = False) -> DataSplits:
+    """The search's images: an image folder is read at the run's resolution (the profile's unless set) and,
+    once the run has started, with the channels it started with (RGB for a new one)."""
+    return load_splits(cfg.dataset, cfg.data_dir, val_size=cfg.val_size, seed=cfg.seed, train_subset=cfg.train_subset,
+                       in_chans=None if new else cfg.in_chans, resolution=cfg.resolution or cfg.profile.resolution)

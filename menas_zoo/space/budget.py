@@ -170,7 +170,8 @@ def smallest_genotype(profile, *, in_chans: int = 1, num_classes: int = 10, reso
         in_ch = out
     return Genotype(stem=min(profile.stem_choices), stages=tuple(stages), head=min(profile.head_choices),
                     fc=min(profile.fc_choices), in_chans=in_chans, num_classes=num_classes,
-                    resolution=resolution or profile.resolution, profile=profile.name)
+                    resolution=resolution or profile.resolution, profile=profile.name,
+                    stem_stride=profile.stem_stride)
 
 
 def check_feasible(profile, budget: Budget, **globals_) -> None:

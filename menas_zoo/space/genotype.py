@@ -29,8 +29,10 @@ from menas_zoo.io import MAX_JSON_BYTES
 
 SCHEMA_VERSION = 1
 ACTIVATIONS = {"re": "relu", "hs": "hswish"}
-#: Stem stride of each search profile; the profile also bounds sampling (see ``sampling.py``).
+#: Stem stride of each built-in search profile: a genotype of one of them need not state its own. A
+#: genotype of any other profile (a profile file of one's own) carries ``stem_stride`` itself.
 PROFILE_STEM_STRIDE = {"small": 1, "tiny": 1, "imagenet": 2}
+MAX_STEM_STRIDE = 4
 # Bounds of any genotype this package builds, far above every profile (MobileNetV3-Large is 1280 wide,
 # 15 blocks deep, 224 px). A genotype from a file or a repo is checked against them before a single
 # tensor exists, so an absurd one (30,000,000 channels, 10^9 classes) is one line, not gigabytes.
@@ -161,15 +163,19 @@ class Genotype:
     resolution: int = 28
     num_classes: int = 10
     profile: str = "small"
+    stem_stride: int | None = None  # None: the built-in profile's (PROFILE_STEM_STRIDE)
 
     def __post_init__(self) -> None:
         # Accept lists for convenience; store tuples so the genotype stays hashable.
         object.__setattr__(self, "stages", tuple(tuple(stage) for stage in self.stages))
+        if not isinstance(self.profile, str) or not self.profile.strip():
+            raise GenotypeError(f"genotype: profile must be a name, got {self.profile!r}")
+        if self.stem_stride is None:
+            if self.profile not in PROFILE_STEM_STRIDE:
+                raise GenotypeError(f"genotype: profile {self.profile!r} is not built in "
+                                    f"({', '.join(PROFILE_STEM_STRIDE)}), so the genotype needs its stem_stride")
+            object.__setattr__(self, "stem_stride", PROFILE_STEM_STRIDE[self.profile])
         self.validate()
-
-    @property
-    def stem_stride(self) -> int:
-        return PROFILE_STEM_STRIDE[self.profile]
 
     def blocks(self) -> Iterator[tuple[int, int, int, BlockSpec]]:
         """Yield ``(stage, index, in_chans, block)`` for every block, in order."""
@@ -188,13 +194,13 @@ class Genotype:
         return sum(len(stage) for stage in self.stages)
 
     def replace(self, **changes: Any) -> Genotype:
+        """A copy with ``changes``; another ``profile`` brings its own stem stride unless one is given."""
+        if "profile" in changes and "stem_stride" not in changes:
+            changes["stem_stride"] = None
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
-        if self.profile not in PROFILE_STEM_STRIDE:
-            known = ", ".join(PROFILE_STEM_STRIDE)
-            raise GenotypeError(f"genotype: profile must be one of {known}, got {self.profile!r}")
-        for name, low, high in (("stem", 1, MAX_CHANNELS), ("head", 1, MAX_CHANNELS), ("fc", 0, MAX_CHANNELS),
+        for name, low, high in (("stem_stride", 1, MAX_STEM_STRIDE), ("stem", 1, MAX_CHANNELS), ("head", 1, MAX_CHANNELS), ("fc", 0, MAX_CHANNELS),
                                 ("in_chans", 1, MAX_IN_CHANS), ("resolution", 1, MAX_RESOLUTION),
                                 ("num_classes", 2, MAX_CLASSES)):
             value = getattr(self, name)
@@ -222,9 +228,12 @@ class Genotype:
                 strings.append(block.to_string(in_chans))
                 in_chans = block.out
             stages.append(strings)
-        return {"version": SCHEMA_VERSION, "profile": self.profile, "in_chans": self.in_chans,
+        data = {"version": SCHEMA_VERSION, "profile": self.profile, "in_chans": self.in_chans,
                 "resolution": self.resolution, "num_classes": self.num_classes, "stem": self.stem,
                 "stages": stages, "head": self.head, "fc": self.fc}
+        if self.stem_stride != PROFILE_STEM_STRIDE.get(self.profile):  # the profile's says it otherwise
+            data["stem_stride"] = self.stem_stride
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> Genotype:
@@ -233,7 +242,8 @@ class Genotype:
         version = data.get("version", SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
             raise GenotypeError(f"genotype: unsupported schema version {version!r} (this menas-zoo reads {SCHEMA_VERSION})")
-        unknown = set(data) - {"version", "profile", "in_chans", "resolution", "num_classes", "stem", "stages", "head", "fc"}
+        unknown = set(data) - {"version", "profile", "in_chans", "resolution", "num_classes", "stem", "stages", "head", "fc",
+                               "stem_stride"}
         if unknown:
             raise GenotypeError(f"genotype: unknown keys {sorted(unknown)}")
         for key in ("stem", "stages", "head"):
@@ -252,7 +262,8 @@ class Genotype:
                 blocks.append(block)
                 in_chans = block.out
             stages.append(tuple(blocks))
-        fields = {k: data[k] for k in ("profile", "in_chans", "resolution", "num_classes", "fc") if k in data}
+        fields = {k: data[k] for k in ("profile", "in_chans", "resolution", "num_classes", "fc", "stem_stride")
+                  if k in data}
         return cls(stem=data["stem"], stages=tuple(stages), head=data["head"], **fields)
 
     def to_json(self, indent: int | None = 2) -> str:

@@ -1,6 +1,7 @@
 """Search profiles: which genotypes a search may sample, and seeded sampling from them.
 
-The genotype format is general; a profile only bounds what is drawn. ``small`` is for 28 or 32 px
+The genotype format is general; a profile bounds what is drawn and sets the stem's stride, which every
+genotype drawn from it carries (a profile of one's own may have any name). ``small`` is for 28 or 32 px
 inputs (Fashion-MNIST, CIFAR-10) with a stride-1 stem and MobileNetV3-Large's widths (median draw 1.4M
 params, 52M MACs); ``tiny`` is the same layout around MobileNetV3-Small's widths with at most 3 blocks a
 stage, the zoo's size classes (100K to 1M params; median draw 0.4M params, 18M MACs); ``imagenet`` is
@@ -11,11 +12,13 @@ output width from a grid around MobileNetV3's widths. Global: stem, head and fc 
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from menas_zoo.errors import GenotypeError
-from menas_zoo.space.genotype import BlockSpec, Genotype, default_se_width, make_divisible
+from menas_zoo.space.genotype import PROFILE_STEM_STRIDE, BlockSpec, Genotype, default_se_width, make_divisible
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,11 @@ class SearchProfile:
     expansions: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
     width_mults: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
     activations: tuple[str, ...] = ("relu", "hswish")
+    stem_stride: int | None = None  # None: the built-in profile's of this name, else 1
+
+    def __post_init__(self) -> None:
+        if self.stem_stride is None:
+            object.__setattr__(self, "stem_stride", PROFILE_STEM_STRIDE.get(self.name, 1))
 
     def stage_width_choices(self, stage: int) -> tuple[int, ...]:
         return tuple(sorted({make_divisible(self.base_widths[stage] * m) for m in self.width_mults}))
@@ -56,9 +64,24 @@ PROFILES = {
 
 
 def get_profile(name: str) -> SearchProfile:
-    if name not in PROFILES:
-        raise GenotypeError(f"unknown search profile {name!r}; known: {', '.join(PROFILES)}")
-    return PROFILES[name]
+    """A built-in profile by name, or a JSON file (``*.json``) of :class:`SearchProfile` fields: a space of one's own."""
+    if name in PROFILES:
+        return PROFILES[name]
+    if name.endswith(".json"):
+        return load_profile(name)
+    raise GenotypeError(f"unknown search profile {name!r}; known: {', '.join(PROFILES)}, or a JSON file of "
+                        "SearchProfile fields")
+
+
+def load_profile(path: str | Path) -> SearchProfile:
+    """A :class:`SearchProfile` from a JSON file of its fields (lists become tuples)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return SearchProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    except OSError as exc:
+        raise GenotypeError(f"cannot read profile {path}: {exc.strerror or exc}") from None
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise GenotypeError(f"profile {path} is not a valid search profile ({exc})") from None
 
 
 def sample_block(profile: SearchProfile, rng: random.Random, in_chans: int, out: int, stride: int) -> BlockSpec:
@@ -109,4 +132,5 @@ def _draw(profile: SearchProfile, rng: random.Random, in_chans: int, num_classes
         in_ch = stage[-1].out
     return Genotype(stem=stem, stages=tuple(stages), head=rng.choice(profile.head_choices),
                     fc=rng.choice(profile.fc_choices), in_chans=in_chans, num_classes=num_classes,
-                    resolution=resolution or profile.resolution, profile=profile.name)
+                    resolution=resolution or profile.resolution, profile=profile.name,
+                    stem_stride=profile.stem_stride)

@@ -25,7 +25,7 @@ def local_ray():
 
 def test_search_on_local_ray(local_ray, tmp_path, tiny_profile, tiny_splits):
     cfg = SearchConfig(profile=tiny_profile, population=2, generations=1, epochs=1, eb_window=2, val_size=256,
-                       train_subset=256, device="cpu", seed=5)
+                       train_subset=256, device="cpu", seed=5, weight_sharing=True)  # parents' weights travel
     result = run_search(cfg, tmp_path / "run", splits=tiny_splits, backend=RayBackend())
     state = result.state
     assert state.finished and sorted(t.index for t in state.trials) == [0, 1, 2, 3]

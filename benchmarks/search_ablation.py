@@ -167,8 +167,10 @@ def kendall_tau(xs: list[float], ys: list[float]) -> float:
 
 
 def dense_cap(args) -> int:
-    """A ticket trial's dense epochs at most (``SearchConfig.dense_epochs``)."""
-    return max(1, min(args.mask_epochs, args.epochs - 1))
+    """A ticket trial's dense epochs at most, as the searches' config computes it."""
+    from menas_zoo.search import SearchConfig
+
+    return SearchConfig(profile="tiny", epochs=args.epochs, mask_epochs=args.mask_epochs).dense_epochs
 
 
 def mean_sd(values: list[float]) -> str:

@@ -157,7 +157,7 @@ class SearchConfig:
         data = dict(data)
         profile = data.get("profile")
         if isinstance(profile, dict):
-            data["profile"] = SearchProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in profile.items()})
+            data["profile"] = SearchProfile.from_dict(profile)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:

@@ -41,6 +41,11 @@ class SearchProfile:
         if self.stem_stride is None:
             object.__setattr__(self, "stem_stride", PROFILE_STEM_STRIDE.get(self.name, 1))
 
+    @classmethod
+    def from_dict(cls, data: dict) -> SearchProfile:
+        """A profile from its fields as JSON holds them (lists become tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
     def stage_width_choices(self, stage: int) -> tuple[int, ...]:
         return tuple(sorted({make_divisible(self.base_widths[stage] * m) for m in self.width_mults}))
 
@@ -77,7 +82,7 @@ def load_profile(path: str | Path) -> SearchProfile:
     """A :class:`SearchProfile` from a JSON file of its fields (lists become tuples)."""
     try:
         data = json.loads(Path(path).read_text())
-        return SearchProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return SearchProfile.from_dict(data)
     except OSError as exc:
         raise GenotypeError(f"cannot read profile {path}: {exc.strerror or exc}") from None
     except (ValueError, TypeError, AttributeError) as exc:

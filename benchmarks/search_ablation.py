@@ -2,7 +2,7 @@
 its winners retrained from scratch, and the rank correlation of search fitness with that retraining.
 
 Rows: ``menas``, ``evolution`` (regularized evolution), ``random``, and MENAS with each ingredient
-switched (``no-tickets``, ``weight-sharing``, ``no-keep-largest``, ``no-early-stop``). Each row runs one
+switched (``no-tickets``, ``no-regrow``, ``weight-sharing``, ``no-keep-largest``, ``no-early-stop``). Each row runs one
 search per seed for ``--budget-minutes`` on the ``tiny`` profile under a zoo params limit. Then, with
 one fixed recipe (``--retrain-epochs`` of AdamW from scratch, the same for every architecture):
 
@@ -40,6 +40,7 @@ ROWS = {  # row -> SearchConfig settings
     "evolution": {"strategy": "evolution"},
     "random": {"strategy": "random"},
     "no-tickets": {"strategy": "menas", "tickets": False},
+    "no-regrow": {"strategy": "menas", "regrow": False},
     "weight-sharing": {"strategy": "menas", "weight_sharing": True},
     "no-keep-largest": {"strategy": "menas", "keep_largest": 0.0},
     "no-early-stop": {"strategy": "menas", "early_bird": False},

@@ -7,7 +7,7 @@ import pytest
 from menas_zoo.costs import genotype_cost
 from menas_zoo.errors import GenotypeError
 from menas_zoo.space import get_profile, sample_genotype
-from menas_zoo.space.budget import Budget, shrink, smallest_genotype
+from menas_zoo.space.budget import Budget, shrink, smallest_genotype, widen_hidden
 
 
 @pytest.mark.parametrize("profile,limit", [("tiny", 100_000), ("tiny", 500_000), ("small", 100_000)])
@@ -46,3 +46,35 @@ def test_a_budget_under_the_smallest_genotype_is_a_clear_error():
 def test_non_positive_limits_are_refused(limit):
     with pytest.raises(GenotypeError, match="must be positive"):
         sample_genotype("tiny", 0, max_params=limit)
+
+
+def _hidden(genotype):
+    return [block.hidden for _, _, _, block in genotype.blocks() if block.hidden is not None]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_widen_hidden_scales_every_hidden_width_by_one_factor_within_the_budget(seed):
+    g = sample_genotype("tiny", seed, max_params=80_000)
+    budget = Budget(max_params=100_000)
+    wide = widen_hidden(g, budget, max_factor=1.25)
+    assert budget.fits(wide)
+    assert genotype_cost(wide).params > genotype_cost(g).params
+    before, after = _hidden(g), _hidden(wide)
+    # Only hidden widths move (the rest of the genotype is the same), none narrower, none past the cap.
+    assert wide.replace(stages=g.stages) == g and [len(s) for s in wide.stages] == [len(s) for s in g.stages]
+    assert all(h <= a <= 8 * round(h * 1.25 / 8) for h, a in zip(before, after))
+    # One factor for every block: the widths' ratios (the allocation) stay within rounding to 8.
+    factors = [a / h for h, a in zip(before, after) if h >= 64]
+    assert max(factors) - min(factors) < 0.2
+
+
+def test_widen_hidden_stops_at_the_budget_and_leaves_an_over_budget_genotype_alone():
+    g = sample_genotype("tiny", 3, max_params=100_000)
+    params = genotype_cost(g).params
+    tight = Budget(max_params=int(params * 1.05))
+    wide = widen_hidden(g, tight, max_factor=2.0)
+    assert params < genotype_cost(wide).params <= tight.max_params
+    assert widen_hidden(g, Budget(max_params=params - 1), max_factor=2.0) == g
+    assert widen_hidden(g, Budget(max_params=10 * params), max_factor=1.0) == g
+    # Without a limit the factor is the cap.
+    assert _hidden(widen_hidden(g, Budget(), max_factor=2.0)) == [2 * h for h in _hidden(g)]

@@ -1,5 +1,6 @@
 """Selection, mutation, crossover and proposals of the evolutionary search; fitness under cost limits."""
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -136,3 +137,24 @@ def test_strategies_are_presets_that_switches_override(tiny_profile):
     assert (sharing.tickets, sharing.weight_sharing, sharing.keep_largest) == (True, True, 0.2)
     with pytest.raises(MenasError, match="unknown strategy"):
         SearchConfig(strategy="bayes")
+
+
+def test_regrow_widens_ticket_children_back_towards_the_budget():
+    """Children of tickets (narrowed by pruning) widen their hidden widths back, within the child budget;
+    without regrow the population slims a little more every generation."""
+    cfg = SearchConfig(strategy="menas", population=6, profile="tiny", seed=1, max_params=100_000)
+    parents = propose([], cfg, 0, 0, set(), lambda g: True)
+
+    def ticket(g: Genotype) -> Genotype:  # every hidden width 20% narrower, as a ticket's cut leaves it
+        def cut(b):
+            return b if b.hidden is None else dataclasses.replace(b, hidden=max(8, int(b.hidden * 0.8) // 8 * 8))
+        return g.replace(stages=tuple(tuple(cut(b) for b in stage) for stage in g.stages))
+
+    members = [Member(c.index, 0.5 + 0.01 * c.index, 0, ticket(c.genotype)) for c in parents]
+    sizes = {}
+    for regrow in (True, False):
+        cfg = dataclasses.replace(cfg, regrow=regrow)
+        children = propose(members, cfg, 1, 6, set(), lambda g: True)
+        assert all(cfg.child_budget().fits(c.genotype) for c in children)
+        sizes[regrow] = sum(genotype_cost(c.genotype).params for c in children)
+    assert sizes[True] > 1.1 * sizes[False]

@@ -61,6 +61,9 @@ def search_command(
     penalty: Optional[float] = typer.Option(None, help="Soft limits: fitness x (cost/limit)^-W over a limit "
                                                        "(MnasNet uses 0.07). Default: hard limits."),
     tickets: Optional[bool] = typer.Option(None, "--tickets/--no-tickets", help="Replace trials by lottery tickets."),
+    regrow: Optional[bool] = typer.Option(None, "--regrow/--no-regrow",
+                                          help="A ticket's child widens its hidden widths back, up to what the "
+                                               "pruning removed, within the limits. [menas: on]"),
     weight_sharing: Optional[bool] = typer.Option(None, "--weight-sharing/--no-weight-sharing",
                                                   help="Children start from their parents' weights instead of a "
                                                        "fresh initialization (fitness then depends on the "
@@ -96,7 +99,7 @@ def search_command(
         "epochs": epochs, "mask_epochs": mask_epochs, "eb_window": eb_window, "eb_threshold": eb_threshold,
         "bn_shrink": bn_shrink, "max_prune_ratio": max_prune_ratio, "train_subset": train_subset, "val_size": val_size, "dataset": dataset,
         "data_dir": str(data_dir) if data_dir else None, "resolution": resolution, "max_macs": _int(max_macs), "max_params": _int(max_params),
-        "max_latency_ms": max_latency_ms, "penalty": penalty, "tickets": tickets, "weight_sharing": weight_sharing,
+        "max_latency_ms": max_latency_ms, "penalty": penalty, "tickets": tickets, "regrow": regrow, "weight_sharing": weight_sharing,
         "early_bird": early_stop, "keep_largest": keep_largest, "prune_ratio": prune_ratio,
         "channel_multiple": channel_multiple, "seed": seed,
     }

@@ -2,15 +2,18 @@
 
 Every MENAS ingredient is a switch, so the ablations run from the same code:
 
-    strategy    tickets  weight sharing  keep-largest  BN shrink  Early-Bird  selection
-    menas       yes      no              0.2           0.5        yes         top-K + largest, (mu + lambda)
-    evolution   no       no              0             0          no          regularized evolution (aging)
-    random      no       no              0             0          no          none: every child is sampled
+    strategy    tickets  regrow  weight sharing  keep-largest  BN shrink  Early-Bird  selection
+    menas       yes      yes     no              0.2           0.5        yes         top-K + largest, (mu + lambda)
+    evolution   no       no      no              0             0          no          regularized evolution (aging)
+    random      no       no      no              0             0          no          none: every child is sampled
 
 Whatever the switches, a trial's fitness is the same measurement: ``epochs`` epochs of training from a
 fresh initialization with one fixed recipe, then the validation score (see ``trial.py``). With tickets,
 the network is cut to its ticket inside that training, where Early-Bird sees its channel mask settle.
-Weight sharing (``--weight-sharing``, off in every preset) starts a child from its parents' weights
+Regrow (with tickets) widens a ticket's child back: every hidden width times one factor, up to
+1 / (1 - prune ratio) and within the child's budget (``space/budget.py``, MorphNet's expand step). The
+child keeps the per-block allocation its parent's ticket learned, without the population slimming
+generation after generation under a size limit. Weight sharing (``--weight-sharing``, off in every preset) starts a child from its parents' weights
 instead: it makes fitness depend on the lineage (an earlier design with it on found winners that lost
 to plain evolution's when both were retrained from scratch), and is kept to measure that.
 
@@ -31,11 +34,14 @@ from menas_zoo.space.budget import Budget
 from menas_zoo.space.sampling import SearchProfile, get_profile
 
 STRATEGIES = ("menas", "evolution", "random")
-#: Preset of each strategy: (tickets, weight_sharing, keep_largest, bn_l1, early_bird).
+#: Preset of each strategy: its switches.
 PRESETS: dict[str, dict[str, Any]] = {
-    "menas": {"tickets": True, "weight_sharing": False, "keep_largest": 0.2, "bn_shrink": 0.5, "early_bird": True},
-    "evolution": {"tickets": False, "weight_sharing": False, "keep_largest": 0.0, "bn_shrink": 0.0, "early_bird": False},
-    "random": {"tickets": False, "weight_sharing": False, "keep_largest": 0.0, "bn_shrink": 0.0, "early_bird": False},
+    "menas": {"tickets": True, "regrow": True, "weight_sharing": False, "keep_largest": 0.2, "bn_shrink": 0.5,
+              "early_bird": True},
+    "evolution": {"tickets": False, "regrow": False, "weight_sharing": False, "keep_largest": 0.0, "bn_shrink": 0.0,
+                  "early_bird": False},
+    "random": {"tickets": False, "regrow": False, "weight_sharing": False, "keep_largest": 0.0, "bn_shrink": 0.0,
+               "early_bird": False},
 }
 #: Settings that may change when a run is resumed (they do not change what is searched).
 RESUMABLE_OVERRIDES = ("budget_minutes", "device")
@@ -52,6 +58,7 @@ class SearchConfig:
     #                       usually cuts it sooner); at most epochs - 1, so the ticket always trains
     # -- switches (None: the strategy's preset) --
     tickets: bool | None = None
+    regrow: bool | None = None  # with tickets: a ticket's child widens its hidden widths back (see above)
     weight_sharing: bool | None = None
     keep_largest: float | None = None  # fraction of the population kept as the largest models by MACs
     bn_l1: float | None = None  # an L1 term in the loss (network slimming as published); 0 by default
@@ -138,6 +145,11 @@ class SearchConfig:
             return budget
         scale = 1.0 / (1.0 - self.prune_ratio)
         return Budget(*(int(v * scale) if v else None for v in (budget.max_params, budget.max_macs)))
+
+    @property
+    def regrow_factor(self) -> float:
+        """How far a ticket's child widens its hidden widths at most: back to before one ticket's pruning."""
+        return 1.0 / (1.0 - self.prune_ratio)
 
     @property
     def dense_epochs(self) -> int:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from menas_zoo.errors import MenasError
 from menas_zoo.search.config import SearchConfig, derive_seed
 from menas_zoo.space.genotype import BlockSpec, Genotype, default_se_width, make_divisible
-from menas_zoo.space.budget import Budget, check_feasible, shrink
+from menas_zoo.space.budget import Budget, check_feasible, shrink, widen_hidden
 from menas_zoo.space.sampling import SearchProfile, sample_block, sample_genotype
 
 #: Redraws allowed per child before the search gives up (the space is exhausted or a latency limit too tight).
@@ -202,7 +202,10 @@ def _draw(population: Sequence[Member], cfg: SearchConfig, generation: int, inde
 
 
 def _repair(child: Genotype, cfg: SearchConfig, budget: Budget, rng: random.Random) -> Genotype:
-    """Shrink a child over the budget until it fits (its costliest genes first)."""
+    """Shrink a child over the budget until it fits (its costliest genes first); with regrow, then widen
+    its hidden widths back towards the budget."""
     if budget and not budget.fits(child):
-        return shrink(child, cfg.profile, budget, rng)
+        child = shrink(child, cfg.profile, budget, rng)
+    if cfg.tickets and cfg.regrow:
+        child = widen_hidden(child, budget, max_factor=cfg.regrow_factor, multiple=cfg.channel_multiple)
     return child

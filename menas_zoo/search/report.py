@@ -138,7 +138,7 @@ def render_markdown(state: RunState, winners: list[tuple[TrialRecord, Path]], st
     status = "stopped by the time budget" if stopped_by_budget else ("finished" if state.finished else "interrupted")
     lines = [
         f"# MENAS search report: {state.out.name}", "",
-        f"- strategy **{cfg.strategy}** (tickets {cfg.tickets}, weight sharing {cfg.weight_sharing}, "
+        f"- strategy **{cfg.strategy}** (tickets {cfg.tickets}, regrow {cfg.regrow}, weight sharing {cfg.weight_sharing}, "
         f"keep-largest {cfg.keep_largest}, BN shrink {cfg.bn_shrink}, Early-Bird {cfg.early_bird}), seed {cfg.seed}",
         f"- fitness: validation accuracy after {cfg.epochs} epochs of training from a fresh initialization "
         f"(the same proxy in every strategy)"

@@ -10,6 +10,10 @@ one (the costliest genes go first, so no stage is starved), and stops at a targe
 end. A draw already under ``low`` grows by random moves that stay under the target.
 
 The same shrink repairs mutation and crossover children that came out over a limit.
+
+:func:`widen_hidden` is the other direction for a pruned genotype: it scales every hidden width by one
+factor, the largest that still fits up to a cap (MorphNet's expand step, Gordon et al. 2018): the
+per-block allocation a ticket learned is kept while the width its pruning gave up is spent again.
 """
 
 from __future__ import annotations
@@ -145,6 +149,38 @@ def grow(genotype: Genotype, profile, budget: Budget, rng: random.Random, target
             break
         usage, g = rng.choice(priced)
     return g
+
+
+def widen_hidden(genotype: Genotype, budget: Budget, *, max_factor: float, multiple: int = 8,
+                 tolerance: float = 1e-3) -> Genotype:
+    """Every hidden width times one factor in ``[1, max_factor]``, the largest for which the genotype
+    still fits ``budget`` (widths rounded to ``multiple``, never narrower than they were). Without a
+    params/MACs limit, ``max_factor`` is used; a genotype already over the limit is returned as it is."""
+    def scaled(factor: float) -> Genotype:
+        g = genotype
+        for s, b, _, block in genotype.blocks():
+            if block.hidden is None:
+                continue
+            hidden = max(block.hidden, multiple * round(block.hidden * factor / multiple))
+            if hidden != block.hidden:
+                g = _set_block(g, s, b, _with_hidden(block, hidden) if block.se else
+                               BlockSpec(block.kernel, block.out, block.stride, hidden, 0, block.act))
+        return g
+
+    def fits(g: Genotype) -> bool:
+        return budget.usage(genotype_cost(g)) <= 1.0
+
+    if not budget:
+        return scaled(max_factor)
+    if not fits(genotype):
+        return genotype
+    if fits(widest := scaled(max_factor)):
+        return widest
+    low, high = 1.0, max_factor  # the cost grows with the factor: bisect between fitting and not
+    while high - low > tolerance:
+        mid = (low + high) / 2
+        low, high = (mid, high) if fits(scaled(mid)) else (low, mid)
+    return scaled(low)
 
 
 def fit_to_budget(genotype: Genotype, profile, budget: Budget, rng: random.Random, low: float = 0.6) -> Genotype:

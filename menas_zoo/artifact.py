@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from menas_zoo.costs import genotype_cost
 from menas_zoo.errors import MenasError, first_line
-from menas_zoo.io import read_json, remove_stale_temporaries, temporary_prefix, write_errors
+from menas_zoo.io import read_json, remove_stale_temporaries, temporary_prefix, umask_mode, write_errors
 from menas_zoo.nets import MobileNetMT, build_model
 from menas_zoo.slim import Masks, load_masks, mask_summary, slim_genotype
 from menas_zoo.space.genotype import Genotype
@@ -146,17 +146,14 @@ def save_artifact(directory: str | Path, model: MobileNetMT, *, parent_genotype:
         staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(directory.name), suffix=".tmp",
                                         dir=directory.parent if fresh else directory))
         try:
-            # mkdtemp makes a private (0700) folder; give the artifact the permissions a normal folder would get.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(staging, 0o777 & ~umask)
+            os.chmod(staging, umask_mode(folder=True))
             state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
             save_file(state, str(staging / WEIGHTS), metadata={"format": "pt"})
             if masks:
                 save_file({k: v.to(torch.bool).cpu().contiguous() for k, v in masks.items()}, str(staging / MASKS))
             (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
             for name in os.listdir(staging):
-                os.chmod(staging / name, 0o666 & ~umask)
+                os.chmod(staging / name, umask_mode())
                 with open(staging / name, "rb") as fh:
                     os.fsync(fh.fileno())
             if fresh:

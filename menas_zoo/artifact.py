@@ -13,6 +13,10 @@ built on the ``meta`` device, before a single tensor is allocated; then NaN and 
 and masks are checked against the parent genotype. A wrong, corrupt or hostile file fails with one line
 instead of a traceback or gigabytes of memory. Pickled weights (``pytorch_model.bin``, ``*.pt``) are
 refused, never opened.
+
+A search keeps each of its individuals in this layout too (``tickets/trial-NNNNNN/`` of its run folder,
+see ``menas_zoo.search.state``), written by :func:`write_artifact` like every artifact, so any of them
+loads, exports or pushes as a zoo model while its weights are kept.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ built on the ``meta`` device, before a single tensor is allocated; then NaN and 
 and masks are checked against the parent genotype. A wrong, corrupt or hostile file fails with one line
 instead of a traceback or gigabytes of memory. Pickled weights (``pytorch_model.bin``, ``*.pt``) are
 refused, never opened.
+
+A search keeps each of its individuals in this layout too (``tickets/trial-NNNNNN/`` of its run folder,
+see ``menas_zoo.search.state``), written by :func:`write_artifact` like every artifact, so any of them
+loads, exports or pushes as a zoo model while its weights are kept.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from safetensors.torch import load_file, save_file
 
 from menas_zoo.costs import genotype_cost
 from menas_zoo.errors import MenasError, first_line
-from menas_zoo.io import read_json, remove_stale_temporaries, temporary_prefix, write_errors
+from menas_zoo.io import read_json, remove_stale_temporaries, temporary_prefix, umask_mode, write_errors
 from menas_zoo.nets import MobileNetMT, build_model
 from menas_zoo.slim import Masks, load_masks, mask_summary, slim_genotype
 from menas_zoo.space.genotype import Genotype
@@ -85,12 +89,11 @@ def package_version() -> str:
         return "unknown"
 
 
-def build_config(model: MobileNetMT, *, parent_genotype: Genotype | None = None, masks: Masks | None = None,
+def build_config(genotype: Genotype, *, parent_genotype: Genotype | None = None, masks: Masks | None = None,
                  metrics: dict[str, Any] | None = None, input_spec: dict[str, Any] | None = None,
                  labels: list[str] | None = None, provenance: dict[str, Any] | None = None,
                  description: str | None = None) -> dict[str, Any]:
-    """The config.json document of ``model``. Params and MACs are always counted here, from the genotype."""
-    genotype = model.genotype
+    """The config.json document of a network of ``genotype``. Params and MACs are always counted here."""
     if masks:
         if parent_genotype is None:
             raise MenasError("masks are relative to a parent network: pass parent_genotype with them")
@@ -128,14 +131,26 @@ def save_artifact(directory: str | Path, model: MobileNetMT, *, parent_genotype:
 
     ``metrics`` holds measured numbers with their context, e.g. ``{"accuracy": {"value": 0.91,
     "dataset": "fashion-mnist", "split": "test"}, "latency": {"ms": 0.4, "runtime": "onnxruntime",
-    "machine": "..."}}``; params and MACs are added from the genotype. Files are written into a
-    temporary folder first: a new artifact appears by one rename; an existing folder (a training run)
-    gets its files swapped in with config.json removed first and written last, so at no moment does it
-    pair a config with weights it does not describe.
+    "machine": "..."}}``; params and MACs are added from the genotype. See :func:`write_artifact` for
+    how the files reach the folder.
+    """
+    config = build_config(model.genotype, parent_genotype=parent_genotype, masks=masks, metrics=metrics,
+                          input_spec=input_spec, labels=labels, provenance=provenance, description=description)
+    return write_artifact(directory, config, model.state_dict(), masks)
+
+
+def write_artifact(directory: str | Path, config: dict[str, Any], weights: dict[str, torch.Tensor] | None,
+                   masks: Masks | None = None) -> Path:
+    """Write an artifact folder from its config (:func:`build_config`), weights and masks: the one writer.
+
+    ``weights=None`` writes the description of a network without its weights (config.json and masks), what
+    a search keeps of an individual it has no weights for; :func:`load_artifact` calls such a folder
+    incomplete. Files are written into a temporary folder first, with the permissions the umask gives: a
+    new artifact appears by one rename; an existing folder (a training run) gets its files swapped in with
+    config.json removed first and written last, so at no moment does it pair a config with weights it
+    does not describe. Files this save does not write (stale masks or weights) are removed.
     """
     directory = Path(directory)
-    config = build_config(model, parent_genotype=parent_genotype, masks=masks, metrics=metrics,
-                          input_spec=input_spec, labels=labels, provenance=provenance, description=description)
     directory.parent.mkdir(parents=True, exist_ok=True)
     fresh = not directory.exists() or not any(directory.iterdir())
     if directory.exists() and not directory.is_dir():
@@ -146,17 +161,15 @@ def save_artifact(directory: str | Path, model: MobileNetMT, *, parent_genotype:
         staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(directory.name), suffix=".tmp",
                                         dir=directory.parent if fresh else directory))
         try:
-            # mkdtemp makes a private (0700) folder; give the artifact the permissions a normal folder would get.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(staging, 0o777 & ~umask)
-            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-            save_file(state, str(staging / WEIGHTS), metadata={"format": "pt"})
+            os.chmod(staging, umask_mode(folder=True))
+            if weights is not None:
+                state = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
+                save_file(state, str(staging / WEIGHTS), metadata={"format": "pt"})
             if masks:
                 save_file({k: v.to(torch.bool).cpu().contiguous() for k, v in masks.items()}, str(staging / MASKS))
             (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
             for name in os.listdir(staging):
-                os.chmod(staging / name, 0o666 & ~umask)
+                os.chmod(staging / name, umask_mode())
                 with open(staging / name, "rb") as fh:
                     os.fsync(fh.fileno())
             if fresh:
@@ -165,8 +178,9 @@ def save_artifact(directory: str | Path, model: MobileNetMT, *, parent_genotype:
                 os.replace(staging, directory)
             else:
                 (directory / CONFIG).unlink(missing_ok=True)
-                if not masks:
-                    (directory / MASKS).unlink(missing_ok=True)  # stale masks of an earlier save
+                for name in (WEIGHTS, MASKS):  # stale files of an earlier save
+                    if not (staging / name).exists():
+                        (directory / name).unlink(missing_ok=True)
                 for name in (WEIGHTS, MASKS, CONFIG):  # config last: it is what makes the folder an artifact
                     if (staging / name).exists():
                         os.replace(staging / name, directory / name)

@@ -24,8 +24,17 @@ from safetensors import SafetensorError
 
 from menas_zoo.errors import MenasError, first_line
 
+# Read once: reading the umask means setting it, and while it is 0 another thread's new files would be 0666.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def umask_mode(folder: bool = False) -> int:
+    """The mode a new file (or folder) gets under this process's umask.
+
+    The temporaries handed out here are private (mkstemp: 0600, mkdtemp: 0700), and some writers recreate
+    them (safetensors); what takes a final name is given this mode first, as a plain ``open`` would."""
+    return (0o777 if folder else 0o666) & ~_UMASK
 
 
 # -- temporaries: named after their owner's process, so a later run can tell a killed one's leftovers --
@@ -108,9 +117,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         with write_errors(path):
             yield tmp_path
-            # mkstemp makes 0600 files, and writers that replace the file (safetensors) recreate it: give
-            # the final file normal permissions once it is written.
-            os.chmod(tmp_path, 0o666 & ~_UMASK)
+            os.chmod(tmp_path, umask_mode())  # once written: a writer may have recreated the file
             with open(tmp_path, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp_path, path)

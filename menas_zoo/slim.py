@@ -19,11 +19,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from menas_zoo.errors import MenasError
-from menas_zoo.io import atomic_path
+from menas_zoo.errors import MenasError, first_line
 from menas_zoo.nets import InvertedResidual, MobileNetMT, build_model
 from menas_zoo.space.genotype import Genotype
 
@@ -130,14 +129,10 @@ def materialize(model: MobileNetMT, masks: Masks) -> MobileNetMT:
     return slim.to(next(model.parameters()).device).train(model.training)
 
 
-def save_masks(masks: Masks, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        save_file({k: v.to(torch.bool).contiguous().cpu() for k, v in masks.items()}, str(tmp))
-
-
 def load_masks(path: str | Path, parent: Genotype | None = None) -> Masks:
-    """Read a masks file: 1-D bool tensors only. With ``parent``, each must name one of its prunable blocks
-    and have that block's hidden width (checked on the header, before any tensor is read)."""
+    """Read a masks file (an artifact's masks.safetensors, which ``menas_zoo.artifact`` writes): 1-D bool
+    tensors only. With ``parent``, each must name one of its prunable blocks and have that block's hidden
+    width (checked on the header, before any tensor is read)."""
     try:
         with safe_open(str(path), framework="pt") as fh:
             header = {k: (fh.get_slice(k).get_dtype(), fh.get_slice(k).get_shape()) for k in fh.keys()}
@@ -148,7 +143,7 @@ def load_masks(path: str | Path, parent: Genotype | None = None) -> Masks:
             check_masks_fit(parent, {name: shape[0] for name, (_, shape) in header.items()}, where=str(path))
         masks = load_file(str(path))
     except (OSError, SafetensorError) as exc:
-        raise MenasError(f"cannot read masks from {path}: {exc}") from None
+        raise MenasError(f"cannot read masks from {path}: {first_line(exc)}") from None
     for name, mask in masks.items():
         if not mask.any():
             raise MenasError(f"{path}: mask {name} prunes every channel")

@@ -244,6 +244,7 @@ def stage_publish(args) -> None:
     then holds what register_model.py pushes: the artifact, its card and its deployment files."""
     from menas_zoo.artifact import INT8_FILE, ONNX_FILE, load_artifact, save_artifact
     from menas_zoo.data import FASHION_MNIST_CLASSES, load_dataset
+    from menas_zoo.search.state import ticket_masks_path
     from menas_zoo.slim import load_masks
 
     test = load_dataset("fashion-mnist", split="test")
@@ -252,11 +253,11 @@ def stage_publish(args) -> None:
         final = json.loads((RESULTS / f"final-{name}.json").read_text())
         model = load_artifact(RUNS / f"final-{name}" / "model").model
         cls = name.split("-")[1]
-        masks_file = RUNS / f"search-{cls}" / "masks" / f"trial-{record.index:06d}.safetensors"
+        masks_file = ticket_masks_path(RUNS / f"search-{cls}", record.index)
         selection = json.loads((RESULTS / f"selection-{cls}.json").read_text())
         out = RUNS / "publish" / name  # the folder name travels in the ONNX metadata
         save_artifact(out, model.eval(), parent_genotype=record.trained_genotype,
-                      masks=load_masks(masks_file) if masks_file.exists() else None,
+                      masks=load_masks(masks_file, record.trained_genotype) if masks_file else None,
                       metrics={"accuracy": {"value": final["test_acc"], "dataset": "fashion-mnist", "split": "test"}},
                       input_spec={"in_chans": 1, "resolution": 28, "mean": list(test.mean), "std": list(test.std)},
                       labels=FASHION_MNIST_CLASSES,

@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from menas_zoo.artifact import SCHEMA_VERSION, is_artifact, load_artifact, save_artifact
+from menas_zoo.artifact import (SCHEMA_VERSION, build_config, is_artifact, load_artifact, read_config,
+                                save_artifact, write_artifact)
 from menas_zoo.cli import app
 from menas_zoo.errors import MenasError
 from menas_zoo.nets import build_model
@@ -59,6 +60,25 @@ def test_saving_into_a_run_folder_keeps_its_other_files_and_leaves_no_temporarie
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.safetensors", "config.json", "model.safetensors"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "tiny"]
     assert load_artifact(run).masks is None
+
+
+def test_a_network_s_description_without_weights_is_an_incomplete_artifact(tmp_path, tiny_artifact):
+    """What a search keeps of an individual whose weights it dropped: config.json and masks, never weights
+    that config.json does not describe."""
+    model = load_artifact(tiny_artifact).model
+    masks = channel_masks(model, 0.25, min_channels=4)
+    ticket = materialize(model, masks)
+    config = build_config(ticket.genotype, parent_genotype=model.genotype, masks=masks)
+    folder = write_artifact(tmp_path / "described", config, None, masks)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "masks.safetensors"]
+    assert is_artifact(folder) and read_config(folder) == json.loads(json.dumps(config))
+    with pytest.raises(MenasError, match="has no model.safetensors; the artifact is incomplete"):
+        load_artifact(folder)
+    write_artifact(folder, config, ticket.state_dict(), masks)  # weights again: a whole artifact
+    loaded = load_artifact(folder).model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in ticket.state_dict().items())
+    write_artifact(folder, config, None, masks)  # and dropped: the stale weights go with the save
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "masks.safetensors"]
 
 
 def test_is_artifact(tiny_artifact, tmp_path):

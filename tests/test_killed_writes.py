@@ -4,6 +4,7 @@ The kills are real (SIGKILL of a child process); the child picks its moment by w
 so the test hits the one instant that matters instead of hoping a timer does.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -12,11 +13,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+import torch
 from export_fixtures import fashion_test_split, tiny_export_artifact, tiny_model  # noqa: F401  (fixtures)
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from menas_zoo.artifact import load_artifact
 from menas_zoo.cli import app
 from menas_zoo.io import remove_stale_temporaries, temporary_prefix, write_text_atomic
+from menas_zoo.search import run_search
+from menas_zoo.search.state import RunState
 
 FAST = ["--exporter", "torchscript", "--runs", "10", "--parity-images", "64"]
 
@@ -102,3 +109,54 @@ app(sys.argv[1:])
     assert result.exit_code == 0, result.output
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
     assert os.path.isfile(out / "model.safetensors") and os.path.isfile(out / "config.json")
+
+
+# A two-trial search that SIGKILLs itself when trial 1's folder is renamed into tickets/: just before, or just
+# after (the folder is whole, but the trial's line is not in trials.jsonl yet).
+KILLED_TICKET = """
+import os, signal, sys
+from pathlib import Path
+import torch
+from menas_zoo.data import load_splits
+from menas_zoo.search import SearchConfig, run_search
+out, profile, when = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+ticket = str(out / "tickets" / "trial-000001")
+real_replace = os.replace
+def replace_and_die(src, dst, **kwargs):
+    if str(dst) == ticket and when == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(src, dst, **kwargs)
+    if str(dst) == ticket:
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace_and_die
+torch.set_num_threads(1)
+cfg = SearchConfig(profile=profile, population=2, generations=0, epochs=2, eb_window=2, val_size=256, train_subset=256,
+                   device="cpu", seed=11, channel_multiple=1)
+run_search(cfg, out, splits=load_splits("fashion-mnist", val_size=256, seed=0, train_subset=256), write_report=False)
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_search_killed_while_writing_an_individual_re_runs_only_that_trial(tmp_path, tiny_profile, tiny_splits,
+                                                                               one_thread, when):
+    out, profile = tmp_path / "run", tmp_path / "profile.json"
+    profile.write_text(json.dumps(dataclasses.asdict(tiny_profile)))
+    child = subprocess.run([sys.executable, "-c", KILLED_TICKET, str(out), str(profile), when], capture_output=True,
+                           text=True, timeout=600)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    folder = out / "tickets" / "trial-000001"
+    if when == "before":
+        assert not folder.exists() and [p for p in (out / "tickets").iterdir() if p.name.endswith(".tmp")]
+    else:
+        killed_weights = load_file(folder / "model.safetensors")  # whole, yet the trial is not finished
+    assert [t.index for t in RunState.load(out).trials] == [0]  # not finished ...
+    assert not list(out.rglob("*.tmp"))  # ... and what the kill left half-staged is gone once the run is read
+    ran = []
+    resumed = run_search(None, out, resume=True, splits=tiny_splits, write_report=False,
+                         on_trial=lambda record, state: ran.append(record.index))
+    assert ran == [1] and [t.index for t in resumed.state.trials] == [0, 1]
+    weights = load_artifact(folder).model.state_dict()
+    if when == "after":  # a trial is a pure function of its inputs: the re-run wrote what the killed one had
+        assert weights.keys() == killed_weights.keys()
+        assert all(torch.equal(weights[k], killed_weights[k]) for k in weights)
+    assert not list(out.rglob("*.tmp"))

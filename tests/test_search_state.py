@@ -4,12 +4,19 @@ import json
 import shutil
 
 import pytest
+import torch
+from cli_helpers import assert_one_line_error
+from cli_helpers import run as cli
+from safetensors.torch import load_file, save_file
 
 import menas_zoo.search.backends as backends
+from menas_zoo.artifact import load_artifact, read_config
 from menas_zoo.costs import genotype_cost
 from menas_zoo.errors import MenasError
 from menas_zoo.search import SearchConfig, run_search
-from menas_zoo.search.state import RunState
+from menas_zoo.search.report import save_winners
+from menas_zoo.search.state import RunState, load_single_file_ticket, ticket_masks_path
+from menas_zoo.slim import load_masks, mask_summary
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -108,10 +115,53 @@ def test_run_folder_layout(uninterrupted):
         assert key in first
     state = json.loads((out / "state.json").read_text())
     assert state["finished"] and len(state["population"]) == 3 and len(state["history"]) == 2
-    # only the population's ticket weights are kept once a generation is closed
-    kept = sorted(p.name for p in (out / "tickets").iterdir())
-    assert kept == [f"trial-{i:06d}.safetensors" for i in sorted(state["population"])]
+    # every trial keeps its folder and masks; only the population's weights are kept once a generation is closed
+    folders = sorted((out / "tickets").iterdir())
+    assert [p.name for p in folders] == [f"trial-{i:06d}" for i in range(6)]
+    assert all(sorted(p.name for p in folder.iterdir()) in (["config.json", "masks.safetensors"],
+                                                            ["config.json", "masks.safetensors", "model.safetensors"])
+               for folder in folders)
+    with_weights = [p.name for p in folders if (p / "model.safetensors").exists()]
+    assert with_weights == [f"trial-{i:06d}" for i in sorted(state["population"])]
+    assert not (out / "masks").exists()  # masks are written once, in the tickets' folders
     assert not list(out.rglob("*.tmp"))
+
+
+def test_an_individual_s_folder_is_a_zoo_model(uninterrupted, real_batch):
+    state = uninterrupted.state
+    record = state.members()[0]
+    folder = state.out / "tickets" / f"trial-{record.index:06d}"
+    artifact = load_artifact(folder)
+    assert artifact.genotype == record.genotype and artifact.parent_genotype == record.trained_genotype
+    assert artifact.config["prune_summary"] == record.masks
+    assert artifact.config["metrics"]["accuracy"] == {"value": record.accuracy, "dataset": "fashion-mnist",
+                                                      "split": "validation"}
+    assert artifact.config["metrics"]["fitness"] == record.fitness
+    assert artifact.config["labels"] and artifact.config["input_spec"]["mean"]  # predict can feed it as it is
+    assert artifact.config["provenance"]["trial"] == record.index
+    # the search's own reader is the zoo's
+    assert torch.equal(state.load_ticket(record.index).model(real_batch), artifact.model(real_batch))
+    # ... and the command line takes the folder as it takes any model
+    result, stdout, _ = cli("info", folder, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(stdout)
+    assert info["model"]["kind"] == "artifact" and info["genotype"] == record.genotype.to_dict()
+    result, stdout, _ = cli("load", folder, "--json")
+    assert result.exit_code == 0, result.output
+    loaded = json.loads(stdout)
+    assert (loaded["source"], loaded["path"]) == ("local", str(folder))
+    assert loaded["genotype"] == record.genotype.to_compact() and loaded["metrics"]["fitness"] == record.fitness
+
+
+def test_a_dropped_individual_keeps_its_description_and_masks(uninterrupted):
+    state = uninterrupted.state
+    record = next(t for t in state.trials if t.index not in state.population)
+    folder = state.out / "tickets" / f"trial-{record.index:06d}"
+    assert read_config(folder)["parent_genotype"] == record.trained_genotype.to_dict()
+    masks = load_masks(ticket_masks_path(state.out, record.index), record.trained_genotype)
+    assert mask_summary(masks) == record.masks
+    result, _, stderr = cli("load", folder)
+    assert_one_line_error(result, stderr, "has no model.safetensors")
 
 
 def test_tickets_slim_the_children(uninterrupted):
@@ -132,7 +182,7 @@ def test_new_search_refuses_an_existing_run(uninterrupted, tiny_profile, tiny_sp
      "not written by a menas-zoo search"),
     (lambda out: (out / "trials.jsonl").write_text((out / "trials.jsonl").read_text()[:-40] + "\n"), "line 6 is corrupt"),
     (lambda out: (out / "state.json").write_text(json.dumps({"format": "menas-zoo-search", "version": 99})), "version 99"),
-    (lambda out: next((out / "tickets").iterdir()).unlink(), "missing"),
+    (lambda out: next((out / "tickets").glob("*/model.safetensors")).unlink(), "missing"),
 ])
 def test_damaged_run_folder_is_a_clear_error(tmp_path, tiny_splits, uninterrupted, damage, message):
     out = tmp_path / "run"
@@ -148,3 +198,84 @@ def test_damaged_run_folder_is_a_clear_error(tmp_path, tiny_splits, uninterrupte
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(MenasError, match="not a search run folder"):
         run_search(None, tmp_path, resume=True)
+
+
+# -- run folders written before individuals were artifacts: one safetensors file per ticket ------------------
+
+def as_single_file_tickets(out):
+    """Rewrite ``out``'s tickets as they were written before they were artifact folders: one safetensors file
+    per ticket with weights (``model.*`` and ``mask.*`` tensors, both genotypes in its metadata), and every
+    ticket's masks again in masks/."""
+    for folder in sorted((out / "tickets").iterdir()):
+        config = json.loads((folder / "config.json").read_text())
+        masks = load_file(folder / "masks.safetensors") if (folder / "masks.safetensors").exists() else {}
+        if masks:
+            (out / "masks").mkdir(exist_ok=True)
+            save_file(masks, out / "masks" / f"{folder.name}.safetensors")
+        if (folder / "model.safetensors").exists():
+            tensors = {f"model.{k}": v for k, v in load_file(folder / "model.safetensors").items()}
+            tensors.update({f"mask.{k}": v for k, v in masks.items()})
+            meta = {"format": "menas-zoo-search", "genotype": json.dumps(config["genotype"]),
+                    "trained_genotype": json.dumps(config["parent_genotype"])}
+            save_file(tensors, out / "tickets" / f"{folder.name}.safetensors", metadata=meta)
+        shutil.rmtree(folder)
+
+
+def test_a_finished_run_with_single_file_tickets_still_reports(tmp_path, tiny_splits, uninterrupted, real_batch):
+    old = tmp_path / "old"
+    shutil.copytree(uninterrupted.state.out, old)
+    as_single_file_tickets(old)
+    state = RunState.load(old)
+    new = uninterrupted.state
+    for index in state.population:
+        ticket, folder = state.load_ticket(index), new.load_ticket(index)
+        assert ticket.genotype == folder.genotype and ticket.parent_genotype == folder.parent_genotype
+        assert ticket.masks.keys() == folder.masks.keys() and all(torch.equal(ticket.masks[k], folder.masks[k])
+                                                                  for k in folder.masks)
+        assert torch.equal(ticket.model(real_batch), folder.model(real_batch))
+        assert ticket_masks_path(old, index) == old / "masks" / f"trial-{index:06d}.safetensors"
+    winners = save_winners(state, tiny_splits)
+    assert winners and [t.index for t, _ in winners] == [t.index for t, _ in save_winners(new, tiny_splits)]
+    for t, path in winners:
+        assert load_artifact(path).genotype == t.genotype
+
+
+def test_a_single_file_ticket_that_is_not_one_is_a_clear_error(tmp_path):
+    path = tmp_path / "trial-000000.safetensors"
+    path.write_bytes(b"half a ticket")
+    with pytest.raises(MenasError, match="trial-000000.safetensors is unreadable .*; the run folder is damaged"):
+        load_single_file_ticket(path)
+    save_file({"model.w": torch.zeros(1)}, path, metadata={"format": "something-else"})
+    with pytest.raises(MenasError, match="is not a menas-zoo search ticket"):
+        load_single_file_ticket(path)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_sharing(tmp_path_factory, tiny_profile, tiny_splits):
+    torch.set_num_threads(1)
+    return run_search(config(tiny_profile, weight_sharing=True), tmp_path_factory.mktemp("run") / "sharing",
+                      splits=tiny_splits, write_report=False)
+
+
+def test_a_run_with_single_file_tickets_resumes_to_the_same_population(tmp_path, tiny_profile, tiny_splits,
+                                                                       uninterrupted_sharing):
+    """Killed in generation 0, resumed by this version: its children inherit from the old files and the
+    new folders alike, and the run ends as one run in the new layout would have."""
+    out = tmp_path / "run"
+
+    def kill_after_two(record, state):
+        if len(state.trials) == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_search(config(tiny_profile, weight_sharing=True), out, splits=tiny_splits, on_trial=kill_after_two,
+                   write_report=False)
+    as_single_file_tickets(out)
+    assert sorted(p.name for p in (out / "tickets").iterdir()) == ["trial-000000.safetensors",
+                                                                   "trial-000001.safetensors"]
+    resumed = run_search(None, out, resume=True, splits=tiny_splits, write_report=False)
+    children = [t for t in resumed.state.trials if t.generation == 1]
+    assert {t.parent for t in children} & {0, 1} and all(t.inherit for t in children)  # ... from the old files too
+    assert summary(resumed) == summary(uninterrupted_sharing)
+    population = set(resumed.state.population)
+    assert {t.index for t in resumed.state.trials if resumed.state.has_weights(t.index)} == population

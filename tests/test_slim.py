@@ -7,6 +7,7 @@ import torch
 from conftest import randomize_bn
 
 from menas_zoo import slim
+from menas_zoo.artifact import save_artifact
 from menas_zoo.nets import build_model
 from menas_zoo.space import Genotype
 
@@ -58,11 +59,11 @@ def test_blocks_without_expand_are_not_prunable():
     assert list(slim.prunable_blocks(build_model(genotype))) == ["stages.0.1"]
 
 
-def test_masks_round_trip_through_safetensors(tmp_path):
+def test_masks_round_trip_through_an_artifact_s_masks_file(tmp_path):
     model = randomize_bn(build_model(one_block_genotype("k3_h48_c16_s1_re")))
     masks = slim.channel_masks(model, 0.3)
-    slim.save_masks(masks, tmp_path / "masks.safetensors")
-    loaded = slim.load_masks(tmp_path / "masks.safetensors")
+    save_artifact(tmp_path / "ticket", slim.materialize(model, masks), parent_genotype=model.genotype, masks=masks)
+    loaded = slim.load_masks(tmp_path / "ticket" / "masks.safetensors", model.genotype)
     assert loaded.keys() == masks.keys() and all(torch.equal(loaded[k], masks[k]) for k in masks)
 
 

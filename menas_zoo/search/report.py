@@ -4,8 +4,9 @@
   fitness vs latency when latency was measured), and the population's mean MACs per generation next
   to its best fitness: with tickets the first should fall while the second does not.
 * winners/trial-NNNNNN/: the Pareto-optimal members of the final population (at most ``MAX_WINNERS``),
-  each in the artifact layout (config.json with genotype, parent genotype and prune summary;
-  model.safetensors; masks.safetensors), loadable with ``menas_zoo.artifact.load_artifact``.
+  gathered: the artifacts their ``tickets/`` folders hold (config.json with genotype, parent genotype,
+  prune summary, metrics, the data's input spec and labels; model.safetensors; masks.safetensors),
+  loadable with ``menas_zoo.artifact.load_artifact``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from menas_zoo.artifact import save_artifact
 from menas_zoo.costs import human
 from menas_zoo.data import DataSplits
 from menas_zoo.io import atomic_path, write_text_atomic
-from menas_zoo.nets import build_model
-from menas_zoo.search.state import RunState, TrialRecord
+from menas_zoo.search.state import RunState, TrialRecord, trial_metrics, trial_name, trial_provenance
 
 MAX_WINNERS = 5
 
@@ -47,22 +47,17 @@ def write_report(state: RunState, splits: DataSplits, *, stopped_by_budget: bool
 
 
 def save_winners(state: RunState, splits: DataSplits) -> list[tuple[TrialRecord, Path]]:
-    cfg = state.config
-    members = state.members() or [t for t in state.trials if state.ticket_path(t.index).exists()]
-    front = sorted(pareto_front(members), key=lambda t: -t.fitness)[:MAX_WINNERS]
+    """The best of the population's Pareto front (of every trial so far, before a generation is closed) as
+    artifacts. Only individuals with weights qualify: an infeasible ticket never had any."""
+    pool = state.members() or state.trials
+    front = pareto_front([t for t in pool if t.feasible and state.has_weights(t.index)])
     saved = []
-    for t in front:
-        genotype, weights, masks, trained = state.load_ticket(t.index)
-        model = build_model(genotype)
-        model.load_state_dict(weights)
+    for t in sorted(front, key=lambda t: -t.fitness)[:MAX_WINNERS]:
+        ticket = state.load_ticket(t.index)
         directory = save_artifact(
-            state.out / "winners" / f"trial-{t.index:06d}", model.eval(),
-            parent_genotype=trained, masks=masks or None,
-            metrics={"accuracy": {"value": t.accuracy, "dataset": cfg.dataset, "split": "validation"},
-                     "fitness": t.fitness},
-            input_spec=splits.input_spec(), labels=list(splits.train.classes),
-            provenance={"search_run": state.out.name, "strategy": cfg.strategy, "seed": cfg.seed, "trial": t.index,
-                        "generation": t.generation})
+            state.out / "winners" / trial_name(t.index), ticket.model, parent_genotype=ticket.parent_genotype,
+            masks=ticket.masks, metrics=trial_metrics(t, state.config), input_spec=splits.input_spec(),
+            labels=list(splits.train.classes), provenance=trial_provenance(t, state))
         saved.append((t, Path(directory)))
     return saved
 

@@ -2,7 +2,7 @@
 
     generation 0       ``population`` random genotypes, trained from scratch
     generation 1..G    ``population`` children of the survivors (evolution.py), each a trial (trial.py)
-    after each trial   weights, trials.jsonl line, state.json (state.py)
+    after each trial   the individual's folder, trials.jsonl line, state.json (state.py)
     after each gen.    survivors -> population; the population's mean MACs and best fitness -> history
     at the end         report.md, pareto.png and the winners as zoo artifacts (report.py)
 
@@ -134,7 +134,8 @@ def run_search(cfg: SearchConfig | None, out: str | Path, *, resume: bool = Fals
         jobs = [_job(state, c) for c in state.pending if c.index not in done]
         for outcome in backend.run(jobs, splits, cfg, latency_fn, over_budget, work_dir=state.partial_dir):
             record = _record(outcome, limits, elapsed())
-            state.add_trial(record, outcome.state, outcome.masks)
+            state.add_trial(record, outcome.state, outcome.masks, input_spec=splits.input_spec(),
+                            labels=list(splits.train.classes))
             shutil.rmtree(state.partial_dir(record.index), ignore_errors=True)
             state.elapsed, session_start = elapsed(), time.perf_counter()
             state.save()
@@ -184,10 +185,10 @@ def _job(state: RunState, candidate) -> TrialJob:
     cfg = state.config
     if candidate.parent is None or not (cfg.weight_sharing and cfg.tickets):  # inheritance starts from tickets
         return TrialJob(candidate)
-    genotype, weights, _, _ = state.load_ticket(candidate.parent)
+    genotype, weights = state.parent_weights(candidate.parent)
     job = TrialJob(candidate, parent_genotype=genotype, parent_state=weights)
     if candidate.second_parent is not None and candidate.second_stages:
-        job.second_genotype, job.second_state, _, _ = state.load_ticket(candidate.second_parent)
+        job.second_genotype, job.second_state = state.parent_weights(candidate.second_parent)
     return job
 
 

@@ -1,19 +1,31 @@
 """The run folder: everything a search needs to resume where it was killed, written atomically.
 
-    config.json                       the SearchConfig (``--resume`` reads it back)
-    trials.jsonl                      one line per finished trial (the source of truth for "finished")
-    state.json                        generation, population, the generation's planned children, history
-    tickets/trial-000012.safetensors  weights (and masks) of every individual still needed
-    partial/trial-000013/             per-epoch checkpoints of the trial in progress (resumed after a kill)
-    masks/trial-000012.safetensors    every ticket's channel masks against its trained child (never dropped)
+    config.json             the SearchConfig (``--resume`` reads it back)
+    trials.jsonl            one line per finished trial (the source of truth for "finished")
+    state.json              generation, population, the generation's planned children, history
+    tickets/trial-000012/   every individual as a zoo artifact (see below)
+    partial/trial-000013/   per-epoch checkpoints of the trial in progress (resumed after a kill)
     report.md, pareto.png, winners/   written at the end (report.py)
-    .search.lock                      held by the one process running the search (see lock_run_folder)
+    .search.lock            held by the one process running the search (see lock_run_folder)
 
-A trial is finished once its line is in trials.jsonl. Its weights are written first, then the line,
-then state.json, each by write-to-temporary-and-rename, so a kill at any instant leaves either the trial
-finished with its weights or not finished at all (then it is re-run from scratch: trials are pure
-functions of their inputs, so the result is the same). A file that is not ours, or is damaged, is a
-clear MenasError, never a silent restart.
+An individual's folder is what ``menas_zoo.artifact`` writes and reads for any model: config.json (its
+genotype, the trained child's genotype as parent genotype, the prune summary, the search's validation
+accuracy and fitness, the data's input spec and labels, provenance), masks.safetensors (with tickets:
+the ticket's masks against the child, kept for every trial) and model.safetensors, kept while the
+search may still need the weights (the population, the generation's children) and then deleted; the
+rest of the folder stays. So ``menas-zoo load``, ``info`` or ``export`` take ``tickets/trial-000012``
+as they take any model. An infeasible ticket is never trained further and has no weights to keep.
+
+A trial is finished once its line is in trials.jsonl. Its folder is written first (staged beside and
+renamed into place), then the line, then state.json, each by write-to-temporary-and-rename, so a kill
+at any instant leaves either the trial finished with its weights or not finished at all (then it is
+re-run from scratch: trials are pure functions of their inputs, so the result is the same). A file that
+is not ours, or is damaged, is a clear MenasError, never a silent restart.
+
+Run folders written before individuals were artifacts hold single-file tickets
+(``tickets/trial-000012.safetensors``: weights and masks, genotypes in its metadata) and every ticket's
+masks again in ``masks/``. They are still read, reported and resumed (:func:`load_single_file_ticket`,
+:func:`ticket_masks_path`); trials run after such a resume write folders.
 """
 
 from __future__ import annotations
@@ -27,18 +39,24 @@ from typing import Any
 import torch
 from filelock import FileLock, Timeout
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from menas_zoo.errors import GenotypeError, MenasError
-from menas_zoo.io import atomic_path, write_json_atomic, write_text_atomic
+from menas_zoo.artifact import MASKS, WEIGHTS, Artifact, build_config, check_state_dict, load_artifact, write_artifact
+from menas_zoo.errors import GenotypeError, MenasError, first_line
+from menas_zoo.io import write_json_atomic, write_text_atomic
+from menas_zoo.nets import build_model
 from menas_zoo.search.config import SearchConfig
 from menas_zoo.search.evolution import Candidate
-from menas_zoo.slim import Masks, save_masks
+from menas_zoo.slim import Masks
 from menas_zoo.space.genotype import Genotype
 
 FORMAT = "menas-zoo-search"
-VERSION = 2  # 2: one training per trial (the ticket is cut inside the fitness proxy)
-CONFIG, TRIALS, STATE, TICKETS, PARTIAL, MASKS = "config.json", "trials.jsonl", "state.json", "tickets", "partial", "masks"
+# 2: one training per trial (the ticket is cut inside the fitness proxy). Individuals became artifact
+# folders within version 2: the layout tells the two kinds of ticket apart, and both are read.
+VERSION = 2
+CONFIG, TRIALS, STATE, TICKETS, PARTIAL = "config.json", "trials.jsonl", "state.json", "tickets", "partial"
+#: Where runs with single-file tickets kept every ticket's masks a second time; read, never written now.
+LEGACY_MASKS = "masks"
 LOCK = ".search.lock"
 
 
@@ -113,8 +131,13 @@ class RunState:
         planned = [c.index for c in self.pending or []]
         return max([t.index for t in self.trials] + planned, default=-1) + 1
 
-    def ticket_path(self, index: int) -> Path:
-        return self.out / TICKETS / f"trial-{index:06d}.safetensors"
+    def ticket_dir(self, index: int) -> Path:
+        """Individual ``index`` as a zoo artifact (see the module doc)."""
+        return self.out / TICKETS / trial_name(index)
+
+    def has_weights(self, index: int) -> bool:
+        """Whether individual ``index``'s weights are still on disk (in its folder, or an older run's file)."""
+        return (self.ticket_dir(index) / WEIGHTS).is_file() or single_file_ticket_path(self.out, index).is_file()
 
     # -- create / load ---------------------------------------------------------------------------
     @classmethod
@@ -155,7 +178,7 @@ class RunState:
         state.trials = _read_trials(out / TRIALS)
         state._check()
         for leftover in out.rglob(".*.tmp"):  # a write that SIGKILL cut short; never under a final name
-            if leftover.is_dir():  # an artifact's staging folder (winners/)
+            if leftover.is_dir():  # an artifact's staging folder (tickets/, winners/)
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
@@ -170,7 +193,8 @@ class RunState:
         if missing:
             raise MenasError(f"{self.out / STATE} names individuals {missing} that {TRIALS} does not have")
         needed = set(self.population) | {t.index for t in self.trials if t.generation == self.generation}
-        absent = [i for i in sorted(needed) if not self.ticket_path(i).exists()]
+        lookup = self.by_index
+        absent = [i for i in sorted(needed) if lookup[i].feasible and not self.has_weights(i)]
         if absent and not self.finished:
             raise MenasError(f"ticket weights of trials {absent} are missing from {self.out / TICKETS}")
 
@@ -181,32 +205,77 @@ class RunState:
             "pending": None if self.pending is None else [c.to_dict() for c in self.pending],
             "history": self.history, "elapsed": self.elapsed, "finished": self.finished})
 
-    def add_trial(self, record: TrialRecord, weights: dict[str, torch.Tensor], masks: Masks) -> None:
-        """Persist one finished trial: weights, then its trials.jsonl line (see the module doc)."""
-        save_ticket(self.ticket_path(record.index), record.genotype, weights, masks, record.trained_genotype)
-        if masks:  # a few hundred bytes, kept for every trial: a winner's structure against its parent
-            save_masks(masks, self.out / MASKS / f"trial-{record.index:06d}.safetensors")
+    def add_trial(self, record: TrialRecord, weights: dict[str, torch.Tensor], masks: Masks, *,
+                  input_spec: dict[str, Any] | None = None, labels: list[str] | None = None) -> None:
+        """Persist one finished trial: its folder, then its trials.jsonl line (see the module doc).
+
+        ``input_spec`` and ``labels`` describe the search's data, so the individual's folder is a model
+        that ``predict`` can feed as it is."""
+        config = build_config(record.genotype, parent_genotype=record.trained_genotype, masks=masks or None,
+                              metrics=trial_metrics(record, self.config), input_spec=input_spec, labels=labels,
+                              provenance=trial_provenance(record, self))
+        # An infeasible ticket was never trained further: its folder describes it, without weights.
+        write_artifact(self.ticket_dir(record.index), config, weights if record.feasible else None, masks or None)
         self.trials.append(record)
         lines = "".join(json.dumps(t.to_dict(), allow_nan=False) + "\n" for t in self.trials)
         write_text_atomic(self.out / TRIALS, lines)
 
     def drop_tickets(self, keep: set[int]) -> None:
-        """Delete weights no longer needed (after state.json stopped referring to them)."""
+        """Delete weights no longer needed (after state.json stopped referring to them); their folders stay."""
         folder = self.out / TICKETS
-        for path in folder.glob("trial-*.safetensors") if folder.exists() else []:
-            try:
-                index = int(path.stem.split("-")[1])
-            except (IndexError, ValueError):
+        for path in folder.iterdir() if folder.exists() else []:
+            index = _trial_index(path.name.removesuffix(".safetensors"))
+            if index is None or index in keep:
                 continue
-            if index not in keep:
+            if path.is_dir():
+                (path / WEIGHTS).unlink(missing_ok=True)
+            elif path.suffix == ".safetensors":  # an older run's ticket; its masks are in masks/
                 path.unlink(missing_ok=True)
 
     def partial_dir(self, index: int) -> Path:
         """Checkpoints of a trial still running (removed once the trial is in trials.jsonl)."""
-        return self.out / PARTIAL / f"trial-{index:06d}"
+        return self.out / PARTIAL / trial_name(index)
 
-    def load_ticket(self, index: int) -> tuple[Genotype, dict[str, torch.Tensor], Masks, Genotype]:
-        return load_ticket(self.ticket_path(index))
+    def load_ticket(self, index: int) -> Artifact:
+        """Individual ``index`` with its weights, loaded as the zoo loads any model (or an older run's file)."""
+        legacy = single_file_ticket_path(self.out, index)
+        if not (self.ticket_dir(index) / WEIGHTS).is_file() and legacy.is_file():
+            return load_single_file_ticket(legacy)
+        return load_artifact(self.ticket_dir(index))
+
+    def parent_weights(self, index: int) -> tuple[Genotype, dict[str, torch.Tensor]]:
+        """What a child of individual ``index`` inherits from it: its genotype and weights. An infeasible
+        ticket was never trained further and has no weights: its children get an empty state, as they
+        did when its ticket file held masks alone (so a resumed run inherits what it would have)."""
+        record = self.by_index[index]
+        if not record.feasible:
+            return record.genotype, {}
+        ticket = self.load_ticket(index)
+        return ticket.genotype, ticket.model.state_dict()
+
+
+def trial_name(index: int) -> str:
+    return f"trial-{index:06d}"
+
+
+def _trial_index(name: str) -> int | None:
+    prefix, _, number = name.partition("-")
+    return int(number) if prefix == "trial" and number.isdigit() else None
+
+
+def trial_metrics(record: TrialRecord, cfg: SearchConfig) -> dict[str, Any]:
+    """What the search measured of an individual, in an artifact's metrics: its validation accuracy (a
+    split carved from the training images; none for an infeasible ticket, which is not scored) and fitness."""
+    metrics: dict[str, Any] = {"fitness": record.fitness}
+    if record.feasible:
+        metrics["accuracy"] = {"value": record.accuracy, "dataset": cfg.dataset, "split": "validation"}
+    return metrics
+
+
+def trial_provenance(record: TrialRecord, state: RunState) -> dict[str, Any]:
+    cfg = state.config
+    return {"search_run": state.out.name, "strategy": cfg.strategy, "seed": cfg.seed, "trial": record.index,
+            "generation": record.generation}
 
 
 # -- one search per run folder -----------------------------------------------------------------------
@@ -228,20 +297,15 @@ def lock_run_folder(out: Path) -> FileLock:
     return lock
 
 
-# -- ticket files: weights + masks in one safetensors file, genotypes in its metadata ------------------
+# -- runs written before individuals were artifacts -----------------------------------------------------
 
-def save_ticket(path: Path, genotype: Genotype, weights: dict[str, torch.Tensor], masks: Masks,
-                trained_genotype: Genotype) -> None:
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in weights.items()}
-    tensors.update({f"mask.{k}": v.to(torch.bool).cpu().contiguous() for k, v in masks.items()})
-    meta = {"format": FORMAT, "genotype": genotype.to_json(indent=None),
-            "trained_genotype": trained_genotype.to_json(indent=None)}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+def single_file_ticket_path(out: Path, index: int) -> Path:
+    return Path(out) / TICKETS / f"{trial_name(index)}.safetensors"
 
 
-def load_ticket(path: Path) -> tuple[Genotype, dict[str, torch.Tensor], Masks, Genotype]:
-    """``(genotype, weights, masks, trained_genotype)`` of one ticket file."""
+def load_single_file_ticket(path: Path) -> Artifact:
+    """An older run's ticket file (``model.*`` and ``mask.*`` tensors, genotypes in its metadata), as the
+    :class:`~menas_zoo.artifact.Artifact` its folder would load as: what resuming and reporting need."""
     try:
         with safe_open(str(path), "pt") as fh:
             meta = fh.metadata() or {}
@@ -250,10 +314,24 @@ def load_ticket(path: Path) -> tuple[Genotype, dict[str, torch.Tensor], Masks, G
             raise MenasError(f"{path} is not a menas-zoo search ticket")
         genotype, trained = Genotype.from_json(meta["genotype"]), Genotype.from_json(meta["trained_genotype"])
     except (OSError, SafetensorError, KeyError) as exc:
-        raise MenasError(f"ticket {path} is unreadable ({exc}); the run folder is damaged") from None
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    masks = {k[len("mask."):]: v for k, v in tensors.items() if k.startswith("mask.")}
-    return genotype, weights, masks, trained
+        raise MenasError(f"ticket {path} is unreadable ({first_line(exc)}); the run folder is damaged") from None
+    weights = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    masks = {k.removeprefix("mask."): v for k, v in tensors.items() if k.startswith("mask.")}
+    model = build_model(genotype)
+    check_state_dict(weights, model, where=str(path))
+    model.load_state_dict(weights)
+    config = build_config(genotype, parent_genotype=trained, masks=masks or None)
+    return Artifact(model=model.eval(), config=config, masks=masks or None, path=path)
+
+
+def ticket_masks_path(out: Path, index: int) -> Path | None:
+    """Trial ``index``'s ticket masks (against its trained child), kept whether or not its weights are:
+    in its folder, or in an older run's ``masks/``. None for a trial without masks (no tickets)."""
+    name = trial_name(index)
+    for path in (Path(out) / TICKETS / name / MASKS, Path(out) / LEGACY_MASKS / f"{name}.safetensors"):
+        if path.is_file():
+            return path
+    return None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

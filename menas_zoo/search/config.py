@@ -13,9 +13,10 @@ the network is cut to its ticket inside that training, where Early-Bird sees its
 Regrow (with tickets) widens a ticket's child back: every hidden width times one factor, up to
 1 / (1 - prune ratio) and within the child's budget (``space/budget.py``, MorphNet's expand step). The
 child keeps the per-block allocation its parent's ticket learned, without the population slimming
-generation after generation under a size limit. Weight sharing (``--weight-sharing``, off in every preset) starts a child from its parents' weights
-instead: it makes fitness depend on the lineage (an earlier design with it on found winners that lost
-to plain evolution's when both were retrained from scratch), and is kept to measure that.
+generation after generation under a size limit. Weight sharing (``--weight-sharing``, off in every
+preset) starts a child from its parents' weights instead: it makes fitness depend on the lineage (an
+earlier design with it on found winners that lost to plain evolution's when both were retrained from
+scratch), and is kept to measure that.
 
 A switch given explicitly (``--no-tickets``, ``--keep-largest 0``) overrides the strategy's preset.
 The config is saved in the run folder; ``--resume`` reads it back, so a resumed run cannot silently
@@ -143,12 +144,13 @@ class SearchConfig:
         budget = self.budget()
         if not (budget and self.tickets):
             return budget
-        scale = 1.0 / (1.0 - self.prune_ratio)
+        scale = self.unprune_factor
         return Budget(*(int(v * scale) if v else None for v in (budget.max_params, budget.max_macs)))
 
     @property
-    def regrow_factor(self) -> float:
-        """How far a ticket's child widens its hidden widths at most: back to before one ticket's pruning."""
+    def unprune_factor(self) -> float:
+        """1 / (1 - prune ratio): what a ticket's pruning takes back. A child may cost this much over the
+        limit before its ticket is cut, and regrow widens a ticket's child by at most this factor."""
         return 1.0 / (1.0 - self.prune_ratio)
 
     @property

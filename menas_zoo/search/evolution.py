@@ -207,5 +207,5 @@ def _repair(child: Genotype, cfg: SearchConfig, budget: Budget, rng: random.Rand
     if budget and not budget.fits(child):
         child = shrink(child, cfg.profile, budget, rng)
     if cfg.tickets and cfg.regrow:
-        child = widen_hidden(child, budget, max_factor=cfg.regrow_factor, multiple=cfg.channel_multiple)
+        child = widen_hidden(child, budget, max_factor=cfg.unprune_factor, multiple=cfg.channel_multiple)
     return child

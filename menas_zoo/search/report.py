@@ -133,8 +133,9 @@ def render_markdown(state: RunState, winners: list[tuple[TrialRecord, Path]], st
     status = "stopped by the time budget" if stopped_by_budget else ("finished" if state.finished else "interrupted")
     lines = [
         f"# MENAS search report: {state.out.name}", "",
-        f"- strategy **{cfg.strategy}** (tickets {cfg.tickets}, regrow {cfg.regrow}, weight sharing {cfg.weight_sharing}, "
-        f"keep-largest {cfg.keep_largest}, BN shrink {cfg.bn_shrink}, Early-Bird {cfg.early_bird}), seed {cfg.seed}",
+        f"- strategy **{cfg.strategy}** (tickets {cfg.tickets}, regrow {cfg.regrow}, "
+        f"weight sharing {cfg.weight_sharing}, keep-largest {cfg.keep_largest}, BN shrink {cfg.bn_shrink}, "
+        f"Early-Bird {cfg.early_bird}), seed {cfg.seed}",
         f"- fitness: validation accuracy after {cfg.epochs} epochs of training from a fresh initialization "
         f"(the same proxy in every strategy)"
         + (f"; tickets cut inside it, after at most {cfg.dense_epochs} dense epochs" if cfg.tickets else ""),

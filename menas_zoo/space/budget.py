@@ -163,8 +163,7 @@ def widen_hidden(genotype: Genotype, budget: Budget, *, max_factor: float, multi
                 continue
             hidden = max(block.hidden, multiple * round(block.hidden * factor / multiple))
             if hidden != block.hidden:
-                g = _set_block(g, s, b, _with_hidden(block, hidden) if block.se else
-                               BlockSpec(block.kernel, block.out, block.stride, hidden, 0, block.act))
+                g = _set_block(g, s, b, _with_hidden(block, hidden))
         return g
 
     def fits(g: Genotype) -> bool:

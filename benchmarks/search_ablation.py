@@ -2,7 +2,8 @@
 its winners retrained from scratch, and the rank correlation of search fitness with that retraining.
 
 Rows: ``menas``, ``evolution`` (regularized evolution), ``random``, MENAS with each ingredient
-switched (``no-tickets``, ``no-regrow``, ``weight-sharing``, ``no-keep-largest``, ``no-early-stop``), and
+switched (``no-tickets``, ``no-regrow``, ``weight-sharing``, ``no-keep-largest``, ``no-early-stop``,
+``uniform-parents``), and
 ``evolution-tickets``: MENAS's trial under regularized evolution's selection. Each row runs one
 search per seed for ``--budget-minutes`` on the ``tiny`` profile under a zoo params limit. Then, with
 one fixed recipe (``--retrain-epochs`` of AdamW from scratch, the same for every architecture):
@@ -45,6 +46,8 @@ ROWS = {  # row -> SearchConfig settings
     "weight-sharing": {"strategy": "menas", "weight_sharing": True},
     "no-keep-largest": {"strategy": "menas", "keep_largest": 0.0},
     "no-early-stop": {"strategy": "menas", "early_bird": False},
+    # MENAS with its parents drawn uniformly from the survivors (as it was before parents had a tournament).
+    "uniform-parents": {"strategy": "menas", "tournament": 1},
     # MENAS's trial (tickets, regrow, BN shrink, Early-Bird) under regularized evolution's selection: what the
     # tickets add to evolution, with the selection held the same.
     "evolution-tickets": {"strategy": "evolution", "tickets": True, "regrow": True, "bn_shrink": 0.5,

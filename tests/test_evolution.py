@@ -158,3 +158,28 @@ def test_regrow_widens_ticket_children_back_towards_the_budget():
         assert all(cfg.child_budget().fits(c.genotype) for c in children)
         sizes[regrow] = sum(genotype_cost(c.genotype).params for c in children)
     assert sizes[True] > 1.1 * sizes[False]
+
+
+def test_menas_parents_are_chosen_by_tournament():
+    """Generation 1's survivors are the whole initial population, so only the parents' tournament puts
+    pressure on it: the fitter members breed more often than under a uniform draw (``tournament=1``)."""
+    cfg = SearchConfig(strategy="menas", population=8, profile="tiny", seed=3, max_params=100_000)
+    founders = propose([], cfg, 0, 0, set(), lambda g: True)
+    members = [Member(c.index, 0.1 * c.index, genotype_cost(c.genotype).macs, c.genotype) for c in founders]
+    mean_parent = {}
+    for size in (0, 1):
+        run = dataclasses.replace(cfg, tournament=size)
+        parents = []
+        for generation in range(1, 11):
+            for child in propose(members, run, generation, 8 * generation, set(), lambda g: True):
+                parents.append(child.parent)
+                if child.op == "crossover":
+                    assert child.second_parent != child.parent
+        mean_parent[size] = sum(parents) / len(parents)  # a member's index is its fitness rank here
+    assert mean_parent[1] == pytest.approx(3.5, abs=0.8)  # uniform over indices 0..7
+    assert mean_parent[0] > mean_parent[1] + 1.0  # tournaments of 2: 5 expected
+
+
+def test_a_tournament_larger_than_the_population_is_refused():
+    with pytest.raises(MenasError, match="--tournament must be in"):
+        SearchConfig(population=4, tournament=5, profile="tiny")

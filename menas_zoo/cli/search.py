@@ -70,6 +70,9 @@ def search_command(
                                                        "lineage). [default: off]"),
     early_stop: Optional[bool] = typer.Option(None, "--early-stop/--no-early-stop", help="Early-Bird early stop."),
     keep_largest: Optional[float] = typer.Option(None, help="Fraction of survivors kept as the largest by MACs. [menas: 0.2]"),
+    tournament: Optional[int] = typer.Option(None, min=0, help="Parents are the fittest of this many members drawn at "
+                                                               "random (1: a uniform draw). [default: 0, i.e. "
+                                                               "max(2, population / 4)]"),
     prune_ratio: Optional[float] = typer.Option(None, help="Global fraction of hidden channels a ticket prunes. [default: 0.2]"),
     max_prune_ratio: Optional[float] = typer.Option(None, help="Prune to fit: a ticket over a limit is pruned further, "
                                                                "up to this fraction. [default: 0.6]"),
@@ -100,7 +103,7 @@ def search_command(
         "bn_shrink": bn_shrink, "max_prune_ratio": max_prune_ratio, "train_subset": train_subset, "val_size": val_size, "dataset": dataset,
         "data_dir": str(data_dir) if data_dir else None, "resolution": resolution, "max_macs": _int(max_macs), "max_params": _int(max_params),
         "max_latency_ms": max_latency_ms, "penalty": penalty, "tickets": tickets, "regrow": regrow, "weight_sharing": weight_sharing,
-        "early_bird": early_stop, "keep_largest": keep_largest, "prune_ratio": prune_ratio,
+        "early_bird": early_stop, "keep_largest": keep_largest, "tournament": tournament, "prune_ratio": prune_ratio,
         "channel_multiple": channel_multiple, "seed": seed,
     }
     given = {k: v for k, v in settings.items() if v is not None}

@@ -2,9 +2,11 @@
 
 Every MENAS ingredient is a switch, so the ablations run from the same code:
 
-    strategy    tickets  regrow  weight sharing  keep-largest  BN shrink  Early-Bird  selection
+    strategy    tickets  regrow  weight sharing  keep-largest  BN shrink  Early-Bird  survivors (parents)
     menas       yes      yes     no              0.2           0.5        yes         top-K + largest, (mu + lambda)
-    evolution   no       no      no              0             0          no          regularized evolution (aging)
+                                                                                      (tournament)
+    evolution   no       no      no              0             0          no          the youngest, regularized
+                                                                                      evolution (tournament)
     random      no       no      no              0             0          no          none: every child is sampled
 
 Whatever the switches, a trial's fitness is the same measurement: ``epochs`` epochs of training from a
@@ -75,7 +77,7 @@ class SearchConfig:
     # -- variation --
     crossover_rate: float = 0.25
     mutation_rate: float = 0.15  # per-gene resample probability
-    tournament: int = 0  # regularized evolution's sample size; 0 = max(2, population // 4)
+    tournament: int = 0  # parents' tournament size (both evolutionary strategies); 0 = max(2, population // 4)
     # -- fitness --
     max_macs: int | None = None
     max_params: int | None = None
@@ -113,6 +115,7 @@ class SearchConfig:
     def validate(self) -> None:
         checks = [
             (self.population >= 2, "--population must be at least 2"),
+            (0 <= self.tournament <= self.population, "--tournament must be in [0, --population]"),
             (self.generations >= 0, "--generations must be >= 0"),
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.mask_epochs >= 1, "--mask-epochs must be at least 1"),

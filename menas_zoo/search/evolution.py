@@ -4,9 +4,13 @@
   ``keep_largest`` fraction of the largest remaining models by MACs. Tickets slim the population every
   generation; keeping a few large models stops it from collapsing into small ones.
 * Survivors (regularized evolution): the youngest ``population`` models (aging), as in Real et al. 2019.
+* Parents: by tournament (the fittest of ``tournament_size`` members drawn at random) in both evolutionary
+  strategies. In a (mu + lambda) scheme the first generation's survivors are the whole initial
+  population, so a parent drawn uniformly from the survivors would make generation 1 a random walk; the
+  ablation measured exactly that (``--tournament 1`` is the uniform draw).
 * Children: per-gene mutation (each gene resampled from the profile's choice sets with probability
-  ``mutation_rate``) and stage-wise crossover; regularized evolution picks its parent by tournament and
-  only mutates; random search samples every child afresh.
+  ``mutation_rate``) and stage-wise crossover; regularized evolution only mutates; random search samples
+  every child afresh.
 * A child over a hard params/MACs limit is *repaired*: its costliest genes shrink one step at a time
   until it fits (``space/budget.py``), so no trial is spent and no draw is wasted on it. With tickets
   the limit a child must meet is the final one over (1 - prune ratio): its ticket is pruned to fit.
@@ -191,12 +195,13 @@ def _draw(population: Sequence[Member], cfg: SearchConfig, generation: int, inde
         child = mutate(parent.genotype, cfg.profile, rng, cfg.mutation_rate)
         return Candidate(index, generation, _repair(child, cfg, budget, rng), "mutate", parent.index)
     if len(population) >= 2 and rng.random() < cfg.crossover_rate:
-        a, b = rng.sample(list(population), 2)
+        a = tournament(population, cfg.tournament_size, rng)
+        b = tournament([m for m in population if m.index != a.index], cfg.tournament_size, rng)
         child, from_b = crossover(a.genotype, b.genotype, rng)
         if rng.random() < 0.5:  # crossover alone only reshuffles; a light mutation keeps exploring
             child = mutate(child, cfg.profile, rng, cfg.mutation_rate / 2)
         return Candidate(index, generation, _repair(child, cfg, budget, rng), "crossover", a.index, b.index, from_b)
-    parent = rng.choice(list(population))
+    parent = tournament(population, cfg.tournament_size, rng)
     child = mutate(parent.genotype, cfg.profile, rng, cfg.mutation_rate)
     return Candidate(index, generation, _repair(child, cfg, budget, rng), "mutate", parent.index)
 

@@ -193,7 +193,7 @@ def summarize(args, retrained: list[dict]) -> list[dict]:
     rows = []
     for row in args.rows:
         runs = {seed: read_trials(args.out / "runs" / f"{row}-seed{seed}") for seed in args.seeds}
-        mine = [r for r in retrained if r["row"] == row]
+        mine = [r for r in retrained if r["row"] == row and r["seed"] in runs]  # a row's other seeds do not count
         best_fitness, winner_acc, top3_acc, minutes = [], [], [], []
         for seed, trials in runs.items():
             ranked = sorted(trials, key=lambda t: (-t["fitness"], t["index"]))

@@ -181,3 +181,22 @@ def test_the_one_line_form_keeps_the_stem_stride_and_the_profile():
             Genotype.from_compact(bad)
     with pytest.raises(GenotypeError, match="the line says profile=imagenet, not small"):
         Genotype.from_compact(plain + " / profile=imagenet", profile="small")
+
+
+def test_overrides_apply_to_json_genotypes_as_to_every_form(tmp_path):
+    """in_chans, resolution and num_classes override a JSON genotype (a file, a run folder's genotype.json,
+    inline JSON) exactly as they do a reference's or a one-line form's; one that cannot apply is one line."""
+    small = reference_genotype("mobilenetv3-small")
+    path = tmp_path / "g.json"
+    path.write_text(small.to_json())
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "genotype.json").write_text(small.to_json())
+    overrides = dict(in_chans=1, resolution=28, num_classes=10)
+    expected = small.replace(**overrides)
+    assert resolve_genotype("mobilenetv3-small", **overrides) == expected
+    for ref in (str(path), small.to_json(None), str(tmp_path / "run")):
+        assert resolve_genotype(ref, **overrides) == expected
+        assert resolve_genotype(ref, resolution=64) == small.replace(resolution=64)
+        assert resolve_genotype(ref) == small
+        with pytest.raises(GenotypeError, match="^genotype: num_classes must be an integer in 2..100000, got 1$"):
+            resolve_genotype(ref, num_classes=1)

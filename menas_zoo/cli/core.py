@@ -49,11 +49,9 @@ def _limit(value: Optional[float], flag: str) -> Optional[int]:
 @command(name="info")
 def info(
     ref: str = typer.Argument(..., metavar="REF", help=NETWORK_HELP),
-    in_chans: Optional[int] = typer.Option(None, min=1, help="Override input channels (references, one-line forms)."),
-    resolution: Optional[int] = typer.Option(None, min=1, help="Override input resolution (references, one-line "
-                                                              "forms)."),
-    num_classes: Optional[int] = typer.Option(None, min=1, help="Override number of classes (references, one-line "
-                                                               "forms)."),
+    in_chans: Optional[int] = typer.Option(None, min=1, help="Override a genotype's input channels."),
+    resolution: Optional[int] = typer.Option(None, min=1, help="Override a genotype's input resolution."),
+    num_classes: Optional[int] = typer.Option(None, min=1, help="Override a genotype's number of classes."),
     as_json: bool = json_option(),
     offline: bool = offline_option(),
     endpoint: Optional[str] = endpoint_option(),

@@ -253,7 +253,7 @@ def resolve_network(ref: str, *, in_chans: int | None = None, resolution: int | 
 
     A genotype (a reference name such as ``mobilenetv3-small``, a JSON file, inline JSON or the one-line
     form) gives its architecture with fresh weights (kind ``"genotype"``; ``in_chans``, ``resolution`` and
-    ``num_classes`` override those of references and one-line forms). A zoo name, ``hf-hub:`` ref or
+    ``num_classes`` override the genotype's). A zoo name, ``hf-hub:`` ref or
     artifact folder gives the trained network through :func:`resolve_model`; its weights fix its input and
     classes, so overrides are refused. A plain name that is neither fails naming the closest of both kinds.
     """

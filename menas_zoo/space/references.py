@@ -62,19 +62,26 @@ def looks_like_genotype(ref: str) -> bool:
 def resolve_genotype(ref: str, *, in_chans: int | None = None, resolution: int | None = None,
                      num_classes: int | None = None) -> Genotype:
     """A genotype from a reference name, a JSON file, inline JSON, or the one-line form
-    (``stem16 / k3_c16_s1_re / ... / head576``). Overrides apply to references and one-line forms."""
+    (``stem16 / k3_c16_s1_re / ... / head576``). Overrides apply to every form alike: a genotype's input and
+    classes are not its architecture, so a JSON genotype trains on other data as a reference does."""
     overrides = {k: v for k, v in (("in_chans", in_chans), ("resolution", resolution),
                                    ("num_classes", num_classes)) if v is not None}
     if ref in _TABLES:
         return reference_genotype(ref, **overrides)
-    if ref.lstrip().startswith("{"):
-        return Genotype.from_json(ref)
     if ref.lstrip().startswith("stem"):
         return Genotype.from_compact(ref, **overrides)
-    path = Path(ref)
-    if path.is_dir() and (path / "genotype.json").is_file():
-        path = path / "genotype.json"
-    if path.is_file():
-        return load_genotype(path)
-    raise GenotypeError(f"{ref!r} is not a reference genotype ({', '.join(reference_names())}), "
-                        "a genotype JSON file, inline JSON, or a one-line genotype 'stem16 / BLOCK,... / head576'")
+    if ref.lstrip().startswith("{"):
+        genotype = Genotype.from_json(ref)
+    else:
+        path = Path(ref)
+        if path.is_dir() and (path / "genotype.json").is_file():
+            path = path / "genotype.json"
+        if not path.is_file():
+            raise GenotypeError(f"{ref!r} is not a reference genotype ({', '.join(reference_names())}), a genotype "
+                                "JSON file, inline JSON, or a one-line genotype 'stem16 / BLOCK,... / head576'")
+        genotype = load_genotype(path)
+    return _with_overrides(genotype, overrides)
+
+
+def _with_overrides(genotype: Genotype, overrides: dict[str, int]) -> Genotype:
+    return genotype.replace(**overrides) if overrides else genotype

@@ -168,8 +168,7 @@ def propose(population: Sequence[Member], cfg: SearchConfig, generation: int, st
     child budget (repaired if a variation overshot it), new, and accepted by ``accept``."""
     rng = random.Random(derive_seed(cfg.seed, "generation", generation))
     budget = cfg.child_budget()
-    check_feasible(cfg.profile, budget, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
-                   resolution=cfg.resolution)
+    check_feasible(cfg.profile, budget, **cfg.genotype_fields())
     children: list[Candidate] = []
     for i in range(cfg.population):
         for _ in range(MAX_DRAWS):
@@ -187,8 +186,8 @@ def propose(population: Sequence[Member], cfg: SearchConfig, generation: int, st
 def _draw(population: Sequence[Member], cfg: SearchConfig, generation: int, index: int,
           rng: random.Random, budget: Budget) -> Candidate:
     if generation == 0 or cfg.strategy == "random" or not population:
-        genotype = sample_genotype(cfg.profile, rng, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
-                                   resolution=cfg.resolution, max_params=budget.max_params, max_macs=budget.max_macs)
+        genotype = sample_genotype(cfg.profile, rng, **cfg.genotype_fields(), max_params=budget.max_params,
+                                   max_macs=budget.max_macs)
         return Candidate(index, generation, genotype, "sample")
     if cfg.strategy == "evolution":
         parent = tournament(population, cfg.tournament_size, rng)

@@ -162,6 +162,23 @@ def test_a_dropped_individual_keeps_its_description_and_masks(uninterrupted):
     assert mask_summary(masks) == record.masks
     result, _, stderr = cli("load", folder)
     assert_one_line_error(result, stderr, "has no model.safetensors")
+    # ... and says why, from the individual's provenance (not its folder's name), and how to get weights
+    assert stderr == (f"error: {folder} has no model.safetensors; search {state.out.name} dropped the weights of "
+                      f"trial {record.index}, which did not survive (a search keeps only its survivors'); retrain it "
+                      f"from its genotype with 'menas-zoo train {folder} --out DIR'\n")
+    renamed = shutil.copytree(folder, state.out.parent / "elsewhere")
+    with pytest.raises(MenasError, match=f"search {state.out.name} dropped the weights of trial {record.index},"):
+        load_artifact(renamed)
+    config = json.loads((renamed / "config.json").read_text())
+    del config["provenance"]["trial"]  # not a search's individual: just an incomplete artifact
+    (renamed / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MenasError, match="has no model.safetensors; the artifact is incomplete$"):
+        load_artifact(renamed)
+    # the advice works: the folder trains as its genotype
+    result, _, _ = cli("train", folder, "--out", state.out.parent / "retrained", "--epochs", 1, "--train-subset", 64,
+                       "--val-size", 32, "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    assert load_artifact(state.out.parent / "retrained").genotype == record.genotype
 
 
 def test_tickets_slim_the_children(uninterrupted):

@@ -36,7 +36,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from menas_zoo.costs import genotype_cost
-from menas_zoo.errors import MenasError, first_line
+from menas_zoo.errors import MenasError, NonFiniteWeightsError, first_line
 from menas_zoo.io import read_json, remove_stale_temporaries, temporary_prefix, umask_mode, write_errors
 from menas_zoo.nets import MobileNetMT, build_model
 from menas_zoo.slim import Masks, load_masks, mask_summary, slim_genotype
@@ -300,7 +300,7 @@ def load_weights(path: str | Path, genotype: Genotype) -> MobileNetMT:
     state = _read_safetensors(path)
     for name, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise MenasError(f"{path}: {name} holds NaN or infinite values; the weights are damaged")
+            raise NonFiniteWeightsError(f"{path}: {name} holds NaN or infinite values; the weights are damaged")
     skeleton.load_state_dict(state, strict=True, assign=True)
     return skeleton
 
@@ -367,6 +367,8 @@ def _why_no_weights(directory: Path, config: dict[str, Any]) -> str:
     if not (isinstance(run, str) and isinstance(trial, int) and not isinstance(trial, bool)):
         return "the artifact is incomplete"
     retrain = f"retrain it from its genotype with 'menas-zoo train {directory} --out DIR'"
+    if search.get("diverged"):
+        return f"trial {trial} of search {run} diverged (its weights were not finite), so none were kept; {retrain}"
     if "accuracy" not in config["metrics"]:
         return f"trial {trial} of search {run} was over the search's limits and never trained to the end; {retrain}"
     return (f"search {run} dropped the weights of trial {trial}, which did not survive (a search keeps only its "

@@ -73,15 +73,21 @@ class Candidate:
 # -- selection -------------------------------------------------------------------------------------
 
 def select_survivors(pool: Sequence[Member], cfg: SearchConfig) -> list[Member]:
-    """The next population from the current one plus this generation's children, by strategy."""
+    """The next population from the current one plus this generation's children, by strategy. A model of
+    negative fitness (an infeasible ticket, a diverged trial) survives only to fill what the others cannot."""
     size = cfg.population
+    usable = [m for m in pool if m.fitness >= 0]
+    if len(usable) <= size:
+        fill = sorted((m for m in pool if m.fitness < 0), key=lambda m: (-m.fitness, m.index))[:size - len(usable)]
+        return sorted(usable + fill, key=lambda m: m.index)
+    pool = usable
     if cfg.strategy == "evolution":
         return sorted(pool, key=lambda m: m.index)[-size:]  # aging: the oldest die
     n_largest = round(cfg.keep_largest * size) if cfg.strategy == "menas" else 0
     by_fitness = sorted(pool, key=lambda m: (-m.fitness, m.index))
     best = by_fitness[:size - n_largest]
     chosen = {m.index for m in best}
-    rest = [m for m in pool if m.index not in chosen and m.fitness >= 0]  # never keep an infeasible model
+    rest = [m for m in pool if m.index not in chosen]
     largest = sorted(rest, key=lambda m: (-m.macs, -m.fitness, m.index))[:n_largest]
     return sorted(best + largest, key=lambda m: m.index)
 

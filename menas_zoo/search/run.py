@@ -188,9 +188,15 @@ def _job(state: RunState, candidate) -> TrialJob:
     if candidate.parent is None or not (cfg.weight_sharing and cfg.tickets):  # inheritance starts from tickets
         return TrialJob(candidate)
     genotype, weights = state.parent_weights(candidate.parent)
+    if weights is None:  # a diverged parent: the child starts from a fresh initialization, and says so
+        return TrialJob(candidate, diverged_parents=(candidate.parent,))
     job = TrialJob(candidate, parent_genotype=genotype, parent_state=weights)
     if candidate.second_parent is not None and candidate.second_stages:
-        job.second_genotype, job.second_state = state.parent_weights(candidate.second_parent)
+        second_genotype, second_state = state.parent_weights(candidate.second_parent)
+        if second_state is None:  # the first parent's weights then fill the whole child
+            job.diverged_parents = (candidate.second_parent,)
+        else:
+            job.second_genotype, job.second_state = second_genotype, second_state
     return job
 
 
@@ -201,11 +207,14 @@ def _record(outcome: TrialOutcome, limits: CostLimits, elapsed: float) -> TrialR
         index=c.index, generation=c.generation, op=c.op, parent=c.parent, second_parent=c.second_parent,
         genotype=outcome.genotype, trained_genotype=c.genotype, accuracy=outcome.accuracy,
         trained_accuracy=outcome.trained_accuracy,
-        fitness=limits.fitness(outcome.accuracy, cost.macs, cost.params, outcome.latency_ms),
+        # A diverged trial ranks with the infeasible ones, below every model that can survive or breed.
+        fitness=-1.0 if outcome.diverged else limits.fitness(outcome.accuracy, cost.macs, cost.params,
+                                                             outcome.latency_ms),
         macs=cost.macs, params=cost.params, latency_ms=outcome.latency_ms, epochs=outcome.epochs,
         stopped_early=outcome.stopped_early, seconds=outcome.seconds, elapsed=elapsed,
         masks=mask_summary(outcome.masks), inherit=outcome.inherit, ticket_accuracy=outcome.ticket_accuracy,
-        pruned=outcome.pruned, feasible=outcome.feasible, phase_seconds=outcome.phase_seconds)
+        pruned=outcome.pruned, feasible=outcome.feasible, phase_seconds=outcome.phase_seconds,
+        diverged=outcome.diverged)
 
 
 def _load_data(cfg: SearchConfig) -> DataSplits:

@@ -2,7 +2,7 @@
 
 REF is resolved by :func:`menas_zoo.hub.resolve_model` for both commands: an artifact folder, a zoo name
 or ``hf-hub:`` ref, or a genotype with ``--weights model.safetensors`` (or ``--random-init`` to time an
-untrained network). The images come from :meth:`menas_zoo.export.pipeline.ExportImages.load`.
+untrained network). ``export`` is :func:`menas_zoo.export.pipeline.export_ref`.
 """
 
 from __future__ import annotations
@@ -125,22 +125,16 @@ def export_command(
 ) -> None:
     """Export a model to ONNX, check it, prove parity with PyTorch and time it; optionally int8."""
     from menas_zoo.export.bench import check_budget
-    from menas_zoo.export.pipeline import ExportImages, ExportOptions, export_model, onnx_metadata, prepare_out_dir
-    from menas_zoo.hub.resolve import resolve_model
+    from menas_zoo.export.pipeline import ExportOptions, export_ref
 
     options = ExportOptions(opset=opset, exporter=exporter, dynamic_batch=dynamic_batch, optimize=optimize, int8=int8,
                             batch_sizes=parse_ints(batch_sizes, "--batch-sizes"),
                             threads=parse_ints(threads, "--threads"), runs=runs, atol=atol,
                             max_latency_ms=max_latency_ms, fp16=fp16, ort_format=ort_format,
                             calibration_method=calibration_method, providers=providers)
-    options.check()  # before loading anything: a bad option costs no time
-    source = resolve_model(ref, weights=weights, random_init=random_init, offline=hub_offline(offline),
-                           endpoint=endpoint)
-    prepare_out_dir(out)
-    images, test_data = ExportImages.load(source, dataset, data_dir, parity_images=parity_images,
-                                          calibration_images=calibration_images, int8=int8)
-    outcome = export_model(source.model, out, images, options, model_info={"ref": ref, "source": source.kind},
-                           onnx_metadata=onnx_metadata(source, test_data), step=_status(as_json))
+    outcome = export_ref(ref, out, options, weights=weights, random_init=random_init, dataset=dataset,
+                         data_dir=data_dir, parity_images=parity_images, calibration_images=calibration_images,
+                         offline=hub_offline(offline), endpoint=endpoint, step=_status(as_json))
     if as_json:
         print_json(outcome.report)
     else:

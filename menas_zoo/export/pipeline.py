@@ -272,3 +272,24 @@ def precision_summaries(staging: Path, options: ExportOptions) -> dict[str, Any]
                 staging / name, batch_sizes=batches, threads=options.threads[0], runs=options.runs,
                 providers=options.providers)}
     return summaries
+
+
+def export_ref(ref: str, out: str | Path, options: ExportOptions | None = None, *, weights: str | Path | None = None,
+               random_init: bool = False, dataset: str = "fashion-mnist", data_dir: str | Path | None = None,
+               parity_images: int = 512, calibration_images: int = 512, offline: bool | None = None,
+               endpoint: str | None = None,
+               step: Callable[[str], ContextManager] = lambda _: contextlib.nullcontext()) -> ExportOutcome:
+    """``menas-zoo export``: resolve ``ref`` (:func:`menas_zoo.hub.resolve.resolve_model`: a zoo name,
+    ``hf-hub:`` ref, artifact folder, or a genotype with ``weights`` or ``random_init``), read the images
+    its export needs, and :func:`export_model` it into ``out`` with the metadata that lets the ONNX file be
+    used alone. Options and ``out`` are checked before the model is loaded: a mistake costs no time."""
+    from menas_zoo.hub.resolve import resolve_model
+
+    options = options or ExportOptions()
+    options.check()
+    source = resolve_model(ref, weights=weights, random_init=random_init, offline=offline, endpoint=endpoint)
+    prepare_out_dir(Path(out))
+    images, test_data = ExportImages.load(source, dataset, data_dir, parity_images=parity_images,
+                                          calibration_images=calibration_images, int8=options.int8)
+    return export_model(source.model, out, images, options, model_info={"ref": ref, "source": source.kind},
+                        onnx_metadata=onnx_metadata(source, test_data), step=step)

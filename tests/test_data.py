@@ -218,8 +218,8 @@ def test_a_grayscale_image_folder_is_searched_and_trained_in_one_channel(tmp_pat
     assert load_artifact(result.state.ticket_dir(0)).config["input_spec"]["in_chans"] == 1
     resumed = run_search(None, tmp_path / "run", resume=True, write_report=False)  # reads the folder the same way
     assert resumed.state.finished and resumed.state.config.in_chans == 1
-    with pytest.raises(MenasError, match="fashion-mnist images are 1-channel, not 3-channel .channels are chosen for an "
-                                         "image folder only."):
+    with pytest.raises(MenasError, match="fashion-mnist images are 1-channel, not 3-channel .channels are chosen "
+                                         "for an image folder only."):
         run_search(dataclasses.replace(cfg, dataset="fashion-mnist", data_dir=None, resolution=None, in_chans=3),
                    tmp_path / "run-fashion", write_report=False)
     assert not (tmp_path / "run-fashion").exists()

@@ -64,13 +64,7 @@ def info(
     model = source.model
     genotype = model.genotype
     cost = genotype_cost(genotype)
-    rows = []
-    for (s, b, in_ch, block), (_, _, module) in zip(genotype.blocks(), model.blocks()):
-        params = sum(p.numel() for p in module.parameters())
-        rows.append({"stage": s + 1, "block": b + 1, "string": block.to_string(in_ch), "in": in_ch,
-                     "hidden": block.dw_channels(in_ch), "out": block.out, "kernel": block.kernel,
-                     "stride": block.stride, "se": block.se, "act": block.act, "shortcut": block.has_shortcut(in_ch),
-                     "params": params})
+    rows = model.block_table()
     trained = source.kind != "genotype"
     model_info = {"ref": ref, "kind": source.kind, "revision": source.revision,
                   "weights_sha256": source.weights_sha256} if trained else None

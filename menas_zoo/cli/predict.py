@@ -18,6 +18,7 @@ from menas_zoo.cli.app import command, console, err_console, print_json, print_t
 from menas_zoo.cli.options import (data_dir_option, dataset_option, endpoint_option, hub_offline, json_option,
                                    offline_option, providers_option, threads_option)
 
+
 @command(name="predict")
 def predict_command(
     model: str = typer.Argument(..., metavar="REF_OR_ONNX", help="An .onnx file, a zoo name, hf-hub:ORG/NAME[@REV], "

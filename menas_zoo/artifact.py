@@ -36,7 +36,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from menas_zoo.costs import genotype_cost
-from menas_zoo.errors import MenasError, first_line
+from menas_zoo.errors import MenasError, NonFiniteWeightsError, first_line
 from menas_zoo.io import read_json, remove_stale_temporaries, temporary_prefix, umask_mode, write_errors
 from menas_zoo.nets import MobileNetMT, build_model
 from menas_zoo.slim import Masks, load_masks, mask_summary, slim_genotype
@@ -267,7 +267,7 @@ def load_artifact(directory: str | Path) -> Artifact:
     weights_path = directory / WEIGHTS
     if not weights_path.is_file():
         _refuse_pickles(directory)
-        raise MenasError(f"{directory} has no {WEIGHTS}; the artifact is incomplete")
+        raise MenasError(f"{directory} has no {WEIGHTS}; {_why_no_weights(directory, config)}")
     model = load_weights(weights_path, genotype)
     masks = None
     if (directory / MASKS).is_file():
@@ -300,7 +300,7 @@ def load_weights(path: str | Path, genotype: Genotype) -> MobileNetMT:
     state = _read_safetensors(path)
     for name, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise MenasError(f"{path}: {name} holds NaN or infinite values; the weights are damaged")
+            raise NonFiniteWeightsError(f"{path}: {name} holds NaN or infinite values; the weights are damaged")
     skeleton.load_state_dict(state, strict=True, assign=True)
     return skeleton
 
@@ -356,6 +356,23 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         detail = first_line(exc)
         raise MenasError(f"{path} is not a readable safetensors file ({detail}); re-download or re-save it") from None
+
+
+def _why_no_weights(directory: Path, config: dict[str, Any]) -> str:
+    """Why a folder describes a network without its weights. A search's individual says so in its
+    provenance: the search drops the weights of those that do not survive, and an individual over the
+    search's limits (no validation accuracy) was never trained to the end, so it never had any."""
+    search = config.get("provenance") or {}
+    run, trial = search.get("search_run"), search.get("trial")
+    if not (isinstance(run, str) and isinstance(trial, int) and not isinstance(trial, bool)):
+        return "the artifact is incomplete"
+    retrain = f"retrain it from its genotype with 'menas-zoo train {directory} --out DIR'"
+    if search.get("diverged"):
+        return f"trial {trial} of search {run} diverged (its weights were not finite), so none were kept; {retrain}"
+    if "accuracy" not in config["metrics"]:
+        return f"trial {trial} of search {run} was over the search's limits and never trained to the end; {retrain}"
+    return (f"search {run} dropped the weights of trial {trial}, which did not survive (a search keeps only its "
+            f"survivors'); {retrain}")
 
 
 def _refuse_pickles(directory: Path) -> None:

@@ -94,3 +94,20 @@ def demo_grid(predictor: Predictor, data: ImageDataset, out: str | Path, *, coun
     finally:
         plt.close(fig)
     return DemoResult(out, count, correct, mistakes)
+
+
+def demo_ref(ref: str, out: str | Path, *, count: int = 16, seed: int = 0, dataset: str = "fashion-mnist",
+             data_dir: str | Path | None = None, providers: str | None = None, offline: bool | None = None,
+             endpoint: str | None = None) -> DemoResult:
+    """``menas-zoo demo``: the grid of ``count`` test images of ``dataset`` classified by ``ref`` (anything
+    :func:`menas_zoo.predict.load_predictor` takes), the images read as the model reads them."""
+    from menas_zoo.data import load_dataset
+    from menas_zoo.predict import is_onnx_ref, load_predictor
+
+    if Path(out).suffix.lower() != ".png":
+        raise MenasError(f"--out must be a .png file, got {out}")
+    predictor = load_predictor(ref, providers=providers if is_onnx_ref(ref) else None, offline=offline,
+                               endpoint=endpoint)
+    info = predictor.info  # an image folder is read as the model reads images
+    data = load_dataset(dataset, data_dir, "test", in_chans=info.channels, resolution=info.resolution)
+    return demo_grid(predictor, data, out, count=count, seed=seed)

@@ -38,6 +38,10 @@ class GenotypeError(MenasError, ValueError):
     """A genotype (block string, JSON document or file) that does not parse or validate."""
 
 
+class NonFiniteWeightsError(MenasError):
+    """Weights that hold NaN or infinities: the trace of a training that diverged."""
+
+
 class ParityError(MenasError):
     """The ONNX model's outputs differ from PyTorch's beyond tolerance."""
 

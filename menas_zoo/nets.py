@@ -120,6 +120,16 @@ class MobileNetMT(nn.Module):
             for b, block in enumerate(stage):
                 yield s, b, block
 
+    def block_table(self) -> list[dict]:
+        """One row per block: its string, widths, options and parameter count (what ``info`` shows)."""
+        rows = []
+        for (s, b, in_ch, block), (_, _, module) in zip(self.genotype.blocks(), self.blocks()):
+            rows.append({"stage": s + 1, "block": b + 1, "string": block.to_string(in_ch), "in": in_ch,
+                         "hidden": block.dw_channels(in_ch), "out": block.out, "kernel": block.kernel,
+                         "stride": block.stride, "se": block.se, "act": block.act,
+                         "shortcut": block.has_shortcut(in_ch), "params": sum(p.numel() for p in module.parameters())})
+        return rows
+
 
 def _stage_blocks(genotype: Genotype, stage: int):
     return [entry for entry in genotype.blocks() if entry[0] == stage]

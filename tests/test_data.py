@@ -1,6 +1,7 @@
 """Datasets and the batch loader: real Fashion-MNIST, seeded splits, CIFAR-10 and ImageFolder readers."""
 
 import gzip
+import re
 import struct
 
 import numpy as np
@@ -193,3 +194,54 @@ def test_a_search_reads_an_image_folder_at_its_resolution(tmp_path, tiny_profile
     assert all(t.genotype.resolution == 20 and t.genotype.in_chans == 3 for t in result.state.trials)
     resumed = run_search(None, tmp_path / "run", resume=True, write_report=False)  # reads the folder the same way
     assert resumed.state.finished and len(resumed.state.trials) == 2
+
+
+def test_a_grayscale_image_folder_is_searched_and_trained_in_one_channel(tmp_path, tiny_profile, one_thread):
+    """--in-chans 1 reads an image folder as grayscale in a search (and its resume) and in train; any other
+    count than 1 or 3 is one line, and no run folder is left."""
+    import dataclasses
+    import json
+
+    from typer.testing import CliRunner
+
+    from menas_zoo.artifact import load_artifact
+    from menas_zoo.cli import app
+    from menas_zoo.errors import MenasError
+    from menas_zoo.search import SearchConfig, run_search
+
+    root = _png_folder(tmp_path / "images", ["a", "b", "c"], 4, colour=False)
+    cfg = SearchConfig(strategy="evolution", profile=tiny_profile, population=2, generations=0, epochs=1, val_size=3,
+                       dataset="imagefolder", data_dir=str(root), resolution=20, in_chans=1, batch_size=4,
+                       device="cpu")
+    result = run_search(cfg, tmp_path / "run", write_report=False)
+    assert result.state.config.in_chans == 1 and all(t.genotype.in_chans == 1 for t in result.state.trials)
+    assert load_artifact(result.state.ticket_dir(0)).config["input_spec"]["in_chans"] == 1
+    resumed = run_search(None, tmp_path / "run", resume=True, write_report=False)  # reads the folder the same way
+    assert resumed.state.finished and resumed.state.config.in_chans == 1
+    with pytest.raises(MenasError, match="fashion-mnist images are 1-channel, not 3-channel .channels are chosen "
+                                         "for an image folder only."):
+        run_search(dataclasses.replace(cfg, dataset="fashion-mnist", data_dir=None, resolution=None, in_chans=3),
+                   tmp_path / "run-fashion", write_report=False)
+    assert not (tmp_path / "run-fashion").exists()
+
+    search = tmp_path / "search"
+    result = CliRunner().invoke(app, ["search", "--out", str(search), "--dataset", "imagefolder", "--data-dir",
+                                      str(root), "--in-chans", "2"])
+    assert result.exit_code == 2 and result.stderr == "error: --in-chans must be 1 (grayscale) or 3 (RGB), got 2\n"
+    assert not search.exists()
+
+    line = "stem8 / k3_h16_c8_s2_re / head16"  # 10 classes, as a one-line genotype has
+    root = _png_folder(tmp_path / "ten", [f"c{i}" for i in range(10)], 2, colour=False)
+    run = tmp_path / "train"
+    result = CliRunner().invoke(app, ["train", line, "--out", str(run), "--dataset", "imagefolder", "--data-dir",
+                                      str(root), "--in-chans", "3", "--resolution", "20", "--epochs", "1",
+                                      "--val-size", "4", "--batch-size", "8", "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    assert load_artifact(run).config["input_spec"]["in_chans"] == 3
+    assert json.loads((run / "genotype.json").read_text())["in_chans"] == 3
+    for value, message in (("2", "an image folder is read as 1 .grayscale. or 3 .RGB. channels, not 2"),
+                           ("0", "in_chans must be an integer in 1..64, got 0")):
+        result = CliRunner().invoke(app, ["train", line, "--out", str(tmp_path / f"bad-{value}"), "--dataset",
+                                          "imagefolder", "--data-dir", str(root), "--in-chans", value, "--epochs", "1"])
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+        assert re.search(message, result.stderr), result.stderr

@@ -47,6 +47,17 @@ def test_regularized_evolution_keeps_the_youngest(tiny_profile):
     assert [m.index for m in select_survivors(members, cfg)] == [2, 3, 4]
 
 
+@pytest.mark.parametrize("strategy", ["menas", "evolution", "random"])
+def test_a_model_of_negative_fitness_survives_only_to_fill_the_population(tiny_profile, strategy):
+    """An infeasible ticket or a diverged trial (fitness < 0): never kept while enough others can be, the
+    youngest of them included under aging; the least bad ones fill a population the others cannot."""
+    cfg = SearchConfig(strategy=strategy, population=3, profile=tiny_profile)
+    members = pool((0.5, 10), (0.6, 20), (0.7, 30), (-1.0, 999), (-0.2, 40))
+    assert [m.index for m in select_survivors(members, cfg)] == [0, 1, 2]
+    members = pool((0.5, 10), (-1.0, 999), (-0.2, 40), (-1.0, 50))
+    assert [m.index for m in select_survivors(members, cfg)] == [0, 1, 2]
+
+
 def test_mutation_changes_a_gene_and_stays_in_the_profile(tiny_profile):
     rng = random.Random(0)
     for seed in range(30):

@@ -79,17 +79,39 @@ def test_bad_export_input_is_one_line(args, pattern, tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_an_unknown_model_is_the_same_exact_line_as_load_says(tmp_path):
+def test_a_wrong_ref_is_the_same_exact_line_in_every_command(tmp_path, monkeypatch):
+    """An unknown name (a typo), a malformed hf-hub: ref, a missing folder and a damaged artifact folder: each
+    is one line, the same in every command that takes a model ref, with exit code 2, and nothing written."""
     from menas_zoo import list_models
 
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     registered = ", ".join(list_models(pretrained=True)) or "none"
-    expected = (f"error: unknown model 'no-such-model-xyz': registered: {registered} "
-                "(or pass hf-hub:ORG/NAME or an artifact folder)\n")
-    for command in (["export", "no-such-model-xyz", "--out", tmp_path / "out"], ["load", "no-such-model-xyz"],
-                    ["bench", "no-such-model-xyz"]):
-        result, stdout, stderr = run(*command)
-        assert (result.exit_code, stdout, stderr) == (2, "", expected), command
-    assert not (tmp_path / "out").exists()
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_text("{not json")
+    (damaged / "model.safetensors").write_bytes(b"not weights")
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")  # never read: the ref fails first
+    wrong = {
+        "no-such-model-xyz": (f"unknown model 'no-such-model-xyz': zoo models: {registered}; reference genotypes: "
+                              "mobilenetv3-large, mobilenetv3-small (or pass hf-hub:ORG/NAME, an artifact folder, "
+                              "or where a command takes one, a genotype)"),
+        "mt-tst": ("unknown model 'mt-tst': did you mean mt-test, mt-a? (or pass hf-hub:ORG/NAME, an artifact folder, "
+                   "or where a command takes one, a genotype)"),
+        "hf-hub:not a/repo": ("malformed Hub ref 'hf-hub:not a/repo': expected hf-hub:ORG/NAME or "
+                              "hf-hub:ORG/NAME@REVISION"),
+        str(tmp_path / "absent" / "model"): (f"no such folder: {tmp_path / 'absent' / 'model'} (for a Hub repo write "
+                                             "hf-hub:ORG/NAME)"),
+        str(damaged): f"{damaged / 'config.json'} is not valid JSON: ",
+    }
+    for ref, line in wrong.items():
+        for command in (["load", ref], ["info", ref], ["export", ref, "--out", tmp_path / "out"], ["bench", ref],
+                        ["predict", ref, image], ["demo", ref, "--out", tmp_path / "demo.png"]):
+            result, stdout, stderr = run(*command)
+            assert (result.exit_code, stdout) == (2, ""), (command, result.output)
+            assert stderr.startswith(f"error: {line}") and stderr.count("\n") == 1, (command, stderr)
+            assert stderr == run("load", ref)[2], command  # to the letter
+    assert not (tmp_path / "out").exists() and not (tmp_path / "demo.png").exists()
 
 
 def test_unwritable_out_dir_is_one_line(tmp_path):

@@ -87,9 +87,13 @@ def test_references_and_resolution(tmp_path):
     path.write_text(small.to_json())
     assert resolve_genotype(str(path)) == small
     assert resolve_genotype(small.to_json(None)) == small
-    # The one-line form carries blocks only; input and classes default to Fashion-MNIST's.
-    assert resolve_genotype(small.to_compact()) == small.replace(in_chans=1, resolution=28, num_classes=10,
-                                                                 profile="small")
+    # The one-line form carries the architecture (a profile other than small as profile=NAME); input and
+    # classes default to Fashion-MNIST's.
+    assert small.to_compact().endswith(" / head576 / fc1024 / profile=imagenet")
+    assert resolve_genotype(small.to_compact()) == small.replace(in_chans=1, resolution=28, num_classes=10)
+    # A line as written before it could carry a profile still reads as the small profile's.
+    old_line = small.to_compact().removesuffix(" / profile=imagenet")
+    assert resolve_genotype(old_line) == small.replace(in_chans=1, resolution=28, num_classes=10, profile="small")
     with pytest.raises(GenotypeError, match="not a reference genotype"):
         resolve_genotype("mobilenetv3-tiny")
     path.write_text("{not json")
@@ -146,3 +150,53 @@ def test_bundled_genotypes_read_and_write_as_before():
         config = json.loads(resources.files("menas_zoo.hub").joinpath("bundled", name, "config.json").read_text())
         genotype = Genotype.from_dict(config["genotype"])
         assert genotype.to_dict() == config["genotype"] and genotype.stem_stride == 1
+
+
+def test_the_one_line_form_keeps_the_stem_stride_and_the_profile():
+    """line -> genotype -> line is exact with a stem stride of its own; lines without one read as before."""
+    import dataclasses
+
+    from menas_zoo.space import PROFILES
+
+    line = "stem16_s2 / k3_h32_c24_s1_re / k5_h72_c32_s2_se_hs / head256 / profile=mine"
+    genotype = Genotype.from_compact(line)
+    assert (genotype.profile, genotype.stem_stride) == ("mine", 2) and genotype.to_compact() == line
+    assert Genotype.from_compact(genotype.to_compact()) == genotype
+    assert Genotype.from_json(genotype.to_json()) == genotype
+    for g in (genotype.replace(stem_stride=4), sample_genotype("imagenet", 0).replace(stem_stride=1),
+              sample_genotype(dataclasses.replace(PROFILES["tiny"], name="mine", stem_stride=2), 1),
+              sample_genotype("small", 2).replace(stem_stride=2)):
+        assert Genotype.from_compact(g.to_compact(), in_chans=g.in_chans, resolution=g.resolution,
+                                     num_classes=g.num_classes) == g, g.to_compact()
+    # what every line said before: no stride and no profile, the small profile's stride 1
+    plain = "stem16 / k3_h32_c24_s1_re / head256"
+    assert Genotype.from_compact(plain).stem_stride == 1 and Genotype.from_compact(plain).to_compact() == plain
+    assert Genotype.from_compact(plain, profile="imagenet").stem_stride == 2
+    assert Genotype.from_compact("stem16_s2 / k3_h32_c24_s1_re / head256").to_compact().startswith("stem16_s2 /")
+    for bad, message in (("stem16_s9 / k3_h32_c24_s1_re / head256", "stem_stride must be an integer in 1..4"),
+                         ("stem16 / k3_h32_c24_s1_re / head256 / profile=mine", "needs its stem_stride"),
+                         ("stem16 / k3_h32_c24_s1_re / head256 / profile=a b", "not a plain name"),
+                         ("stem16_x / k3_h32_c24_s1_re / head256", "expected 'stem16")):
+        with pytest.raises(GenotypeError, match=message):
+            Genotype.from_compact(bad)
+    with pytest.raises(GenotypeError, match="the line says profile=imagenet, not small"):
+        Genotype.from_compact(plain + " / profile=imagenet", profile="small")
+
+
+def test_overrides_apply_to_json_genotypes_as_to_every_form(tmp_path):
+    """in_chans, resolution and num_classes override a JSON genotype (a file, a run folder's genotype.json,
+    inline JSON) exactly as they do a reference's or a one-line form's; one that cannot apply is one line."""
+    small = reference_genotype("mobilenetv3-small")
+    path = tmp_path / "g.json"
+    path.write_text(small.to_json())
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "genotype.json").write_text(small.to_json())
+    overrides = dict(in_chans=1, resolution=28, num_classes=10)
+    expected = small.replace(**overrides)
+    assert resolve_genotype("mobilenetv3-small", **overrides) == expected
+    for ref in (str(path), small.to_json(None), str(tmp_path / "run")):
+        assert resolve_genotype(ref, **overrides) == expected
+        assert resolve_genotype(ref, resolution=64) == small.replace(resolution=64)
+        assert resolve_genotype(ref) == small
+        with pytest.raises(GenotypeError, match="^genotype: num_classes must be an integer in 2..100000, got 1$"):
+            resolve_genotype(ref, num_classes=1)

@@ -80,7 +80,8 @@ def test_unknown_name_suggests_the_closest():
     result = CliRunner().invoke(app, ["load", "mt-tset"])
     assert result.exit_code == 2
     assert result.stderr.strip() == ("error: unknown model 'mt-tset': did you mean mt-test, mt-a? "
-                                     "(or pass hf-hub:ORG/NAME or an artifact folder)")
+                                     "(or pass hf-hub:ORG/NAME, an artifact folder, or where a command takes one, "
+                                     "a genotype)")
 
 
 def test_bundled_files_are_exactly_the_pinned_files():

@@ -162,6 +162,23 @@ def test_a_dropped_individual_keeps_its_description_and_masks(uninterrupted):
     assert mask_summary(masks) == record.masks
     result, _, stderr = cli("load", folder)
     assert_one_line_error(result, stderr, "has no model.safetensors")
+    # ... and says why, from the individual's provenance (not its folder's name), and how to get weights
+    assert stderr == (f"error: {folder} has no model.safetensors; search {state.out.name} dropped the weights of "
+                      f"trial {record.index}, which did not survive (a search keeps only its survivors'); retrain it "
+                      f"from its genotype with 'menas-zoo train {folder} --out DIR'\n")
+    renamed = shutil.copytree(folder, state.out.parent / "elsewhere")
+    with pytest.raises(MenasError, match=f"search {state.out.name} dropped the weights of trial {record.index},"):
+        load_artifact(renamed)
+    config = json.loads((renamed / "config.json").read_text())
+    del config["provenance"]["trial"]  # not a search's individual: just an incomplete artifact
+    (renamed / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MenasError, match="has no model.safetensors; the artifact is incomplete$"):
+        load_artifact(renamed)
+    # the advice works: the folder trains as its genotype
+    result, _, _ = cli("train", folder, "--out", state.out.parent / "retrained", "--epochs", 1, "--train-subset", 64,
+                       "--val-size", 32, "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    assert load_artifact(state.out.parent / "retrained").genotype == record.genotype
 
 
 def test_tickets_slim_the_children(uninterrupted):
@@ -279,3 +296,48 @@ def test_a_run_with_single_file_tickets_resumes_to_the_same_population(tmp_path,
     assert summary(resumed) == summary(uninterrupted_sharing)
     population = set(resumed.state.population)
     assert {t.index for t in resumed.state.trials if resumed.state.has_weights(t.index)} == population
+
+
+def test_a_diverged_trial_neither_breeds_nor_gives_its_weights(tmp_path, tiny_profile, tiny_splits, monkeypatch):
+    """A trial whose training diverges (NaN weights) scores -1 and keeps no weights, and a parent whose saved
+    weights hold NaN (a run folder written before trials were checked) gives none: the weight-sharing search
+    goes on, its children start from a fresh initialization and their records say why."""
+    import menas_zoo.search.trial as trial_module
+
+    real_train = trial_module.train
+
+    def diverging(model, splits, cfg, **kwargs):
+        result = real_train(model, splits, cfg, **kwargs)
+        if kwargs.get("desc") == "trial 1":  # the end of trial 1's training
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.fill_(float("nan"))
+        return result
+
+    def kill_after_generation_0(record, state):
+        if len(state.trials) == 3:
+            raise Killed
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(trial_module, "train", diverging)
+    with pytest.raises(Killed):
+        run_search(config(tiny_profile, weight_sharing=True), out, splits=tiny_splits, on_trial=kill_after_generation_0,
+                   write_report=False)
+    monkeypatch.setattr(trial_module, "train", real_train)
+    diverged = RunState.load(out).by_index[1]
+    assert diverged.diverged and diverged.fitness == -1.0 and diverged.accuracy == 0.0
+    folder = out / "tickets" / "trial-000001"
+    assert not (folder / "model.safetensors").exists()
+    with pytest.raises(MenasError, match="trial 1 of search run diverged .its weights were not finite., so none were"):
+        load_artifact(folder)
+    for index in (0, 2):  # the others' weights as a diverged training before this check would have left them
+        path = out / "tickets" / f"trial-{index:06d}" / "model.safetensors"
+        save_file({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                   for k, v in load_file(path).items()}, path)
+    result = run_search(None, out, resume=True, splits=tiny_splits, write_report=False)
+    state = result.state
+    assert state.finished and 1 not in state.population
+    children = [t for t in state.trials if t.generation == 1]
+    assert children and all(t.parent in (0, 2) and not t.diverged for t in children)
+    for child in children:
+        assert child.inherit == {"diverged_parents": [child.parent]}, child.inherit  # a fresh initialization

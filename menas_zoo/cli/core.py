@@ -49,11 +49,9 @@ def _limit(value: Optional[float], flag: str) -> Optional[int]:
 @command(name="info")
 def info(
     ref: str = typer.Argument(..., metavar="REF", help=NETWORK_HELP),
-    in_chans: Optional[int] = typer.Option(None, min=1, help="Override input channels (references, one-line forms)."),
-    resolution: Optional[int] = typer.Option(None, min=1, help="Override input resolution (references, one-line "
-                                                              "forms)."),
-    num_classes: Optional[int] = typer.Option(None, min=1, help="Override number of classes (references, one-line "
-                                                               "forms)."),
+    in_chans: Optional[int] = typer.Option(None, min=1, help="Override a genotype's input channels."),
+    resolution: Optional[int] = typer.Option(None, min=1, help="Override a genotype's input resolution."),
+    num_classes: Optional[int] = typer.Option(None, min=1, help="Override a genotype's number of classes."),
     as_json: bool = json_option(),
     offline: bool = offline_option(),
     endpoint: Optional[str] = endpoint_option(),
@@ -66,13 +64,7 @@ def info(
     model = source.model
     genotype = model.genotype
     cost = genotype_cost(genotype)
-    rows = []
-    for (s, b, in_ch, block), (_, _, module) in zip(genotype.blocks(), model.blocks()):
-        params = sum(p.numel() for p in module.parameters())
-        rows.append({"stage": s + 1, "block": b + 1, "string": block.to_string(in_ch), "in": in_ch,
-                     "hidden": block.dw_channels(in_ch), "out": block.out, "kernel": block.kernel,
-                     "stride": block.stride, "se": block.se, "act": block.act, "shortcut": block.has_shortcut(in_ch),
-                     "params": params})
+    rows = model.block_table()
     trained = source.kind != "genotype"
     model_info = {"ref": ref, "kind": source.kind, "revision": source.revision,
                   "weights_sha256": source.weights_sha256} if trained else None
@@ -101,9 +93,10 @@ def train_command(
     epochs: int = typer.Option(30, min=1, help="Epochs."),
     dataset: str = dataset_option(),
     data_dir: Optional[Path] = data_dir_option(),
-    resolution: Optional[int] = typer.Option(None, min=1, help="Input resolution: overrides a reference or one-line "
-                                                              "genotype's (an image folder is resized to the "
-                                                              "genotype's)."),
+    resolution: Optional[int] = typer.Option(None, min=1, help="Input resolution: overrides the genotype's (an image "
+                                                              "folder is resized to the genotype's)."),
+    in_chans: Optional[int] = typer.Option(None, help="Input channels: overrides the genotype's (an image folder is "
+                                                      "read as 1: grayscale or 3: RGB)."),
     batch_size: int = typer.Option(256, min=1, help="Images per training step."),
     optimizer: str = typer.Option("sgd", help="sgd or adamw."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: 0.1 x batch/256 for SGD, 2e-3 for AdamW)."),
@@ -124,10 +117,7 @@ def train_command(
     from menas_zoo.space import resolve_genotype
     from menas_zoo.train import TrainConfig, train_artifact
 
-    genotype = resolve_genotype(genotype_ref, resolution=resolution)
-    if resolution is not None and genotype.resolution != resolution:
-        raise MenasError(f"--resolution overrides a reference or one-line genotype's; {genotype_ref} fixes "
-                         f"{genotype.resolution} px")
+    genotype = resolve_genotype(genotype_ref, in_chans=in_chans, resolution=resolution)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                       label_smoothing=label_smoothing, bn_l1=bn_l1, seed=seed, device=device, channels_last=channels_last)
     run = train_artifact(genotype, out, cfg, dataset=dataset, data_dir=data_dir, val_size=val_size,

@@ -2,13 +2,13 @@
 
 REF is resolved by :func:`menas_zoo.hub.resolve_model` for both commands: an artifact folder, a zoo name
 or ``hf-hub:`` ref, or a genotype with ``--weights model.safetensors`` (or ``--random-init`` to time an
-untrained network). The images come from :meth:`menas_zoo.export.pipeline.ExportImages.load`.
+untrained network). ``export`` is :func:`menas_zoo.export.pipeline.export_ref`, ``bench``
+:func:`menas_zoo.export.pipeline.bench_ref` (``--per-block``: :func:`menas_zoo.export.latency_table.per_block_table`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -18,9 +18,8 @@ from menas_zoo.cli.app import command, console, err_console, print_json, print_t
 from menas_zoo.cli.options import data_dir_option, dataset_option, endpoint_option, hub_offline, json_option, \
     offline_option, providers_option, threads_option
 from menas_zoo.costs import genotype_cost, human
-from menas_zoo.errors import EXIT_OVER_BUDGET, EXIT_PARITY, GenotypeError, MenasError
+from menas_zoo.errors import EXIT_OVER_BUDGET, EXIT_PARITY, MenasError
 from menas_zoo.export.defaults import DEFAULT_ATOL, DEFAULT_OPSET, DEFAULT_RUNS, DEFAULT_WARMUP
-from menas_zoo.space import get_profile, resolve_genotype, sample_genotype
 
 # torch, onnx and onnxruntime are imported inside the commands: --help must not pay for them.
 if TYPE_CHECKING:
@@ -125,22 +124,16 @@ def export_command(
 ) -> None:
     """Export a model to ONNX, check it, prove parity with PyTorch and time it; optionally int8."""
     from menas_zoo.export.bench import check_budget
-    from menas_zoo.export.pipeline import ExportImages, ExportOptions, export_model, onnx_metadata, prepare_out_dir
-    from menas_zoo.hub.resolve import resolve_model
+    from menas_zoo.export.pipeline import ExportOptions, export_ref
 
     options = ExportOptions(opset=opset, exporter=exporter, dynamic_batch=dynamic_batch, optimize=optimize, int8=int8,
                             batch_sizes=parse_ints(batch_sizes, "--batch-sizes"),
                             threads=parse_ints(threads, "--threads"), runs=runs, atol=atol,
                             max_latency_ms=max_latency_ms, fp16=fp16, ort_format=ort_format,
                             calibration_method=calibration_method, providers=providers)
-    options.check()  # before loading anything: a bad option costs no time
-    source = resolve_model(ref, weights=weights, random_init=random_init, offline=hub_offline(offline),
-                           endpoint=endpoint)
-    prepare_out_dir(out)
-    images, test_data = ExportImages.load(source, dataset, data_dir, parity_images=parity_images,
-                                          calibration_images=calibration_images, int8=int8)
-    outcome = export_model(source.model, out, images, options, model_info={"ref": ref, "source": source.kind},
-                           onnx_metadata=onnx_metadata(source, test_data), step=_status(as_json))
+    outcome = export_ref(ref, out, options, weights=weights, random_init=random_init, dataset=dataset,
+                         data_dir=data_dir, parity_images=parity_images, calibration_images=calibration_images,
+                         offline=hub_offline(offline), endpoint=endpoint, step=_status(as_json))
     if as_json:
         print_json(outcome.report)
     else:
@@ -229,11 +222,8 @@ def bench_command(
 ) -> None:
     """Time a model in ONNX Runtime (and eager PyTorch), or build the per-block latency table."""
     from menas_zoo.edge import resolve_providers
-    from menas_zoo.export import onnx as onnx_export
-    from menas_zoo.export.bench import benchmark, budget_verdict, check_budget, check_budget_value
-    from menas_zoo.export.pipeline import ONNX_FILE
-    from menas_zoo.export.runtime import ort_session
-    from menas_zoo.hub.resolve import resolve_model
+    from menas_zoo.export.bench import budget_verdict, check_budget, check_budget_value
+    from menas_zoo.export.pipeline import bench_ref
 
     check_budget_value(max_latency_ms)
     resolve_providers(providers)
@@ -246,23 +236,10 @@ def bench_command(
         return
     if ref is None:
         raise MenasError("give a model REF or an .onnx file (or --per-block)")
-    if ref.endswith(".onnx") or (Path(ref).is_file() and not ref.endswith(".json")):
-        ort_session(ref, providers=providers)  # a file that does not load fails here, in one line
-        report = benchmark(ref, None, batch_sizes=batch_list, threads=thread_list, runs=runs, warmup=warmup,
-                           providers=providers)
-        title = ref
-    else:
-        onnx_export.check_opset(DEFAULT_OPSET, exporter)
-        source = resolve_model(ref, weights=weights, random_init=random_init, offline=hub_offline(offline),
-                               endpoint=endpoint)
-        with tempfile.TemporaryDirectory(prefix="menas-zoo-bench-") as tmp:
-            status = _status(as_json)
-            with status(f"exporting with the {exporter} exporter"):
-                path = onnx_export.export_onnx(source.model, Path(tmp) / ONNX_FILE, exporter=exporter).path
-            with status(f"timing ({runs} runs per configuration)"):
-                report = benchmark(path, source.model, batch_sizes=batch_list, threads=thread_list, runs=runs,
-                                   warmup=warmup, providers=providers)
-        title = f"{ref} ({human(genotype_cost(source.model.genotype).macs)} MACs)"
+    report, model = bench_ref(ref, batch_sizes=batch_list, threads=thread_list, runs=runs, warmup=warmup,
+                              providers=providers, exporter=exporter, weights=weights, random_init=random_init,
+                              offline=hub_offline(offline), endpoint=endpoint, step=_status(as_json))
+    title = ref if model is None else f"{ref} ({human(genotype_cost(model.genotype).macs)} MACs)"
     verdict = budget_verdict(report.onnxruntime, max_latency_ms) if max_latency_ms is not None else None
     if as_json:
         print_json({**report.as_dict(), "budget": verdict})
@@ -276,27 +253,13 @@ def bench_command(
 
 def _per_block(ref, weights, thread_list, runs, warmup, table_path: Path, n_genotypes, profile, seed,
                as_json, *, offline, endpoint) -> None:
-    from menas_zoo.export.latency_table import LatencyTable, build_latency_table, evaluate_predictor
-    from menas_zoo.hub.resolve import resolve_model
+    from menas_zoo.export.latency_table import per_block_table
 
     if len(thread_list) != 1:
         raise MenasError("--per-block measures one thread count at a time; pass a single --threads value")
-    search_profile = get_profile(profile)
-    sampled = [sample_genotype(search_profile, seed + i) for i in range(n_genotypes)]
-    if ref is None and not sampled:
-        raise MenasError("--per-block needs a REF or at least one sampled genotype (--genotypes N)")
-    if ref is not None:
-        if ref.endswith(".onnx"):
-            raise MenasError("--per-block needs a genotype or model REF, not an .onnx file")
-        # Only the architecture matters for latency: a genotype is used as is, a model REF for its genotype.
-        own = resolve_genotype(ref) if _is_genotype(ref) else resolve_model(
-            ref, weights=weights, offline=offline, endpoint=endpoint).model.genotype
-        sampled.insert(0, own)
-    table = LatencyTable.load(table_path) if table_path.exists() else LatencyTable()
-    table = build_latency_table(sampled, table=table, threads=thread_list[0], runs=runs, warmup=warmup,
-                                progress=not as_json)
-    table.save(table_path)
-    evaluation = evaluate_predictor(table, sampled, progress=not as_json)
+    table, evaluation, sampled = per_block_table(ref, table_path, weights=weights, threads=thread_list[0], runs=runs,
+                                                 warmup=warmup, genotypes=n_genotypes, profile=profile, seed=seed,
+                                                 progress=not as_json, offline=offline, endpoint=endpoint)
     if as_json:
         print_json({"table": str(table_path), "entries": len(table.entries), **evaluation})
         return
@@ -309,14 +272,6 @@ def _per_block(ref, weights, thread_list, runs, warmup, table_path: Path, n_geno
                   f"median {evaluation['median_abs_error_pct']:.1f}%, worst {evaluation['worst_abs_error_pct']:.1f}%, "
                   f"mean signed {evaluation['mean_error_pct']:+.1f}%", highlight=False)
     print_machine(table.meta["machine"])
-
-
-def _is_genotype(ref: str) -> bool:
-    try:
-        resolve_genotype(ref)
-    except GenotypeError:
-        return False
-    return True
 
 
 def _short(compact: str, width: int = 60) -> str:

@@ -17,7 +17,7 @@ from rich.progress import track
 from menas_zoo.cli.app import command, console, err_console, print_json, print_table
 from menas_zoo.cli.options import (data_dir_option, dataset_option, endpoint_option, hub_offline, json_option,
                                    offline_option, providers_option, threads_option)
-from menas_zoo.errors import MenasError
+
 
 @command(name="predict")
 def predict_command(
@@ -75,18 +75,11 @@ def demo_command(
     endpoint: Optional[str] = endpoint_option(),
 ) -> None:
     """Classify sample test images and write a PNG grid with predicted and true labels (mistakes in red)."""
-    from menas_zoo.data import load_dataset
-    from menas_zoo.demo import demo_grid
-    from menas_zoo.predict import is_onnx_ref, load_predictor
+    from menas_zoo.demo import demo_ref
 
-    if out.suffix.lower() != ".png":
-        raise MenasError(f"--out must be a .png file, got {out}")
-    with err_console.status("loading the model and test images") if not as_json else contextlib.nullcontext():
-        predictor = load_predictor(ref, providers=providers if is_onnx_ref(ref) else None,
-                                   offline=hub_offline(offline), endpoint=endpoint)
-        info = predictor.info  # an image folder is read as the model reads images
-        data = load_dataset(dataset, data_dir, "test", in_chans=info.channels, resolution=info.resolution)
-    result = demo_grid(predictor, data, out, count=count, seed=seed)
+    with err_console.status("classifying test images") if not as_json else contextlib.nullcontext():
+        result = demo_ref(ref, out, count=count, seed=seed, dataset=dataset, data_dir=data_dir, providers=providers,
+                          offline=hub_offline(offline), endpoint=endpoint)
     if as_json:
         print_json(result.as_dict())
         return

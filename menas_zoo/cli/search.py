@@ -51,6 +51,8 @@ def search_command(
                                                                       "the Debian package's)."),
     resolution: Optional[int] = typer.Option(None, min=1, help="Input resolution of an image-folder dataset, whose "
                                                               "images are resized to it. [default: the profile's]"),
+    in_chans: Optional[int] = typer.Option(None, help="Channels an image-folder dataset is read as: 1 (grayscale) "
+                                                      "or 3 (RGB). [default: 3 for an image folder]"),
     budget_minutes: Optional[float] = typer.Option(None, help="Stop cleanly (and report) after this many minutes."),
     max_macs: Optional[float] = typer.Option(None, help="MACs limit, e.g. 5e6."),
     max_params: Optional[float] = typer.Option(None, help="Parameter limit, e.g. 1e5."),
@@ -101,7 +103,8 @@ def search_command(
         "profile": profile, "strategy": strategy, "population": population, "generations": generations,
         "epochs": epochs, "mask_epochs": mask_epochs, "eb_window": eb_window, "eb_threshold": eb_threshold,
         "bn_shrink": bn_shrink, "max_prune_ratio": max_prune_ratio, "train_subset": train_subset, "val_size": val_size, "dataset": dataset,
-        "data_dir": str(data_dir) if data_dir else None, "resolution": resolution, "max_macs": _int(max_macs), "max_params": _int(max_params),
+        "data_dir": str(data_dir) if data_dir else None, "resolution": resolution, "in_chans": in_chans,
+        "max_macs": _int(max_macs), "max_params": _int(max_params),
         "max_latency_ms": max_latency_ms, "penalty": penalty, "tickets": tickets, "regrow": regrow, "weight_sharing": weight_sharing,
         "early_bird": early_stop, "keep_largest": keep_largest, "tournament": tournament, "prune_ratio": prune_ratio,
         "channel_multiple": channel_multiple, "seed": seed,

@@ -23,8 +23,8 @@ from menas_zoo.lazy import lazy_attributes
 
 __all__ = ["BenchReport", "DEFAULT_OPSET", "EXPORTERS", "ExportImages", "ExportOptions", "ExportOutcome",
            "ExportResult", "Int8Comparison", "LatencyBudgetError", "LatencyStats", "LatencyTable", "ParityError",
-           "ParityResult", "bench_eager", "bench_onnx", "benchmark", "build_latency_table", "check_budget",
-           "check_parity", "compare_int8", "evaluate_predictor", "export_model", "export_onnx",
+           "ParityResult", "bench_eager", "bench_onnx", "bench_ref", "benchmark", "build_latency_table", "check_budget",
+           "check_parity", "compare_int8", "evaluate_predictor", "export_model", "export_onnx", "export_ref",
            "latency_fn", "machine_fingerprint", "measure_latency_ms", "model_images", "onnx_metadata", "ort_session",
            "quantize_int8", "real_images"]
 
@@ -51,6 +51,8 @@ __getattr__, __dir__ = lazy_attributes(globals(), {
     "ExportOptions": "menas_zoo.export.pipeline",
     "ExportOutcome": "menas_zoo.export.pipeline",
     "export_model": "menas_zoo.export.pipeline",
+    "export_ref": "menas_zoo.export.pipeline",
+    "bench_ref": "menas_zoo.export.pipeline",
     "onnx_metadata": "menas_zoo.export.pipeline",
     "ParityResult": "menas_zoo.export.parity",
     "check_parity": "menas_zoo.export.parity",

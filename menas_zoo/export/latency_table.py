@@ -213,3 +213,40 @@ def evaluate_predictor(table: LatencyTable, genotypes: Iterable[Genotype], *, ru
     return {"networks": rows, "median_abs_error_pct": round(statistics.median(errors), 2) if errors else None,
             "worst_abs_error_pct": round(max(errors), 2) if errors else None,
             "mean_error_pct": round(statistics.fmean(r["error_pct"] for r in rows), 2) if rows else None}
+
+
+def per_block_table(ref: str | None, table_path: str | Path, *, weights: str | Path | None = None, threads: int = 1,
+                    runs: int = 100, warmup: int = 10, genotypes: int = 20, profile: str = "small", seed: int = 0,
+                    progress: bool = False, offline: bool | None = None,
+                    endpoint: str | None = None) -> tuple[LatencyTable, dict, list[Genotype]]:
+    """``menas-zoo bench --per-block``: extend (or start) the table at ``table_path`` with the parts of
+    ``ref``'s architecture (a genotype, or a model ref's) and of ``genotypes`` sampled from ``profile``,
+    save it, and evaluate its predictor on those networks. Returns the table, the evaluation and the
+    networks, ``ref``'s first."""
+    from menas_zoo.space import get_profile, sample_genotype
+
+    search_profile = get_profile(profile)
+    sampled = [sample_genotype(search_profile, seed + i) for i in range(genotypes)]
+    if ref is None and not sampled:
+        raise MenasError("--per-block needs a REF or at least one sampled genotype (--genotypes N)")
+    if ref is not None:
+        if ref.endswith(".onnx"):
+            raise MenasError("--per-block needs a genotype or model REF, not an .onnx file")
+        sampled.insert(0, _architecture(ref, weights, offline, endpoint))
+    table_path = Path(table_path)
+    table = LatencyTable.load(table_path) if table_path.exists() else LatencyTable()
+    table = build_latency_table(sampled, table=table, threads=threads, runs=runs, warmup=warmup, progress=progress)
+    table.save(table_path)
+    return table, evaluate_predictor(table, sampled, progress=progress), sampled
+
+
+def _architecture(ref: str, weights: str | Path | None, offline: bool | None, endpoint: str | None) -> Genotype:
+    """Only the architecture matters for latency: a genotype as it is, a model ref's genotype."""
+    from menas_zoo.errors import GenotypeError
+    from menas_zoo.hub.resolve import resolve_model
+    from menas_zoo.space import resolve_genotype
+
+    try:
+        return resolve_genotype(ref)
+    except GenotypeError:
+        return resolve_model(ref, weights=weights, offline=offline, endpoint=endpoint).model.genotype

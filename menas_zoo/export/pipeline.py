@@ -32,8 +32,8 @@ from menas_zoo.costs import genotype_cost
 from menas_zoo.errors import MenasError
 from menas_zoo.data import ImageDataset
 from menas_zoo.edge import metadata_props, resolve_providers
-from menas_zoo.export.bench import (DEFAULT_RUNS, BenchReport, benchmark, budget_verdict, check_budget_value,
-                                    precision_summary)
+from menas_zoo.export.bench import (DEFAULT_RUNS, DEFAULT_WARMUP, BenchReport, benchmark, budget_verdict,
+                                    check_budget_value, precision_summary)
 from menas_zoo.export.onnx import DEFAULT_OPSET, check_opset, embed_metadata, export_onnx
 from menas_zoo.export.parity import DEFAULT_ATOL, ParityResult, check_parity, model_images, real_images
 from menas_zoo.export.quantize import Int8Comparison, calibration_method, compare_int8, layer_errors, quantize_int8
@@ -272,3 +272,55 @@ def precision_summaries(staging: Path, options: ExportOptions) -> dict[str, Any]
                 staging / name, batch_sizes=batches, threads=options.threads[0], runs=options.runs,
                 providers=options.providers)}
     return summaries
+
+
+def export_ref(ref: str, out: str | Path, options: ExportOptions | None = None, *, weights: str | Path | None = None,
+               random_init: bool = False, dataset: str = "fashion-mnist", data_dir: str | Path | None = None,
+               parity_images: int = 512, calibration_images: int = 512, offline: bool | None = None,
+               endpoint: str | None = None,
+               step: Callable[[str], ContextManager] = lambda _: contextlib.nullcontext()) -> ExportOutcome:
+    """``menas-zoo export``: resolve ``ref`` (:func:`menas_zoo.hub.resolve.resolve_model`: a zoo name,
+    ``hf-hub:`` ref, artifact folder, or a genotype with ``weights`` or ``random_init``), read the images
+    its export needs, and :func:`export_model` it into ``out`` with the metadata that lets the ONNX file be
+    used alone. Options and ``out`` are checked before the model is loaded: a mistake costs no time."""
+    from menas_zoo.hub.resolve import resolve_model
+
+    options = options or ExportOptions()
+    options.check()
+    source = resolve_model(ref, weights=weights, random_init=random_init, offline=offline, endpoint=endpoint)
+    prepare_out_dir(Path(out))
+    images, test_data = ExportImages.load(source, dataset, data_dir, parity_images=parity_images,
+                                          calibration_images=calibration_images, int8=options.int8)
+    return export_model(source.model, out, images, options, model_info={"ref": ref, "source": source.kind},
+                        onnx_metadata=onnx_metadata(source, test_data), step=step)
+
+
+def is_onnx_file(ref: str) -> bool:
+    """Whether ``bench`` times ``ref`` as it is: an .onnx file, or any file but a genotype's JSON."""
+    return ref.endswith(".onnx") or (Path(ref).is_file() and not ref.endswith(".json"))
+
+
+def bench_ref(ref: str, *, batch_sizes: Sequence[int] = (1, 32), threads: Sequence[int] = (1,),
+              runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP, providers: str | None = None,
+              exporter: str = "dynamo", weights: str | Path | None = None, random_init: bool = False,
+              offline: bool | None = None, endpoint: str | None = None,
+              step: Callable[[str], ContextManager] = lambda _: contextlib.nullcontext()
+              ) -> tuple[BenchReport, MobileNetMT | None]:
+    """``menas-zoo bench``: an .onnx file timed in ONNX Runtime as it is, or a model ref
+    (:func:`menas_zoo.hub.resolve.resolve_model`) exported to a temporary file and timed beside eager
+    PyTorch. Returns the report and the network (None for a file)."""
+    from menas_zoo.export.runtime import ort_session
+    from menas_zoo.hub.resolve import resolve_model
+
+    timing = {"batch_sizes": batch_sizes, "threads": threads, "runs": runs, "warmup": warmup, "providers": providers}
+    if is_onnx_file(ref):
+        ort_session(ref, providers=providers)  # a file that does not load fails here, in one line
+        return benchmark(ref, None, **timing), None
+    check_opset(DEFAULT_OPSET, exporter)
+    source = resolve_model(ref, weights=weights, random_init=random_init, offline=offline, endpoint=endpoint)
+    with tempfile.TemporaryDirectory(prefix="menas-zoo-bench-") as tmp:
+        with step(f"exporting with the {exporter} exporter"):
+            path = export_onnx(source.model, Path(tmp) / ONNX_FILE, exporter=exporter).path
+        with step(f"timing ({runs} runs per configuration)"):
+            report = benchmark(path, source.model, **timing)
+    return report, source.model

@@ -60,7 +60,16 @@ def get_entry(name: str) -> ZooEntry:
     entries = _entries()
     if name in entries:
         return entries[name]
-    close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.5)
-    registered = ", ".join(list_models(pretrained=True)) or "none"
-    hint = f"did you mean {', '.join(close)}?" if close else f"registered: {registered}"
-    raise MenasError(f"unknown model {name!r}: {hint} (or pass hf-hub:ORG/NAME or an artifact folder)")
+    raise unknown_model(name)
+
+
+def unknown_model(name: str) -> MenasError:
+    """The one line for a name that is neither a zoo model nor a reference genotype, whichever command was
+    given it (load, info, export, bench, predict, demo): the closest names of both kinds, else all of them."""
+    close = [n for n in difflib.get_close_matches(name, list_models(include_fixtures=True), n=4, cutoff=0.5)
+             if n != name][:3]
+    hint = (f"did you mean {', '.join(close)}?" if close else
+            f"zoo models: {', '.join(list_models(pretrained=True)) or 'none'}; reference genotypes: "
+            f"{', '.join(list_models(pretrained=False))}")
+    return MenasError(f"unknown model {name!r}: {hint} (or pass hf-hub:ORG/NAME, an artifact folder, or where a "
+                      "command takes one, a genotype)")

@@ -21,7 +21,6 @@ are ever downloaded, so nothing downloaded is ever unpickled.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from menas_zoo.artifact import (ARTIFACT_FILES, CONFIG, PICKLE_SUFFIXES, WEIGHTS
                                load_artifact, load_weights, read_config)
 from menas_zoo.errors import MenasError
 from menas_zoo.hub.http import bounded_session, network_error, resolve_commit
-from menas_zoo.hub.registry import ZooEntry, get_entry, list_models
+from menas_zoo.hub.registry import ZooEntry, get_entry, list_models, unknown_model
 from menas_zoo.io import write_text_atomic
 from menas_zoo.nets import MobileNetMT, adapt_model, build_model
 from menas_zoo.space.genotype import Genotype
@@ -253,22 +252,16 @@ def resolve_network(ref: str, *, in_chans: int | None = None, resolution: int | 
 
     A genotype (a reference name such as ``mobilenetv3-small``, a JSON file, inline JSON or the one-line
     form) gives its architecture with fresh weights (kind ``"genotype"``; ``in_chans``, ``resolution`` and
-    ``num_classes`` override those of references and one-line forms). A zoo name, ``hf-hub:`` ref or
+    ``num_classes`` override the genotype's). A zoo name, ``hf-hub:`` ref or
     artifact folder gives the trained network through :func:`resolve_model`; its weights fix its input and
     classes, so overrides are refused. A plain name that is neither fails naming the closest of both kinds.
     """
     if looks_like_genotype(ref):
         genotype = resolve_genotype(ref, in_chans=in_chans, resolution=resolution, num_classes=num_classes)
         return ModelSource(build_model(genotype).eval(), ref, "genotype", None, None)
-    names = list_models(include_fixtures=True)
     if not (Path(ref).expanduser().is_dir() or ref.startswith(HF_HUB_PREFIX) or os.sep in ref
-            or ref.startswith(".") or ref in names):
-        close = difflib.get_close_matches(ref, names, n=3, cutoff=0.5)
-        hint = (f"did you mean {', '.join(close)}?" if close else
-                f"zoo models: {', '.join(list_models(pretrained=True)) or 'none'}; reference genotypes: "
-                f"{', '.join(list_models(pretrained=False))}")
-        raise MenasError(f"unknown model or genotype {ref!r}: {hint} (or pass hf-hub:ORG/NAME, an artifact folder, "
-                         "a genotype JSON file, inline JSON, or a one-line genotype 'stem16 / BLOCK,... / head576')")
+            or ref.startswith(".") or ref in list_models(include_fixtures=True)):
+        raise unknown_model(ref)  # the line every command says of this name
     if (in_chans, resolution, num_classes) != (None, None, None):
         raise MenasError(f"{ref} is a trained model: its weights fix its input and classes, so --in-chans, "
                          "--resolution and --num-classes apply to genotypes only")

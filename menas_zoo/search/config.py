@@ -96,7 +96,7 @@ class SearchConfig:
     device: str = "auto"
     budget_minutes: float | None = None
     # -- set from the data when the run starts --
-    in_chans: int = 1
+    in_chans: int | None = None  # None: the data's (an image folder is read as RGB); 1 or 3 picks an image folder's
     num_classes: int = 10
     resolution: int | None = None  # None: the profile's
 
@@ -129,6 +129,7 @@ class SearchConfig:
             (self.budget_minutes is None or self.budget_minutes > 0, "--budget-minutes must be positive"),
             (self.train_subset is None or self.train_subset > 0, "--train-subset must be positive"),
             (self.penalty is None or self.penalty > 0, "--penalty must be positive (e.g. 0.07)"),
+            (self.in_chans in (None, 1, 3), f"--in-chans must be 1 (grayscale) or 3 (RGB), got {self.in_chans}"),
         ]
         for limit in ("max_macs", "max_params", "max_latency_ms"):
             value = getattr(self, limit)
@@ -155,6 +156,11 @@ class SearchConfig:
         """1 / (1 - prune ratio): what a ticket's pruning takes back. A child may cost this much over the
         limit before its ticket is cut, and regrow widens a ticket's child by at most this factor."""
         return 1.0 / (1.0 - self.prune_ratio)
+
+    def genotype_fields(self) -> dict[str, Any]:
+        """What every genotype of this search has in common, its input and classes (from the data once the
+        run has started; before that, Fashion-MNIST's channels)."""
+        return {"in_chans": self.in_chans or 1, "num_classes": self.num_classes, "resolution": self.resolution}
 
     @property
     def dense_epochs(self) -> int:

@@ -73,15 +73,21 @@ class Candidate:
 # -- selection -------------------------------------------------------------------------------------
 
 def select_survivors(pool: Sequence[Member], cfg: SearchConfig) -> list[Member]:
-    """The next population from the current one plus this generation's children, by strategy."""
+    """The next population from the current one plus this generation's children, by strategy. A model of
+    negative fitness (an infeasible ticket, a diverged trial) survives only to fill what the others cannot."""
     size = cfg.population
+    usable = [m for m in pool if m.fitness >= 0]
+    if len(usable) <= size:
+        fill = sorted((m for m in pool if m.fitness < 0), key=lambda m: (-m.fitness, m.index))[:size - len(usable)]
+        return sorted(usable + fill, key=lambda m: m.index)
+    pool = usable
     if cfg.strategy == "evolution":
         return sorted(pool, key=lambda m: m.index)[-size:]  # aging: the oldest die
     n_largest = round(cfg.keep_largest * size) if cfg.strategy == "menas" else 0
     by_fitness = sorted(pool, key=lambda m: (-m.fitness, m.index))
     best = by_fitness[:size - n_largest]
     chosen = {m.index for m in best}
-    rest = [m for m in pool if m.index not in chosen and m.fitness >= 0]  # never keep an infeasible model
+    rest = [m for m in pool if m.index not in chosen]
     largest = sorted(rest, key=lambda m: (-m.macs, -m.fitness, m.index))[:n_largest]
     return sorted(best + largest, key=lambda m: m.index)
 
@@ -168,8 +174,7 @@ def propose(population: Sequence[Member], cfg: SearchConfig, generation: int, st
     child budget (repaired if a variation overshot it), new, and accepted by ``accept``."""
     rng = random.Random(derive_seed(cfg.seed, "generation", generation))
     budget = cfg.child_budget()
-    check_feasible(cfg.profile, budget, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
-                   resolution=cfg.resolution)
+    check_feasible(cfg.profile, budget, **cfg.genotype_fields())
     children: list[Candidate] = []
     for i in range(cfg.population):
         for _ in range(MAX_DRAWS):
@@ -187,8 +192,8 @@ def propose(population: Sequence[Member], cfg: SearchConfig, generation: int, st
 def _draw(population: Sequence[Member], cfg: SearchConfig, generation: int, index: int,
           rng: random.Random, budget: Budget) -> Candidate:
     if generation == 0 or cfg.strategy == "random" or not population:
-        genotype = sample_genotype(cfg.profile, rng, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
-                                   resolution=cfg.resolution, max_params=budget.max_params, max_macs=budget.max_macs)
+        genotype = sample_genotype(cfg.profile, rng, **cfg.genotype_fields(), max_params=budget.max_params,
+                                   max_macs=budget.max_macs)
         return Candidate(index, generation, genotype, "sample")
     if cfg.strategy == "evolution":
         parent = tournament(population, cfg.tournament_size, rng)

@@ -95,15 +95,17 @@ def run_search(cfg: SearchConfig | None, out: str | Path, *, resume: bool = Fals
             raise MenasError("a new search needs its settings")
         if cfg.max_latency_ms is not None and latency_fn is None:  # before the run folder exists
             latency_fn = default_latency_fn()
-        splits = splits or _load_data(cfg, new=True)
+        splits = splits or _load_data(cfg)
         if cfg.resolution is not None and splits.train.resolution != cfg.resolution:
             raise MenasError(f"{cfg.dataset} images are {splits.train.resolution} px, not {cfg.resolution} px "
                              "(a resolution is chosen for an image folder only)")
+        if cfg.in_chans is not None and splits.train.in_chans != cfg.in_chans:
+            raise MenasError(f"{cfg.dataset} images are {splits.train.in_chans}-channel, not {cfg.in_chans}-channel "
+                             "(channels are chosen for an image folder only)")
         cfg.in_chans, cfg.num_classes = splits.train.in_chans, len(splits.train.classes)
         cfg.resolution = splits.train.resolution
         # A limit no genotype of the profile can meet is refused before the run folder exists.
-        check_feasible(cfg.profile, cfg.budget(), in_chans=cfg.in_chans, num_classes=cfg.num_classes,
-                       resolution=cfg.resolution)
+        check_feasible(cfg.profile, cfg.budget(), **cfg.genotype_fields())
         state = RunState.create(out, cfg)
     splits = splits or _load_data(cfg)
     if on_start is not None:
@@ -186,9 +188,15 @@ def _job(state: RunState, candidate) -> TrialJob:
     if candidate.parent is None or not (cfg.weight_sharing and cfg.tickets):  # inheritance starts from tickets
         return TrialJob(candidate)
     genotype, weights = state.parent_weights(candidate.parent)
+    if weights is None:  # a diverged parent: the child starts from a fresh initialization, and says so
+        return TrialJob(candidate, diverged_parents=(candidate.parent,))
     job = TrialJob(candidate, parent_genotype=genotype, parent_state=weights)
     if candidate.second_parent is not None and candidate.second_stages:
-        job.second_genotype, job.second_state = state.parent_weights(candidate.second_parent)
+        second_genotype, second_state = state.parent_weights(candidate.second_parent)
+        if second_state is None:  # the first parent's weights then fill the whole child
+            job.diverged_parents = (candidate.second_parent,)
+        else:
+            job.second_genotype, job.second_state = second_genotype, second_state
     return job
 
 
@@ -199,15 +207,18 @@ def _record(outcome: TrialOutcome, limits: CostLimits, elapsed: float) -> TrialR
         index=c.index, generation=c.generation, op=c.op, parent=c.parent, second_parent=c.second_parent,
         genotype=outcome.genotype, trained_genotype=c.genotype, accuracy=outcome.accuracy,
         trained_accuracy=outcome.trained_accuracy,
-        fitness=limits.fitness(outcome.accuracy, cost.macs, cost.params, outcome.latency_ms),
+        # A diverged trial ranks with the infeasible ones, below every model that can survive or breed.
+        fitness=-1.0 if outcome.diverged else limits.fitness(outcome.accuracy, cost.macs, cost.params,
+                                                             outcome.latency_ms),
         macs=cost.macs, params=cost.params, latency_ms=outcome.latency_ms, epochs=outcome.epochs,
         stopped_early=outcome.stopped_early, seconds=outcome.seconds, elapsed=elapsed,
         masks=mask_summary(outcome.masks), inherit=outcome.inherit, ticket_accuracy=outcome.ticket_accuracy,
-        pruned=outcome.pruned, feasible=outcome.feasible, phase_seconds=outcome.phase_seconds)
+        pruned=outcome.pruned, feasible=outcome.feasible, phase_seconds=outcome.phase_seconds,
+        diverged=outcome.diverged)
 
 
-def _load_data(cfg: SearchConfig, new: bool = False) -> DataSplits:
-    """The search's images: an image folder is read at the run's resolution (the profile's unless set) and,
-    once the run has started, with the channels it started with (RGB for a new one)."""
+def _load_data(cfg: SearchConfig) -> DataSplits:
+    """The search's images: an image folder is read at the run's resolution (the profile's unless set) and
+    with its channels (RGB unless set), and a resumed run reads it as it started."""
     return load_splits(cfg.dataset, cfg.data_dir, val_size=cfg.val_size, seed=cfg.seed, train_subset=cfg.train_subset,
-                       in_chans=None if new else cfg.in_chans, resolution=cfg.resolution or cfg.profile.resolution)
+                       in_chans=cfg.in_chans, resolution=cfg.resolution or cfg.profile.resolution)

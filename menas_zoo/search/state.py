@@ -14,7 +14,9 @@ accuracy and fitness, the data's input spec and labels, provenance), masks.safet
 the ticket's masks against the child, kept for every trial) and model.safetensors, kept while the
 search may still need the weights (the population, the generation's children) and then deleted; the
 rest of the folder stays. So ``menas-zoo load``, ``info`` or ``export`` take ``tickets/trial-000012``
-as they take any model. An infeasible ticket is never trained further and has no weights to keep.
+as they take any model. An infeasible ticket is never trained further and has no weights to keep, nor
+has a trial whose training diverged (NaN weights): it scores -1, so it neither survives nor breeds
+while any other can, and no child inherits from it.
 
 A trial is finished once its line is in trials.jsonl. Its folder is written first (staged beside and
 renamed into place), then the line, then state.json, each by write-to-temporary-and-rename, so a kill
@@ -42,7 +44,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from menas_zoo.artifact import MASKS, WEIGHTS, Artifact, build_config, check_state_dict, load_artifact, write_artifact
-from menas_zoo.errors import GenotypeError, MenasError, first_line
+from menas_zoo.errors import GenotypeError, MenasError, NonFiniteWeightsError, first_line
 from menas_zoo.io import write_json_atomic, write_text_atomic
 from menas_zoo.nets import build_model
 from menas_zoo.search.config import SearchConfig
@@ -87,6 +89,13 @@ class TrialRecord:
     pruned: float = 0.0  # fraction of prunable channels the ticket really removed
     feasible: bool = True
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    diverged: bool = False  # its training ended with non-finite weights: scored -1, no weights kept
+
+    @property
+    def kept_weights(self) -> bool:
+        """Whether the search keeps (while it needs them) this individual's weights: not an infeasible
+        ticket's, never trained to the end, nor a diverged one's, which no child may inherit."""
+        return self.feasible and not self.diverged
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -194,7 +203,7 @@ class RunState:
             raise MenasError(f"{self.out / STATE} names individuals {missing} that {TRIALS} does not have")
         needed = set(self.population) | {t.index for t in self.trials if t.generation == self.generation}
         lookup = self.by_index
-        absent = [i for i in sorted(needed) if lookup[i].feasible and not self.has_weights(i)]
+        absent = [i for i in sorted(needed) if lookup[i].kept_weights and not self.has_weights(i)]
         if absent and not self.finished:
             raise MenasError(f"ticket weights of trials {absent} are missing from {self.out / TICKETS}")
 
@@ -214,8 +223,10 @@ class RunState:
         config = build_config(record.genotype, parent_genotype=record.trained_genotype, masks=masks or None,
                               metrics=trial_metrics(record, self.config), input_spec=input_spec, labels=labels,
                               provenance=trial_provenance(record, self))
-        # An infeasible ticket was never trained further: its folder describes it, without weights.
-        write_artifact(self.ticket_dir(record.index), config, weights if record.feasible else None, masks or None)
+        # An infeasible ticket was never trained further, a diverged trial's weights are not finite: their
+        # folders describe them, without weights.
+        write_artifact(self.ticket_dir(record.index), config, weights if record.kept_weights else None,
+                       masks or None)
         self.trials.append(record)
         lines = "".join(json.dumps(t.to_dict(), allow_nan=False) + "\n" for t in self.trials)
         write_text_atomic(self.out / TRIALS, lines)
@@ -243,14 +254,21 @@ class RunState:
             return load_single_file_ticket(legacy)
         return load_artifact(self.ticket_dir(index))
 
-    def parent_weights(self, index: int) -> tuple[Genotype, dict[str, torch.Tensor]]:
+    def parent_weights(self, index: int) -> tuple[Genotype, dict[str, torch.Tensor] | None]:
         """What a child of individual ``index`` inherits from it: its genotype and weights. An infeasible
         ticket was never trained further and has no weights: its children get an empty state, as they
-        did when its ticket file held masks alone (so a resumed run inherits what it would have)."""
+        did when its ticket file held masks alone (so a resumed run inherits what it would have). A
+        diverged individual is no donor (None): its record says so, or, in a run folder written before
+        records did, its weights are not finite."""
         record = self.by_index[index]
         if not record.feasible:
             return record.genotype, {}
-        ticket = self.load_ticket(index)
+        if record.diverged:
+            return record.genotype, None
+        try:
+            ticket = self.load_ticket(index)
+        except NonFiniteWeightsError:
+            return record.genotype, None
         return ticket.genotype, ticket.model.state_dict()
 
 
@@ -265,17 +283,19 @@ def _trial_index(name: str) -> int | None:
 
 def trial_metrics(record: TrialRecord, cfg: SearchConfig) -> dict[str, Any]:
     """What the search measured of an individual, in an artifact's metrics: its validation accuracy (a
-    split carved from the training images; none for an infeasible ticket, which is not scored) and fitness."""
+    split carved from the training images; none for an infeasible ticket or a diverged trial, which are not
+    scored) and fitness."""
     metrics: dict[str, Any] = {"fitness": record.fitness}
-    if record.feasible:
+    if record.kept_weights:
         metrics["accuracy"] = {"value": record.accuracy, "dataset": cfg.dataset, "split": "validation"}
     return metrics
 
 
 def trial_provenance(record: TrialRecord, state: RunState) -> dict[str, Any]:
     cfg = state.config
-    return {"search_run": state.out.name, "strategy": cfg.strategy, "seed": cfg.seed, "trial": record.index,
-            "generation": record.generation}
+    provenance = {"search_run": state.out.name, "strategy": cfg.strategy, "seed": cfg.seed, "trial": record.index,
+                  "generation": record.generation}
+    return {**provenance, "diverged": True} if record.diverged else provenance
 
 
 # -- one search per run folder -----------------------------------------------------------------------

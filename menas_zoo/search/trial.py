@@ -96,6 +96,7 @@ class TrialJob:
     parent_state: dict[str, torch.Tensor] | None = None
     second_genotype: Genotype | None = None  # crossover: the parent that gave ``candidate.second_stages``
     second_state: dict[str, torch.Tensor] | None = None
+    diverged_parents: tuple[int, ...] = ()  # parents whose weights were not finite: no donors
 
 
 @dataclass
@@ -114,6 +115,7 @@ class TrialOutcome:
     ticket_accuracy: float | None = None  # the ticket just cut, with the child's weights, BN recalibrated
     pruned: float = 0.0  # fraction of prunable channels the ticket really removed
     feasible: bool = True  # False: even the most pruned ticket is over a hard limit (trained no further)
+    diverged: bool = False  # True: the training ended with NaN or infinite weights (not scored, none kept)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # mask (dense), ticket (cut), proxy (rest), score
 
 
@@ -172,6 +174,7 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
                                      seed=derive_seed(seed, "ticket"))
 
     accuracy, latency, state = 0.0, None, {}  # an infeasible ticket scores 0 and trains no further
+    diverged = False
     if feasible:
         t0 = time.perf_counter()
         if recipe.epochs > 0:
@@ -181,6 +184,9 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
         t0 = time.perf_counter()
         # After a short run the BN running averages lag the fast-moving weights: re-estimate them first.
         recalibrate_bn(model, splits.train, batches=RECALIBRATION_BATCHES, seed=seed)
+        # A diverged training scores 0 and keeps no weights: NaN weights would make every child of it fail.
+        diverged = not all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
+    if feasible and not diverged:
         accuracy = evaluate(model, splits.val)["acc"]
         model.eval()
         latency = float(latency_fn(model)) if latency_fn is not None else None
@@ -191,7 +197,7 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
                         trained_accuracy=trained_accuracy, epochs=dense_epochs, stopped_early=stopped_early,
                         seconds=time.perf_counter() - start, latency_ms=latency, inherit=inherit,
                         ticket_accuracy=ticket_accuracy, pruned=pruned_fraction(masks) if masks else 0.0,
-                        feasible=feasible, phase_seconds=phases)
+                        feasible=feasible, diverged=diverged, phase_seconds=phases)
 
 
 #: Batches of 256 training images that re-estimate BN statistics before scoring: 1,024 images give
@@ -209,10 +215,11 @@ def proxy_config(cfg: SearchConfig, seed: int) -> TrainConfig:
 
 
 def _inherit(child: MobileNetMT, job: TrialJob) -> dict[str, Any]:
-    """Weight sharing: the first parent's weights everywhere, then the second parent's for its stages."""
-    report: dict[str, Any] = {}
+    """Weight sharing: the first parent's weights everywhere, then the second parent's for its stages. A
+    parent that diverged gives nothing (``diverged_parents``): without the first, the child starts fresh."""
+    refused = {"diverged_parents": list(job.diverged_parents)} if job.diverged_parents else {}
     if job.parent_state is None or job.parent_genotype is None:
-        return report
+        return refused
     second = set(job.candidate.second_stages) if job.second_state is not None else set()
     own = stage_keys(second)
     report = inherit_weights(child, job.parent_state, job.parent_genotype, keys=lambda k: not own(k)).as_dict()
@@ -220,4 +227,4 @@ def _inherit(child: MobileNetMT, job: TrialJob) -> dict[str, Any]:
         other = inherit_weights(child, job.second_state, job.second_genotype, keys=own).as_dict()
         report = {k: report[k] + other[k] for k in report}
         report["second_stages"] = sorted(second)
-    return report
+    return {**report, **refused}

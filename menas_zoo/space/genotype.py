@@ -33,6 +33,9 @@ ACTIVATIONS = {"re": "relu", "hs": "hswish"}
 #: genotype of any other profile (a profile file of one's own) carries ``stem_stride`` itself.
 PROFILE_STEM_STRIDE = {"small": 1, "tiny": 1, "imagenet": 2}
 MAX_STEM_STRIDE = 4
+#: The profile a one-line genotype without ``profile=NAME`` belongs to.
+COMPACT_PROFILE = "small"
+_COMPACT_NAME = re.compile(r"[A-Za-z0-9][\w.+-]*")
 # Bounds of any genotype this package builds, far above every profile (MobileNetV3-Large is 1280 wide,
 # 15 blocks deep, 224 px). A genotype from a file or a repo is checked against them before a single
 # tensor exists, so an absurd one (30,000,000 channels, 10^9 classes) is one line, not gigabytes.
@@ -281,23 +284,47 @@ class Genotype:
 
     # -- one-line form, for the command line ----------------------------------------------------
     def to_compact(self) -> str:
-        """``stem16 / k3_c16_s1_re / k3_h64_c24_s2_re,k3_h72_c24_s1_re / head576 / fc1024``."""
+        """``stem16 / k3_c16_s1_re / k3_h64_c24_s2_re,k3_h72_c24_s1_re / head576 / fc1024``.
+
+        A profile other than ``small`` (what a line without one is read as) ends the line as
+        ``profile=NAME``, and a stem stride other than that profile's is written ``stem16_s2``, so the line
+        keeps what the JSON form keeps of the architecture; input and classes stay outside it. A profile
+        name a line cannot hold (spaces, ``/``) is left out, and its stride then always written."""
         data = self.to_dict()
-        parts = [f"stem{self.stem}"] + [",".join(stage) for stage in data["stages"]] + [f"head{self.head}"]
-        return " / ".join(parts + ([f"fc{self.fc}"] if self.fc else []))
+        profile = self.profile if self.profile != COMPACT_PROFILE and _COMPACT_NAME.fullmatch(self.profile) else None
+        stem = f"stem{self.stem}"
+        if self.stem_stride != PROFILE_STEM_STRIDE.get(profile or COMPACT_PROFILE):
+            stem += f"_s{self.stem_stride}"
+        parts = [stem] + [",".join(stage) for stage in data["stages"]] + [f"head{self.head}"]
+        parts += ([f"fc{self.fc}"] if self.fc else []) + ([f"profile={profile}"] if profile else [])
+        return " / ".join(parts)
 
     @classmethod
     def from_compact(cls, text: str, **globals_: Any) -> Genotype:
+        """The inverse of :meth:`to_compact`; ``globals_`` (``in_chans``, ``resolution``, ``num_classes``,
+        ``profile``) give what the line does not say. A line without ``profile=`` or ``_sN`` reads as it
+        always has: the given profile (default ``small``) with that profile's stem stride."""
         parts = [p.strip() for p in text.split("/")]
-        if len(parts) < 3 or not re.fullmatch(r"stem\d+", parts[0]):
-            raise GenotypeError("genotype string: expected 'stem16 / BLOCK,BLOCK / ... / head576 [/ fc1024]'")
+        stem = re.fullmatch(r"stem(\d{1,9})(?:_s(\d{1,9}))?", parts[0])
+        if len(parts) < 3 or not stem:
+            raise GenotypeError("genotype string: expected 'stem16[_s2] / BLOCK,BLOCK / ... / head576 [/ fc1024] "
+                                "[/ profile=NAME]'")
+        if parts[-1].startswith("profile="):
+            named = parts.pop()[len("profile="):]
+            if not _COMPACT_NAME.fullmatch(named):
+                raise GenotypeError(f"genotype string: profile name {named!r} is not a plain name")
+            if globals_.get("profile", named) != named:
+                raise GenotypeError(f"genotype string: the line says profile={named}, not {globals_['profile']}")
+            globals_ = {**globals_, "profile": named}
         fc = 0
         if re.fullmatch(r"fc\d+", parts[-1]):
             fc = int(parts.pop()[2:])
         if not re.fullmatch(r"head\d+", parts[-1]):
             raise GenotypeError(f"genotype string: expected 'headN' before the end, got {parts[-1]!r}")
         stages = [[b.strip() for b in stage.split(",")] for stage in parts[1:-1]]
-        data = {"stem": int(parts[0][4:]), "stages": stages, "head": int(parts[-1][4:]), "fc": fc, **globals_}
+        data = {"stem": int(stem[1]), "stages": stages, "head": int(parts[-1][4:]), "fc": fc, **globals_}
+        if stem[2] is not None:
+            data["stem_stride"] = int(stem[2])
         return cls.from_dict(data)
 
 

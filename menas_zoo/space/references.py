@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from menas_zoo.errors import GenotypeError
+from menas_zoo.errors import GenotypeError, MenasError
+from menas_zoo.io import read_json
 from menas_zoo.space.genotype import Genotype, load_genotype
 
 _TABLES = {
@@ -51,6 +52,21 @@ def reference_genotype(name: str, in_chans: int = 3, resolution: int = 224, num_
                                "resolution": resolution, "num_classes": num_classes})
 
 
+def _artifact_genotype(config: Path) -> Genotype:
+    """The genotype an artifact folder's config.json describes (a model's architecture, with or without
+    its weights: a search's dropped individual is retrained from it)."""
+    try:
+        data = read_json(config, what="menas-zoo config.json")
+    except MenasError as exc:
+        raise GenotypeError(str(exc)) from None
+    if not isinstance(data, dict) or "genotype" not in data:
+        raise GenotypeError(f"{config} is not a menas-zoo config (no 'genotype')")
+    try:
+        return Genotype.from_dict(data["genotype"])
+    except GenotypeError as exc:
+        raise GenotypeError(f"{config}: {exc}") from None
+
+
 def looks_like_genotype(ref: str) -> bool:
     """Whether ``ref`` names an architecture rather than a trained model: a reference name, inline JSON,
     a one-line genotype, or a genotype file (or a run folder holding genotype.json but no weights)."""
@@ -62,19 +78,29 @@ def looks_like_genotype(ref: str) -> bool:
 def resolve_genotype(ref: str, *, in_chans: int | None = None, resolution: int | None = None,
                      num_classes: int | None = None) -> Genotype:
     """A genotype from a reference name, a JSON file, inline JSON, or the one-line form
-    (``stem16 / k3_c16_s1_re / ... / head576``). Overrides apply to references and one-line forms."""
+    (``stem16 / k3_c16_s1_re / ... / head576``), or the architecture of a run or artifact folder (its
+    genotype.json or config.json, weights or not). Overrides apply to every form alike: a genotype's input and
+    classes are not its architecture, so a JSON genotype trains on other data as a reference does."""
     overrides = {k: v for k, v in (("in_chans", in_chans), ("resolution", resolution),
                                    ("num_classes", num_classes)) if v is not None}
     if ref in _TABLES:
         return reference_genotype(ref, **overrides)
-    if ref.lstrip().startswith("{"):
-        return Genotype.from_json(ref)
     if ref.lstrip().startswith("stem"):
         return Genotype.from_compact(ref, **overrides)
-    path = Path(ref)
-    if path.is_dir() and (path / "genotype.json").is_file():
-        path = path / "genotype.json"
-    if path.is_file():
-        return load_genotype(path)
-    raise GenotypeError(f"{ref!r} is not a reference genotype ({', '.join(reference_names())}), "
-                        "a genotype JSON file, inline JSON, or a one-line genotype 'stem16 / BLOCK,... / head576'")
+    if ref.lstrip().startswith("{"):
+        genotype = Genotype.from_json(ref)
+    else:
+        path = Path(ref)
+        if path.is_dir() and (path / "genotype.json").is_file():
+            path = path / "genotype.json"
+        elif path.is_dir() and (path / "config.json").is_file():
+            return _with_overrides(_artifact_genotype(path / "config.json"), overrides)
+        if not path.is_file():
+            raise GenotypeError(f"{ref!r} is not a reference genotype ({', '.join(reference_names())}), a genotype "
+                                "JSON file, inline JSON, or a one-line genotype 'stem16 / BLOCK,... / head576'")
+        genotype = load_genotype(path)
+    return _with_overrides(genotype, overrides)
+
+
+def _with_overrides(genotype: Genotype, overrides: dict[str, int]) -> Genotype:
+    return genotype.replace(**overrides) if overrides else genotype

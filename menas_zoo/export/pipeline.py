@@ -295,11 +295,6 @@ def export_ref(ref: str, out: str | Path, options: ExportOptions | None = None, 
                         onnx_metadata=onnx_metadata(source, test_data), step=step)
 
 
-def is_onnx_file(ref: str) -> bool:
-    """Whether ``bench`` times ``ref`` as it is: an .onnx file, or any file but a genotype's JSON."""
-    return ref.endswith(".onnx") or (Path(ref).is_file() and not ref.endswith(".json"))
-
-
 def bench_ref(ref: str, *, batch_sizes: Sequence[int] = (1, 32), threads: Sequence[int] = (1,),
               runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP, providers: str | None = None,
               exporter: str = "dynamo", weights: str | Path | None = None, random_init: bool = False,
@@ -311,9 +306,10 @@ def bench_ref(ref: str, *, batch_sizes: Sequence[int] = (1, 32), threads: Sequen
     PyTorch. Returns the report and the network (None for a file)."""
     from menas_zoo.export.runtime import ort_session
     from menas_zoo.hub.resolve import resolve_model
+    from menas_zoo.predict import is_onnx_ref
 
     timing = {"batch_sizes": batch_sizes, "threads": threads, "runs": runs, "warmup": warmup, "providers": providers}
-    if is_onnx_file(ref):
+    if is_onnx_ref(ref):  # a file is timed as it is, as predict runs it
         ort_session(ref, providers=providers)  # a file that does not load fails here, in one line
         return benchmark(ref, None, **timing), None
     check_opset(DEFAULT_OPSET, exporter)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from menas_zoo.errors import GenotypeError, MenasError
-from menas_zoo.io import read_json
 from menas_zoo.space.genotype import Genotype, load_genotype
 
 _TABLES = {
@@ -52,19 +51,19 @@ def reference_genotype(name: str, in_chans: int = 3, resolution: int = 224, num_
                                "resolution": resolution, "num_classes": num_classes})
 
 
-def _artifact_genotype(config: Path) -> Genotype:
+def _artifact_genotype(directory: Path) -> Genotype:
     """The genotype an artifact folder's config.json describes (a model's architecture, with or without
-    its weights: a search's dropped individual is retrained from it)."""
+    its weights: a search's dropped individual is retrained from it), read and checked as any artifact's."""
+    from menas_zoo.artifact import CONFIG, read_config  # torch: only when a folder is given
+
     try:
-        data = read_json(config, what="menas-zoo config.json")
+        data = read_config(directory)
     except MenasError as exc:
         raise GenotypeError(str(exc)) from None
-    if not isinstance(data, dict) or "genotype" not in data:
-        raise GenotypeError(f"{config} is not a menas-zoo config (no 'genotype')")
     try:
         return Genotype.from_dict(data["genotype"])
     except GenotypeError as exc:
-        raise GenotypeError(f"{config}: {exc}") from None
+        raise GenotypeError(f"{directory / CONFIG}: {exc}") from None
 
 
 def looks_like_genotype(ref: str) -> bool:
@@ -94,7 +93,7 @@ def resolve_genotype(ref: str, *, in_chans: int | None = None, resolution: int |
         if path.is_dir() and (path / "genotype.json").is_file():
             path = path / "genotype.json"
         elif path.is_dir() and (path / "config.json").is_file():
-            return _with_overrides(_artifact_genotype(path / "config.json"), overrides)
+            return _with_overrides(_artifact_genotype(path), overrides)
         if not path.is_file():
             raise GenotypeError(f"{ref!r} is not a reference genotype ({', '.join(reference_names())}), a genotype "
                                 "JSON file, inline JSON, or a one-line genotype 'stem16 / BLOCK,... / head576'")

@@ -464,7 +464,8 @@ def train_artifact(genotype: Any, out: str | Path, cfg: TrainConfig | None = Non
         raise MenasError(f"genotype expects {genotype.in_chans}x{genotype.resolution}px input but {dataset} is "
                          f"{splits.train.in_chans}x{splits.train.resolution}px")
     if len(splits.train.classes) != genotype.num_classes:
-        raise MenasError(f"genotype has {genotype.num_classes} classes but {dataset} has {len(splits.train.classes)}")
+        raise MenasError(f"genotype has {genotype.num_classes} classes but {dataset} has {len(splits.train.classes)}; "
+                         f"pass --num-classes {len(splits.train.classes)} for a head that fits it")
     write_text_atomic(genotype_file, genotype.to_json() + "\n")
     torch.manual_seed(cfg.seed)  # the initial weights come from the seed too, so the same call gives the same weights
     model = build_model(genotype)

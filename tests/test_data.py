@@ -245,3 +245,29 @@ def test_a_grayscale_image_folder_is_searched_and_trained_in_one_channel(tmp_pat
                                           "imagefolder", "--data-dir", str(root), "--in-chans", value, "--epochs", "1"])
         assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
         assert re.search(message, result.stderr), result.stderr
+
+
+def test_train_fits_the_head_to_an_image_folder_with_num_classes(tmp_path, one_thread):
+    """A one-line genotype has 10 classes; on a 3-class folder train says how to fit the head, in one line
+    and with no run folder, and --num-classes builds the head for 3."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from menas_zoo.artifact import load_artifact
+    from menas_zoo.cli import app
+
+    root = _png_folder(tmp_path / "images", ["a", "b", "c"], 4, colour=False)
+    line = "stem8 / k3_h16_c8_s2_re / head16"
+    args = ["--dataset", "imagefolder", "--data-dir", str(root), "--in-chans", "1", "--resolution", "20",
+            "--epochs", "1", "--val-size", "3", "--batch-size", "4", "--device", "cpu", "--json"]
+    refused = CliRunner().invoke(app, ["train", line, "--out", str(tmp_path / "refused"), *args])
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1, refused.output
+    assert "genotype has 10 classes but imagefolder has 3; pass --num-classes 3" in refused.stderr
+    assert not (tmp_path / "refused").exists()
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", line, "--out", str(run), "--num-classes", "3", *args])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "genotype.json").read_text())["num_classes"] == 3
+    assert load_artifact(run).model.classifier.out_features == 3

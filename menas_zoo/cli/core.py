@@ -97,6 +97,8 @@ def train_command(
                                                               "folder is resized to the genotype's)."),
     in_chans: Optional[int] = typer.Option(None, help="Input channels: overrides the genotype's (an image folder is "
                                                       "read as 1: grayscale or 3: RGB)."),
+    num_classes: Optional[int] = typer.Option(None, min=1, help="Classes: overrides the genotype's (its head is "
+                                                                "built for this many)."),
     batch_size: int = typer.Option(256, min=1, help="Images per training step."),
     optimizer: str = typer.Option("sgd", help="sgd or adamw."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: 0.1 x batch/256 for SGD, 2e-3 for AdamW)."),
@@ -117,7 +119,7 @@ def train_command(
     from menas_zoo.space import resolve_genotype
     from menas_zoo.train import TrainConfig, train_artifact
 
-    genotype = resolve_genotype(genotype_ref, in_chans=in_chans, resolution=resolution)
+    genotype = resolve_genotype(genotype_ref, in_chans=in_chans, resolution=resolution, num_classes=num_classes)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                       label_smoothing=label_smoothing, bn_l1=bn_l1, seed=seed, device=device, channels_last=channels_last)
     run = train_artifact(genotype, out, cfg, dataset=dataset, data_dir=data_dir, val_size=val_size,

@@ -84,7 +84,8 @@ def stage_search(args) -> None:
         else:
             settings = {**SEARCH, **{k: v for k, v in (("population", args.population), ("generations", args.generations),
                                                            ("train_subset", args.train_subset)) if v is not None}}
-            cfg = SearchConfig(**settings, max_params=CLASSES[cls], device=args.device,
+            max_macs = int(args.max_macs) if args.max_macs else None
+            cfg = SearchConfig(**settings, max_params=CLASSES[cls], max_macs=max_macs, device=args.device,
                                budget_minutes=args.budget_minutes)
             run_search(cfg, out)
         copy_summary(out, RESULTS / f"search-{cls}")
@@ -102,8 +103,11 @@ def stage_select(args) -> None:
     for cls in args.classes:
         state = RunState.load(RUNS / f"search-{cls}")
         ranked = sorted((t for t in state.trials if t.feasible), key=lambda t: (-t.fitness, t.index))
-        rows = []
-        for t in ranked[:args.candidates]:
+        if not ranked:
+            raise SystemExit(f"class {cls}: its search has no finished trial under the limit yet; continue it with "
+                             f"'build_zoo.py search --classes {cls}'")
+        rows, candidates = [], ranked[:args.candidates]
+        for t in candidates:
             out = RUNS / f"select-{cls}" / f"trial-{t.index:06d}"
             torch.manual_seed(0)
             model = build_model(t.genotype)
@@ -113,11 +117,21 @@ def stage_select(args) -> None:
                          "val_acc": evaluate(model, splits.val)["acc"], "epochs": result.epochs,
                          "seconds": time.perf_counter() - started, "genotype": t.genotype.to_compact()})
             print(f"  {cls} trial {t.index}: fitness {t.fitness:.4f} -> val {rows[-1]['val_acc']:.4f}", flush=True)
-        winner = max(rows, key=lambda r: (r["val_acc"], -r["params"]))
+        latency = ort_latencies({"peer": peer_genotype(), **{str(t.index): t.genotype for t in candidates}})
+        for r in rows:
+            r["ort_b1_p50_ms"] = round(latency[str(r["trial"])], 4)
+            r["faster_than_peer"] = latency[str(r["trial"])] < latency["peer"]
+        faster = [r for r in rows if r["faster_than_peer"]]
+        winner = max(faster or rows, key=lambda r: (r["val_acc"], -r["params"]))
         write_json_atomic(RESULTS / f"selection-{cls}.json", {
-            "recipe": recipe, "train_images": len(splits.train), "val_images": len(splits.val), "candidates": rows,
-            "winner": winner["trial"]})
-        print(f"  {cls}: winner trial {winner['trial']} ({winner['val_acc']:.4f})", flush=True)
+            "source": f"MENAS, {SEARCH}, params <= {CLASSES[cls]:,}"
+                      + (f", MACs <= {state.config.max_macs:,}" if state.config.max_macs else ""),
+            "rule": "best validation accuracy (from scratch) among candidates with ORT batch-1 p50 below the peer's",
+            "recipe": recipe, "train_images": len(splits.train), "val_images": len(splits.val),
+            "peer_ort_b1_p50_ms": round(latency["peer"], 4), "candidates": rows, "winner": winner["trial"],
+            "genotype": winner["genotype"]})
+        print(f"  {cls}: winner trial {winner['trial']} ({winner['val_acc']:.4f}, ORT {winner['ort_b1_p50_ms']:.3f} ms "
+              f"vs peer {latency['peer']:.3f}; {len(faster)} of {len(rows)} faster than the peer)", flush=True)
 
 
 def peer_genotype():
@@ -168,8 +182,8 @@ def stage_adopt(args) -> None:
                  "train_seeds": [r["train_seed"] for r in runs], "ort_b1_p50_ms": round(latency[f"{seed}/{trial}"], 4),
                  "faster_than_peer": latency[f"{seed}/{trial}"] < latency["peer"]}
                 for (seed, trial), runs in sorted(retrained.items())]
-        eligible = [r for r in rows if r["faster_than_peer"]] or rows
-        winner = max(eligible, key=lambda r: (r["val_acc"], -r["params"]))
+        faster = [r for r in rows if r["faster_than_peer"]]
+        winner = max(faster or rows, key=lambda r: (r["val_acc"], -r["params"]))
         run = args.ablation / "runs" / f"menas-seed{winner['seed']}"
         link = RUNS / f"search-{cls}"
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -186,18 +200,26 @@ def stage_adopt(args) -> None:
             "candidates": rows, "winner": winner["trial"], "genotype": records[winner["seed"], winner["trial"]].genotype.to_compact()})
         print(f"{cls}: menas seed {winner['seed']} trial {winner['trial']} (holdout {winner['val_acc']:.4f}, "
               f"{winner['params']:,} params, ORT {winner['ort_b1_p50_ms']:.3f} ms vs peer {latency['peer']:.3f}) "
-              f"from {len(rows)} retrained MENAS trials ({len(eligible)} faster than the peer)", flush=True)
+              f"from {len(rows)} retrained MENAS trials ({len(faster)} faster than the peer)", flush=True)
 
 
-def final_genotype(name: str):
-    from menas_zoo.search.state import RunState
+def winner_genotype(name: str):
+    """What a final training builds: the peer, or its class's winner as its selection recorded it (so a
+    training needs no search state: the selection file travels alone)."""
+    from menas_zoo.space import resolve_genotype
 
     if name == "peer":
-        return peer_genotype(), None
+        return peer_genotype()
+    return resolve_genotype(json.loads((RESULTS / f"selection-{name.split('-')[1]}.json").read_text())["genotype"])
+
+
+def search_record(name: str):
+    """The winner's trial in its class's search: its trained parent genotype and ticket masks."""
+    from menas_zoo.search.state import RunState
+
     cls = name.split("-")[1]
     selection = json.loads((RESULTS / f"selection-{cls}.json").read_text())
-    record = RunState.load(RUNS / f"search-{cls}").by_index[selection["winner"]]
-    return record.genotype, record
+    return RunState.load(RUNS / f"search-{cls}").by_index[selection["winner"]]
 
 
 def stage_train(args) -> None:
@@ -211,7 +233,7 @@ def stage_train(args) -> None:
     train_images = full.subset(torch.arange(args.train_subset)) if args.train_subset else full  # smoke runs
     splits = DataSplits(train=train_images, val=full.subset(torch.arange(0)))  # all 60k; nothing selected on here
     for name in args.models:
-        genotype, _ = final_genotype(name)
+        genotype = winner_genotype(name)
         out = RUNS / f"final-{name}"
         torch.manual_seed(0)
         model = build_model(genotype)
@@ -249,7 +271,7 @@ def stage_publish(args) -> None:
 
     test = load_dataset("fashion-mnist", split="test")
     for name in args.models:
-        genotype, record = final_genotype(name)
+        record = search_record(name)
         final = json.loads((RESULTS / f"final-{name}.json").read_text())
         model = load_artifact(RUNS / f"final-{name}" / "model").model
         cls = name.split("-")[1]
@@ -287,7 +309,7 @@ def stage_table(args) -> None:
         if not path.exists():
             continue
         final = json.loads(path.read_text())
-        cost = genotype_cost(final_genotype(name)[0])
+        cost = genotype_cost(winner_genotype(name))
         lines.append(f"| {name} | {human(cost.params)} | {human(cost.macs)} | {final['test_acc']:.4f} | {final['epochs']} "
                      f"| {final['device']} | {final['train_seconds'] / 60:.0f} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -303,6 +325,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--budget-minutes", type=float, default=None, help="search: stop (resumably) after this")
+    parser.add_argument("--max-macs", type=float, default=None,
+                        help="search: a MACs limit beside the class's params limit (latency: see zoo_gpu.sh)")
     parser.add_argument("--ablation", type=Path, default=ROOT / "runs" / "ablation",
                         help="adopt: a finished search ablation folder")
     parser.add_argument("--candidates", type=int, default=4, help="select: top trials retrained per class")

@@ -214,12 +214,13 @@ def winner_genotype(name: str):
 
 
 def search_record(name: str):
-    """The winner's trial in its class's search: its trained parent genotype and ticket masks."""
-    from menas_zoo.search.state import RunState
+    """The winner's trial in its class's search: its trained parent genotype and ticket masks (read from
+    trials.jsonl, so a search folder returned without its trials' weights will do)."""
+    from menas_zoo.search.state import read_trials
 
     cls = name.split("-")[1]
-    selection = json.loads((RESULTS / f"selection-{cls}.json").read_text())
-    return RunState.load(RUNS / f"search-{cls}").by_index[selection["winner"]]
+    winner = json.loads((RESULTS / f"selection-{cls}.json").read_text())["winner"]
+    return next(t for t in read_trials(RUNS / f"search-{cls}") if t.index == winner)
 
 
 def stage_train(args) -> None:

@@ -184,7 +184,7 @@ class RunState:
                         lock=lock)
         except (KeyError, TypeError, ValueError) as exc:
             raise MenasError(f"{out / STATE} is damaged ({type(exc).__name__}: {exc}); it cannot be resumed") from None
-        state.trials = _read_trials(out / TRIALS)
+        state.trials = read_trials(out)
         state._check()
         for leftover in out.rglob(".*.tmp"):  # a write that SIGKILL cut short; never under a final name
             if leftover.is_dir():  # an artifact's staging folder (tickets/, winners/)
@@ -368,7 +368,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     return doc
 
 
-def _read_trials(path: Path) -> list[TrialRecord]:
+def read_trials(out: Path) -> list[TrialRecord]:
+    """A run folder's trial records as its trials.jsonl has them, without the weights a resume needs."""
+    path = Path(out) / TRIALS
     if not path.exists():
         return []
     trials = []

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# mt-b and mt-c on one GPU in one call of under ten minutes: their searches side by side, their
-# selections side by side, then their final trainings side by side (scripts/build_zoo.py's stages).
+# mt-b and mt-c on one GPU, meant for one call of under ten minutes: their searches side by side, their
+# selections side by side, then their final trainings side by side (scripts/build_zoo.py's stages). The
+# stage budgets below are estimates: no GPU has run it yet.
 #
 #   MENAS_ZOO_FASHION_MNIST=data/fashion-mnist OUT=/tmp/zoo-gpu scripts/zoo_gpu.sh
 #

@@ -124,8 +124,9 @@ def stage_select(args) -> None:
         faster = [r for r in rows if r["faster_than_peer"]]
         winner = max(faster or rows, key=lambda r: (r["val_acc"], -r["params"]))
         write_json_atomic(RESULTS / f"selection-{cls}.json", {
-            "source": f"MENAS, {SEARCH}, params <= {CLASSES[cls]:,}"
-                      + (f", MACs <= {state.config.max_macs:,}" if state.config.max_macs else ""),
+            "source": f"{state.config.strategy} search, params <= {CLASSES[cls]:,}"
+                      + (f", MACs <= {state.config.max_macs:,}" if state.config.max_macs else "")
+                      + f" (its settings: results/zoo/search-{cls}/config.json)",
             "rule": "best validation accuracy (from scratch) among candidates with ORT batch-1 p50 below the peer's",
             "recipe": recipe, "train_images": len(splits.train), "val_images": len(splits.val),
             "peer_ort_b1_p50_ms": round(latency["peer"], 4), "candidates": rows, "winner": winner["trial"],

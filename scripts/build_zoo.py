@@ -95,14 +95,14 @@ def stage_select(args) -> None:
     from menas_zoo.data import load_splits
     from menas_zoo.io import write_json_atomic
     from menas_zoo.nets import build_model
-    from menas_zoo.search.state import RunState
+    from menas_zoo.search.state import read_trials
     from menas_zoo.train import evaluate, train
 
     splits = load_splits("fashion-mnist", val_size=VAL_SIZE, seed=DATA_SEED, train_subset=args.select_subset)
     recipe = {**RECIPE, "epochs": args.select_epochs}
     for cls in args.classes:
-        state = RunState.load(RUNS / f"search-{cls}")
-        ranked = sorted((t for t in state.trials if t.feasible), key=lambda t: (-t.fitness, t.index))
+        trials = read_trials(RUNS / f"search-{cls}")  # its records: a search returned without weights will do
+        ranked = sorted((t for t in trials if t.feasible), key=lambda t: (-t.fitness, t.index))
         if not ranked:
             raise SystemExit(f"class {cls}: its search has no finished trial under the limit yet; continue it with "
                              f"'build_zoo.py search --classes {cls}'")
@@ -124,9 +124,7 @@ def stage_select(args) -> None:
         faster = [r for r in rows if r["faster_than_peer"]]
         winner = max(faster or rows, key=lambda r: (r["val_acc"], -r["params"]))
         write_json_atomic(RESULTS / f"selection-{cls}.json", {
-            "source": f"{state.config.strategy} search, params <= {CLASSES[cls]:,}"
-                      + (f", MACs <= {state.config.max_macs:,}" if state.config.max_macs else "")
-                      + f" (its settings: results/zoo/search-{cls}/config.json)",
+            "source": f"search under params <= {CLASSES[cls]:,} (its settings: results/zoo/search-{cls}/config.json)",
             "rule": "best validation accuracy (from scratch) among candidates with ORT batch-1 p50 below the peer's",
             "recipe": recipe, "train_images": len(splits.train), "val_images": len(splits.val),
             "peer_ort_b1_p50_ms": round(latency["peer"], 4), "candidates": rows, "winner": winner["trial"],

@@ -15,8 +15,9 @@
 # 0.55-1.3 ms. Without a MACs limit the winners are the most accurate under the params limit, and the
 # selection takes one slower than the peer when no candidate is faster (its file says so).
 #
-# Every stage resumes where a kill or the deadline stopped it, so running the script again continues
-# (with runs/zoo/ carried back from what the last call returned). $OUT gets at most six files, all
+# Every stage resumes where a kill or the deadline stopped it, so running the script again on the same
+# machine continues. The archives hold no trial weights, so a search they carry elsewhere is selected
+# from and published as it stands, not resumed. $OUT gets at most six files, all
 # zoo-*.tar.gz: the logs, results/zoo/, and the state later stages need (search states and ticket masks,
 # final trainings), not every trial's weights. Extract them in the repository root, then export, time
 # and publish on the machine the cards report: python scripts/build_zoo.py publish --models mt-b mt-c.

@@ -3,8 +3,13 @@ its winners retrained from scratch, and the rank correlation of search fitness w
 
 Rows: ``menas``, ``evolution`` (regularized evolution), ``random``, MENAS with each ingredient
 switched (``no-tickets``, ``no-regrow``, ``weight-sharing``, ``no-keep-largest``, ``no-early-stop``,
-``uniform-parents``), and
-``evolution-tickets``: MENAS's trial under regularized evolution's selection. Each row runs one
+``uniform-parents``),
+``evolution-tickets``: MENAS's trial under regularized evolution's selection, and ``ticket-after``:
+regularized evolution with plain trials under the limit / (1 - prune ratio), then the lottery tickets of
+its top 3 cut once each after the search, pruned to fit the limit (those tickets are the row's winners;
+its search gets ``1 - TICKET_RESERVE`` of the budget, so that search plus tickets take about the
+budget, and its tickets' dense parents are retrained too, for the ticket minus parent gap from
+scratch). Each row runs one
 search per seed for ``--budget-minutes`` on the ``tiny`` profile under a zoo params limit. Then, with
 one fixed recipe (``--retrain-epochs`` of AdamW from scratch, the same for every architecture):
 
@@ -52,7 +57,16 @@ ROWS = {  # row -> SearchConfig settings
     # tickets add to evolution, with the selection held the same.
     "evolution-tickets": {"strategy": "evolution", "tickets": True, "regrow": True, "bn_shrink": 0.5,
                           "early_bird": True},
+    # Regularized evolution with plain trials under the limit / (1 - prune ratio), then the lottery tickets of
+    # its top 3 cut once, after the search, each pruned to fit the limit: what the row delivers.
+    "ticket-after": {"strategy": "evolution"},
 }
+#: Rows whose winners are the tickets of their top trials, cut after the search (``cut_winner_tickets``).
+WINNER_TICKETS = {"ticket-after": 3}
+#: Share of such a row's wall-clock budget kept for cutting its tickets, so that the row's search plus its
+#: tickets take about the budget the other rows' searches take.
+TICKET_RESERVE = 0.25
+TICKETS_FILE = "winner-tickets.jsonl"
 
 
 # -- data: one fixed split of the 60k training images, the same for every run --------------------------
@@ -76,35 +90,88 @@ def make_splits(args):
 
 # -- stage 1: searches ---------------------------------------------------------------------------------
 
+def search_config(row: str, seed: int, args, **settings):
+    from menas_zoo.search import SearchConfig
+
+    return SearchConfig(**{**ROWS[row], **settings}, profile="tiny", population=args.population, generations=1000,
+                        epochs=args.epochs, mask_epochs=args.mask_epochs, batch_size=args.batch_size, seed=seed,
+                        device=args.device, val_size=args.val_size, train_subset=args.train_subset)
+
+
 def run_search_job(row: str, seed: int, args) -> str:
     import torch
 
-    from menas_zoo.search import SearchConfig, run_search
+    from menas_zoo.search import run_search
     from menas_zoo.search.state import RunState
 
     torch.set_num_threads(args.threads)
     out = args.out / "runs" / f"{row}-seed{seed}"
     search, _ = make_splits(args)
+    budget, max_params = args.budget_minutes, int(args.max_params)
+    if row in WINNER_TICKETS:  # the search runs under the limit its tickets are pruned to fit
+        budget *= 1 - TICKET_RESERVE
+        max_params = int(max_params * search_config(row, seed, args).unprune_factor)
     if (out / "state.json").exists():
         state = RunState.load(out)
-        left = args.budget_minutes - state.elapsed / 60
-        if left <= 0.05 or state.finished:
-            return f"{row} seed {seed}: done ({len(state.trials)} trials)"
-        result = run_search(None, out, resume=True, splits=search, overrides={"budget_minutes": left})
+        left = budget - state.elapsed / 60
+        if left > 0.05 and not state.finished:
+            run_search(None, out, resume=True, splits=search, overrides={"budget_minutes": left})
+        del state
     else:
-        cfg = SearchConfig(**ROWS[row], profile="tiny", population=args.population, generations=1000,
-                           epochs=args.epochs, mask_epochs=args.mask_epochs, max_params=int(args.max_params),
-                           batch_size=args.batch_size, budget_minutes=args.budget_minutes, seed=seed,
-                           device=args.device, val_size=args.val_size, train_subset=args.train_subset)
-        result = run_search(cfg, out, splits=search)
-    best = max((t.fitness for t in result.state.trials), default=float("nan"))
-    return f"{row} seed {seed}: {len(result.state.trials)} trials, best fitness {best:.4f}"
+        run_search(search_config(row, seed, args, max_params=max_params, budget_minutes=budget), out, splits=search)
+    trials = read_trials(out)
+    message = f"{row} seed {seed}: {len(trials)} trials, best fitness {max(t['fitness'] for t in trials):.4f}"
+    if row in WINNER_TICKETS:
+        tickets = cut_winner_tickets(row, seed, args, search)
+        fitness = [round(t["fitness"], 4) for t in tickets]
+        message += f"; tickets of trials {[t['parent'] for t in tickets]}: fitness {fitness}"
+    return message
+
+
+def cut_winner_tickets(row: str, seed: int, args, search) -> list[dict]:
+    """The lottery tickets of a run's top trials, each cut once after the search: MENAS's trial (dense epochs
+    with calibrated BN shrink until Early-Bird or the cap, the ticket pruned to fit the limit, then trained
+    the remaining epochs) from a fresh initialization of the winner, scored as every trial is. Appended to
+    the run's winner-tickets.jsonl as each finishes."""
+    from menas_zoo.search.evolution import Candidate
+    from menas_zoo.search.run import _record, cost_limits
+    from menas_zoo.search.trial import TrialJob, run_trial
+    from menas_zoo.space.genotype import Genotype
+
+    out = args.out / "runs" / f"{row}-seed{seed}"
+    cfg = search_config("menas", seed, args, max_params=int(args.max_params))  # MENAS's trial, the row's limit
+    path = out / TICKETS_FILE
+    done = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    ranked = sorted((t for t in read_trials(out) if t.get("feasible", True)), key=lambda t: (-t["fitness"], t["index"]))
+    for parent in ranked[:WINNER_TICKETS[row]]:
+        if any(t["parent"] == parent["index"] for t in done):
+            continue
+        candidate = Candidate(TICKET_INDEX + parent["index"], -1, Genotype.from_dict(parent["genotype"]), "ticket",
+                              parent["index"])
+        outcome = run_trial(TrialJob(candidate), search, cfg)
+        record = _record(outcome, cost_limits(cfg), outcome.seconds).to_dict()
+        done.append(record)
+        with path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+    return done
+
+
+#: A ticket cut after the search is recorded as trial TICKET_INDEX + its parent's index.
+TICKET_INDEX = 100_000
 
 
 # -- stage 2: retraining from scratch --------------------------------------------------------------------
 
-def read_trials(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+def read_trials(out: Path, tickets: bool = False) -> list[dict]:
+    """A run's trials; with ``tickets``, the tickets cut after its search instead."""
+    path = out / (TICKETS_FILE if tickets else "trials.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def winners(row: str, out: Path) -> list[dict]:
+    """A run's top 3 by search fitness: its trials', or for a winner-tickets row its tickets'."""
+    trials = read_trials(out, tickets=row in WINNER_TICKETS)
+    return sorted((t for t in trials if t.get("feasible", True)), key=lambda t: (-t["fitness"], t["index"]))[:3]
 
 
 def plan_retraining(args) -> list[tuple[str, int, int, int]]:
@@ -117,14 +184,18 @@ def plan_retraining(args) -> list[tuple[str, int, int, int]]:
     first, others = args.train_seeds[0], args.train_seeds[1:]
     for seed in args.seeds:
         for row in args.rows:
-            trials = [t for t in read_trials(args.out / "runs" / f"{row}-seed{seed}") if t.get("feasible", True)]
+            out = args.out / "runs" / f"{row}-seed{seed}"
+            trials = [t for t in read_trials(out) if t.get("feasible", True)]
             ranked = sorted(trials, key=lambda t: (-t["fitness"], t["index"]))
-            top, rest = ranked[:3], ranked[3:]
-            extra = max(0, per_run - len(top))
+            top = winners(row, out)
+            # A winner-tickets row also retrains its tickets' dense parents (ticket vs parent, from scratch).
+            parents = ranked[:3] if row in WINNER_TICKETS else []
+            rest = ranked[3:]
+            extra = max(0, per_run - len(top) - len(parents))
             step = len(rest) / extra if extra and rest else 0
             spread = [rest[int(i * step)] for i in range(min(extra, len(rest)))]
             tiers[0] += [(row, seed, top[0]["index"], s) for s in args.train_seeds] if top else []
-            tiers[1] += [(row, seed, t["index"], first) for t in top[1:] + spread]
+            tiers[1] += [(row, seed, t["index"], first) for t in top[1:] + parents + spread]
             tiers[2] += [(row, seed, t["index"], s) for t in top[1:] for s in others]
     return [job for tier in tiers for job in tier]
 
@@ -137,7 +208,8 @@ def retrain_job(row: str, seed: int, trial: int, train_seed: int, args) -> dict:
     from menas_zoo.train import TrainConfig, evaluate, recalibrate_bn, train
 
     torch.set_num_threads(args.threads)
-    record = next(t for t in read_trials(args.out / "runs" / f"{row}-seed{seed}") if t["index"] == trial)
+    out = args.out / "runs" / f"{row}-seed{seed}"
+    record = next(t for t in read_trials(out) + read_trials(out, tickets=True) if t["index"] == trial)
     genotype = Genotype.from_dict(record["genotype"])
     _, retrain = make_splits(args)
     torch.manual_seed(train_seed)
@@ -192,19 +264,25 @@ def mean_sd(values: list[float]) -> str:
 def summarize(args, retrained: list[dict]) -> list[dict]:
     rows = []
     for row in args.rows:
-        runs = {seed: read_trials(args.out / "runs" / f"{row}-seed{seed}") for seed in args.seeds}
+        folders = {seed: args.out / "runs" / f"{row}-seed{seed}" for seed in args.seeds}
+        runs = {seed: read_trials(folder) for seed, folder in folders.items()}
+        tickets = {seed: read_trials(folder, tickets=True) for seed, folder in folders.items()}
         mine = [r for r in retrained if r["row"] == row and r["seed"] in runs]  # a row's other seeds do not count
-        best_fitness, winner_acc, top3_acc, minutes = [], [], [], []
+        best_fitness, winner_acc, top3_acc, minutes, parent_gap = [], [], [], [], []
         for seed, trials in runs.items():
-            ranked = sorted(trials, key=lambda t: (-t["fitness"], t["index"]))
-            best_fitness.append(ranked[0]["fitness"])
-            minutes.append(max(t["elapsed"] for t in trials) / 60)
-            top = {t["index"] for t in ranked[:3]}
-            winner_acc += [r["holdout_acc"] for r in mine if r["seed"] == seed and r["trial"] == ranked[0]["index"]]
-            top3_acc += [r["holdout_acc"] for r in mine if r["seed"] == seed and r["trial"] in top]
+            top = winners(row, folders[seed])
+            best_fitness.append(top[0]["fitness"])
+            # The row's wall time: its search, and the tickets cut after it.
+            minutes.append((max(t["elapsed"] for t in trials) + sum(t["seconds"] for t in tickets[seed])) / 60)
+            winner_acc += [r["holdout_acc"] for r in mine if r["seed"] == seed and r["trial"] == top[0]["index"]]
+            top_index = {t["index"] for t in top}
+            top3_acc += [r["holdout_acc"] for r in mine if r["seed"] == seed and r["trial"] in top_index]
+            scored = {(r["trial"], r["train_seed"]): r["holdout_acc"] for r in mine if r["seed"] == seed}
+            parent_gap += [scored[t["index"], s] - scored[t["parent"], s] for t in tickets[seed]
+                           for s in args.train_seeds if (t["index"], s) in scored and (t["parent"], s) in scored]
         first_seed = {(r["seed"], r["trial"]): r for r in mine if r["train_seed"] == args.train_seeds[0]}
         pairs = [(r["fitness"], r["holdout_acc"]) for r in first_seed.values()]
-        all_trials = [t for trials in runs.values() for t in trials]
+        all_trials = [t for seed in runs for t in runs[seed] + tickets[seed]]
         ticketed = [t for t in all_trials if t.get("masks") and t.get("trained_accuracy") is not None]
         outside = [1 - (t["phase_seconds"].get("mask", 0) + t["phase_seconds"].get("proxy", 0)) / t["seconds"]
                    for t in all_trials if t.get("phase_seconds")]
@@ -217,7 +295,11 @@ def summarize(args, retrained: list[dict]) -> list[dict]:
             "tau_n": len(pairs),
             "trials": [len(t) for t in runs.values()],
             "trials_per_min": statistics.mean(len(runs[s]) / m for s, m in zip(runs, minutes)),
-            "eb_saved": (1 - sum(t["epochs"] for t in ticketed) / (len(ticketed) * dense_cap(args))) if ticketed else None,
+            "minutes": statistics.mean(minutes),
+            "winner_params": statistics.mean(winners(row, f)[0]["params"] for f in folders.values()),
+            "ticket_minus_parent_scratch": statistics.mean(parent_gap) if parent_gap else None,
+            "eb_saved": (1 - sum(t["epochs"] for t in ticketed) / (len(ticketed) * dense_cap(args)))
+            if ticketed else None,
             "pruned": statistics.mean(t["pruned"] for t in ticketed) if ticketed else None,
             "ticket_minus_dense": statistics.mean(t["ticket_accuracy"] - t["trained_accuracy"] for t in ticketed)
             if ticketed else None,
@@ -235,7 +317,8 @@ def print_table(rows: list[dict], args) -> None:
 
 def table_lines(rows: list[dict], args) -> list[str]:
     header = (f"{'row':<18} {'search fitness':>17} {'winner, scratch':>17} {'top-3, scratch':>17} {'tau (n)':>11} "
-              f"{'trials/min':>10} {'EB saved':>8} {'pruned':>7} {'tkt-dense':>9} {'overhead':>8}")
+              f"{'trials/min':>10} {'EB saved':>8} {'pruned':>7} {'tkt-dense':>9} {'overhead':>8} {'params':>7} "
+              f"{'tkt-parent':>10}")
     lines = [f"{args.budget_minutes:g} min per search, tiny profile, params <= {int(args.max_params):,}, seeds "
              f"{' '.join(map(str, args.seeds))}; retrained {args.retrain_epochs} epochs from scratch on "
              f"{args.train_subset} images, train seeds {' '.join(map(str, args.train_seeds))}, scored on a "
@@ -243,9 +326,13 @@ def table_lines(rows: list[dict], args) -> list[str]:
     pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
     for r in rows:
         gap = "-" if r["ticket_minus_dense"] is None else f"{r['ticket_minus_dense']:+.3f}"
+        scratch_gap = r.get("ticket_minus_parent_scratch")
+        scratch_gap = "-" if scratch_gap is None else f"{scratch_gap:+.3f}"
         lines.append(f"{r['row']:<18} {mean_sd(r['search_fitness']):>17} {mean_sd(r['winner_holdout']):>17} "
-                     f"{mean_sd(r['top3_holdout']):>17} {r['tau']:>6.2f} ({r['tau_n']:>2}) {r['trials_per_min']:>10.2f} "
-                     f"{pct(r['eb_saved']):>8} {pct(r['pruned']):>7} {gap:>9} {pct(r['overhead']):>8}")
+                     f"{mean_sd(r['top3_holdout']):>17} {r['tau']:>6.2f} ({r['tau_n']:>2}) "
+                     f"{r['trials_per_min']:>10.2f} "
+                     f"{pct(r['eb_saved']):>8} {pct(r['pruned']):>7} {gap:>9} {pct(r['overhead']):>8} "
+                     f"{r['winner_params'] / 1000:>6.1f}K {scratch_gap:>10}")
     return lines
 
 

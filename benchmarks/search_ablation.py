@@ -67,6 +67,8 @@ WINNER_TICKETS = {"ticket-after": 3}
 #: tickets take about the budget the other rows' searches take.
 TICKET_RESERVE = 0.25
 TICKETS_FILE = "winner-tickets.jsonl"
+#: A ticket cut after the search is recorded as trial TICKET_INDEX + its parent's index.
+TICKET_INDEX = 100_000
 
 
 # -- data: one fixed split of the 60k training images, the same for every run --------------------------
@@ -155,9 +157,6 @@ def cut_winner_tickets(row: str, seed: int, args, search) -> list[dict]:
             fh.write(json.dumps(record) + "\n")
     return done
 
-
-#: A ticket cut after the search is recorded as trial TICKET_INDEX + its parent's index.
-TICKET_INDEX = 100_000
 
 
 # -- stage 2: retraining from scratch --------------------------------------------------------------------

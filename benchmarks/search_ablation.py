@@ -167,10 +167,10 @@ def read_trials(out: Path, tickets: bool = False) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def winners(row: str, out: Path) -> list[dict]:
-    """A run's top 3 by search fitness: its trials', or for a winner-tickets row its tickets'."""
-    trials = read_trials(out, tickets=row in WINNER_TICKETS)
-    return sorted((t for t in trials if t.get("feasible", True)), key=lambda t: (-t["fitness"], t["index"]))[:3]
+def winners(row: str, trials: list[dict], tickets: list[dict]) -> list[dict]:
+    """A run's top 3 by search fitness: among its trials, or for a winner-tickets row its tickets."""
+    pool = tickets if row in WINNER_TICKETS else trials
+    return sorted((t for t in pool if t.get("feasible", True)), key=lambda t: (-t["fitness"], t["index"]))[:3]
 
 
 def plan_retraining(args) -> list[tuple[str, int, int, int]]:
@@ -186,7 +186,7 @@ def plan_retraining(args) -> list[tuple[str, int, int, int]]:
             out = args.out / "runs" / f"{row}-seed{seed}"
             trials = [t for t in read_trials(out) if t.get("feasible", True)]
             ranked = sorted(trials, key=lambda t: (-t["fitness"], t["index"]))
-            top = winners(row, out)
+            top = winners(row, trials, read_trials(out, tickets=True))
             # A winner-tickets row also retrains its tickets' dense parents (ticket vs parent, from scratch).
             parents = ranked[:3] if row in WINNER_TICKETS else []
             rest = ranked[3:]
@@ -267,10 +267,11 @@ def summarize(args, retrained: list[dict]) -> list[dict]:
         runs = {seed: read_trials(folder) for seed, folder in folders.items()}
         tickets = {seed: read_trials(folder, tickets=True) for seed, folder in folders.items()}
         mine = [r for r in retrained if r["row"] == row and r["seed"] in runs]  # a row's other seeds do not count
-        best_fitness, winner_acc, top3_acc, minutes, parent_gap = [], [], [], [], []
+        best_fitness, winner_acc, top3_acc, minutes, parent_gap, winner_params = [], [], [], [], [], []
         for seed, trials in runs.items():
-            top = winners(row, folders[seed])
+            top = winners(row, trials, tickets[seed])
             best_fitness.append(top[0]["fitness"])
+            winner_params.append(top[0]["params"])
             # The row's wall time: its search, and the tickets cut after it.
             minutes.append((max(t["elapsed"] for t in trials) + sum(t["seconds"] for t in tickets[seed])) / 60)
             winner_acc += [r["holdout_acc"] for r in mine if r["seed"] == seed and r["trial"] == top[0]["index"]]
@@ -295,7 +296,7 @@ def summarize(args, retrained: list[dict]) -> list[dict]:
             "trials": [len(t) for t in runs.values()],
             "trials_per_min": statistics.mean(len(runs[s]) / m for s, m in zip(runs, minutes)),
             "minutes": statistics.mean(minutes),
-            "winner_params": statistics.mean(winners(row, f)[0]["params"] for f in folders.values()),
+            "winner_params": statistics.mean(winner_params),
             "ticket_minus_parent_scratch": statistics.mean(parent_gap) if parent_gap else None,
             "eb_saved": (1 - sum(t["epochs"] for t in ticketed) / (len(ticketed) * dense_cap(args)))
             if ticketed else None,

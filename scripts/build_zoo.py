@@ -121,8 +121,7 @@ def stage_select(args) -> None:
         for r in rows:
             r["ort_b1_p50_ms"] = round(latency[str(r["trial"])], 4)
             r["faster_than_peer"] = latency[str(r["trial"])] < latency["peer"]
-        faster = [r for r in rows if r["faster_than_peer"]]
-        winner = max(faster or rows, key=lambda r: (r["val_acc"], -r["params"]))
+        winner, faster = faster_winner(rows)
         write_json_atomic(RESULTS / f"selection-{cls}.json", {
             "source": f"search under params <= {CLASSES[cls]:,} (its settings: results/zoo/search-{cls}/config.json)",
             "rule": "best validation accuracy (from scratch) among candidates with ORT batch-1 p50 below the peer's",
@@ -131,6 +130,13 @@ def stage_select(args) -> None:
             "genotype": winner["genotype"]})
         print(f"  {cls}: winner trial {winner['trial']} ({winner['val_acc']:.4f}, ORT {winner['ort_b1_p50_ms']:.3f} ms "
               f"vs peer {latency['peer']:.3f}; {len(faster)} of {len(rows)} faster than the peer)", flush=True)
+
+
+def faster_winner(rows: list[dict]) -> tuple[dict, list[dict]]:
+    """The selection rule: the best validation accuracy (fewer params on a tie) among the candidates faster
+    than the peer, or among all when none is; and those faster ones."""
+    faster = [r for r in rows if r["faster_than_peer"]]
+    return max(faster or rows, key=lambda r: (r["val_acc"], -r["params"])), faster
 
 
 def peer_genotype():
@@ -181,8 +187,7 @@ def stage_adopt(args) -> None:
                  "train_seeds": [r["train_seed"] for r in runs], "ort_b1_p50_ms": round(latency[f"{seed}/{trial}"], 4),
                  "faster_than_peer": latency[f"{seed}/{trial}"] < latency["peer"]}
                 for (seed, trial), runs in sorted(retrained.items())]
-        faster = [r for r in rows if r["faster_than_peer"]]
-        winner = max(faster or rows, key=lambda r: (r["val_acc"], -r["params"]))
+        winner, faster = faster_winner(rows)
         run = args.ablation / "runs" / f"menas-seed{winner['seed']}"
         link = RUNS / f"search-{cls}"
         link.parent.mkdir(parents=True, exist_ok=True)

@@ -82,8 +82,9 @@ def stage_search(args) -> None:
                 run_search(None, out, resume=True, overrides={"budget_minutes": args.budget_minutes,
                                                               "device": args.device})
         else:
-            settings = {**SEARCH, **{k: v for k, v in (("population", args.population), ("generations", args.generations),
-                                                           ("train_subset", args.train_subset)) if v is not None}}
+            overrides = (("population", args.population), ("generations", args.generations),
+                         ("train_subset", args.train_subset), ("seed", args.seed))
+            settings = {**SEARCH, **{k: v for k, v in overrides if v is not None}}
             max_macs = int(args.max_macs) if args.max_macs else None
             cfg = SearchConfig(**settings, max_params=CLASSES[cls], max_macs=max_macs, device=args.device,
                                budget_minutes=args.budget_minutes)
@@ -339,6 +340,8 @@ def main() -> None:
     parser.add_argument("--select-subset", type=int, default=None, help="select: train on only this many images")
     parser.add_argument("--population", type=int, default=None, help="search: override the zoo setting (smoke runs)")
     parser.add_argument("--generations", type=int, default=None, help="search: override the zoo setting")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="search: its seed (default 0), so that searches under different limits draw differently")
     parser.add_argument("--train-subset", type=int, default=None, help="search and train: fewer images (smoke runs)")
     parser.add_argument("--epochs", type=int, default=None, help="train: override the recipe's epochs (smoke runs)")
     parser.add_argument("--runs", type=Path, default=None, help="state folder (default runs/zoo)")

@@ -136,7 +136,7 @@ def cut_winner_tickets(row: str, seed: int, args, search) -> list[dict]:
     the remaining epochs) from a fresh initialization of the winner, scored as every trial is. Appended to
     the run's winner-tickets.jsonl as each finishes."""
     from menas_zoo.search.evolution import Candidate
-    from menas_zoo.search.run import _record, cost_limits
+    from menas_zoo.search.run import cost_limits, trial_record
     from menas_zoo.search.trial import TrialJob, run_trial
     from menas_zoo.space.genotype import Genotype
 
@@ -151,7 +151,7 @@ def cut_winner_tickets(row: str, seed: int, args, search) -> list[dict]:
         candidate = Candidate(TICKET_INDEX + parent["index"], -1, Genotype.from_dict(parent["genotype"]), "ticket",
                               parent["index"])
         outcome = run_trial(TrialJob(candidate), search, cfg)
-        record = _record(outcome, cost_limits(cfg), outcome.seconds).to_dict()
+        record = trial_record(outcome, cost_limits(cfg), outcome.seconds).to_dict()
         done.append(record)
         with path.open("a") as fh:
             fh.write(json.dumps(record) + "\n")

@@ -135,7 +135,7 @@ def run_search(cfg: SearchConfig | None, out: str | Path, *, resume: bool = Fals
         done = {t.index for t in state.trials}
         jobs = [_job(state, c) for c in state.pending if c.index not in done]
         for outcome in backend.run(jobs, splits, cfg, latency_fn, over_budget, work_dir=state.partial_dir):
-            record = _record(outcome, limits, elapsed())
+            record = trial_record(outcome, limits, elapsed())
             state.add_trial(record, outcome.state, outcome.masks, input_spec=splits.input_spec(),
                             labels=list(splits.train.classes))
             shutil.rmtree(state.partial_dir(record.index), ignore_errors=True)
@@ -200,7 +200,8 @@ def _job(state: RunState, candidate) -> TrialJob:
     return job
 
 
-def _record(outcome: TrialOutcome, limits: CostLimits, elapsed: float) -> TrialRecord:
+def trial_record(outcome: TrialOutcome, limits: CostLimits, elapsed: float) -> TrialRecord:
+    """What trials.jsonl keeps of a finished trial: its outcome with its costs and fitness under ``limits``."""
     c = outcome.candidate
     cost = genotype_cost(outcome.genotype)
     return TrialRecord(

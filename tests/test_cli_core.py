@@ -66,7 +66,7 @@ def test_info_reaches_the_hub_at_endpoint(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["info", "stem16 / k4_c16_s1_re / head32"], "stage 1, block 1 'k4_c16_s1_re': kernel must be an odd number"),
-    (["info", "no-such-genotype"], "unknown model 'no-such-genotype': zoo models: mt-a; reference "
+    (["info", "no-such-genotype"], "unknown model 'no-such-genotype': zoo models: mt-a, mt-b; reference "
                                    "genotypes: mobilenetv3-large, mobilenetv3-small"),
     (["info", "mt-tst"], "unknown model 'mt-tst': did you mean mt-test"),
     (["info", "mobilenetv3-smal"], "did you mean mobilenetv3-small"),

@@ -79,7 +79,7 @@ def test_list_command_shows_registered_numbers():
 def test_unknown_name_suggests_the_closest():
     result = CliRunner().invoke(app, ["load", "mt-tset"])
     assert result.exit_code == 2
-    assert result.stderr.strip() == ("error: unknown model 'mt-tset': did you mean mt-test, mt-a? "
+    assert result.stderr.strip() == ("error: unknown model 'mt-tset': did you mean mt-test, mt-b, mt-a? "
                                      "(or pass hf-hub:ORG/NAME, an artifact folder, or where a command takes one, "
                                      "a genotype)")
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from menas_zoo import list_models
 from menas_zoo.cli import app
 from menas_zoo.space import Genotype
 
@@ -64,10 +65,13 @@ def test_info_reaches_the_hub_at_endpoint(monkeypatch, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+ZOO = ", ".join(list_models(pretrained=True))  # the listed zoo models, whichever are registered
+
+
 @pytest.mark.parametrize("args, message", [
     (["info", "stem16 / k4_c16_s1_re / head32"], "stage 1, block 1 'k4_c16_s1_re': kernel must be an odd number"),
-    (["info", "no-such-genotype"], "unknown model 'no-such-genotype': zoo models: mt-a, mt-b; reference "
-                                   "genotypes: mobilenetv3-large, mobilenetv3-small"),
+    (["info", "no-such-genotype"], f"unknown model 'no-such-genotype': zoo models: {ZOO}; reference genotypes: "
+                                   "mobilenetv3-large, mobilenetv3-small"),
     (["info", "mt-tst"], "unknown model 'mt-tst': did you mean mt-test"),
     (["info", "mobilenetv3-smal"], "did you mean mobilenetv3-small"),
     (["info", "mt-a", "--offline", "--num-classes", "3"], "mt-a is a trained model: its weights fix its input"),

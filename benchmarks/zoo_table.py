@@ -6,8 +6,10 @@ Per model: params and MACs of the live network, Fashion-MNIST test accuracy of t
 (all 10,000 test images, measured now, never used to choose anything), an int8 file quantized the way
 ``menas-zoo export --int8`` does (static QDQ, calibrated on training images) and its test accuracy, ONNX
 Runtime batch-1 latency p50/p90 of fp32 and int8, and eager PyTorch batch-1 p50, all with one thread.
-ONNX Runtime latencies are measured in rounds that alternate the files (``best_of_rounds``); each keeps
-its fastest round, so a burst of load from elsewhere during one model's turn does not decide the comparison.
+ONNX Runtime latencies are measured in rounds that alternate the files (``interleaved_rounds``); each
+file's p50/p90 is its fastest round. "Faster than peer" compares within rounds (``paired_ratio``): the
+median over rounds of the model's p50 over the peer's, and in how many rounds the model was the faster, so
+neither a burst of load in one round nor a machine that speeds up or slows down between runs decides it.
 
 The peer is torchvision's ``mobilenet_v3_small`` built for 1x28x28 and trained with the zoo's recipe
 and epochs (``scripts/build_zoo.py train --models peer``); without its trained weights only its latency
@@ -27,7 +29,7 @@ import torch
 from menas_zoo.artifact import load_artifact
 from menas_zoo.costs import genotype_cost
 from menas_zoo.data import load_dataset
-from menas_zoo.export.bench import bench_eager, best_of_rounds, cpu_model
+from menas_zoo.export.bench import bench_eager, cpu_model, interleaved_rounds, paired_ratio
 from menas_zoo.export.onnx import export_onnx
 from menas_zoo.export.parity import real_images
 from menas_zoo.export.quantize import onnx_accuracy, quantize_int8
@@ -87,25 +89,30 @@ def measure(models: list[dict], rounds: int, runs: int) -> None:
                 m["int8_acc"] = onnx_accuracy(m["int8"], images, test.labels)
             print(f"{m['name']}: exported and evaluated", flush=True)
         files = {(m["name"], kind): m[kind] for m in models for kind in ("fp32", "int8")}
-        onnx_best = best_of_rounds(files, rounds=rounds, runs=runs)  # ORT files alternate, best round kept
+        measured = interleaved_rounds(files, rounds=rounds, runs=runs)  # ORT files alternate, round by round
+        peer = next((m for m in models if m["name"] == "peer"), None)
         for m in models:
             for kind in ("fp32", "int8"):
-                s = onnx_best[m["name"], kind]
+                s = min(measured[m["name"], kind], key=lambda s: s.p50_ms)
                 m[f"{kind}_b1"] = {"p50_ms": s.p50_ms, "p90_ms": s.p90_ms}
+            if peer is not None and m is not peer:
+                ratio, wins = paired_ratio(measured[m["name"], "fp32"], measured["peer", "fp32"])
+                m["vs_peer"] = {"p50_ratio": round(ratio, 4), "faster_rounds": wins, "rounds": rounds}
             s = min((bench_eager(m["model"], (1, 28, 28), runs=runs)[0] for _ in range(rounds)), key=lambda s: s.p50_ms)
             m["eager_b1"] = {"p50_ms": s.p50_ms, "p90_ms": s.p90_ms}
 
 
 def rows(models: list[dict]) -> list[list[str]]:
-    peer = next((m for m in models if m["name"] == "peer"), None)
     out = []
     for m in models:
         acc = f"{m['test_acc'] * 100:.2f}%" if "test_acc" in m else "untrained"
         int8 = f"{m['int8_acc'] * 100:.2f}%" if "int8_acc" in m else "-"
         size, target, published = CLASSES.get(m["name"], ("-", None, "-"))
         faster = "-"
-        if peer is not None and m is not peer:
-            faster = "yes" if m["fp32_b1"]["p50_ms"] < peer["fp32_b1"]["p50_ms"] else "no"
+        if "vs_peer" in m:
+            v = m["vs_peer"]
+            verdict = "yes" if v["p50_ratio"] < 1 else "no"
+            faster = f"{verdict} ({v['p50_ratio']:.2f}x, {v['faster_rounds']}/{v['rounds']})"
         out.append([m["name"], size, f"{m['params']:,}", f"{m['macs'] / 1e6:.1f}M", acc,
                     f"{target * 100:.1f}%" if target else "-", published,
                     f"{m['fp32_b1']['p50_ms']:.3f} / {m['fp32_b1']['p90_ms']:.3f}", f"{m['eager_b1']['p50_ms']:.3f}",
@@ -121,7 +128,9 @@ def markdown(models: list[dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in rows(models)]
     machine = f"{cpu_model()}, ONNX Runtime and PyTorch on 1 thread, onnxruntime {__import__('onnxruntime').__version__}"
-    return "\n".join(lines) + f"\n\nFashion-MNIST test split (10,000 images). Latency measured on {machine}.\n"
+    return "\n".join(lines) + (f"\n\nFashion-MNIST test split (10,000 images). Latency measured on {machine}. "
+                                "Faster than peer: the median over rounds of the model's ORT p50 over the peer's "
+                                "in the same round, and the rounds in which the model was the faster.\n")
 
 
 def write_docs(table: str) -> None:

@@ -7,7 +7,8 @@ from export_fixtures import tiny_model, tiny_onnx  # noqa: F401  (fixtures)
 
 from menas_zoo.errors import MenasError
 from menas_zoo.export import LatencyBudgetError, LatencyStats, benchmark, check_budget, export_onnx, machine_fingerprint
-from menas_zoo.export.bench import budget_verdict, time_calls
+from menas_zoo.export import bench
+from menas_zoo.export.bench import best_of_rounds, budget_verdict, interleaved_rounds, paired_ratio, time_calls
 
 
 def test_benchmark_times_ort_and_eager_per_configuration(tiny_model, tiny_onnx):
@@ -88,3 +89,36 @@ def test_unknown_or_unavailable_provider_is_one_clear_error(tiny_onnx):
         benchmark(tiny_onnx[1], runs=2, warmup=0, providers="nope")
     report = benchmark(tiny_onnx[1], runs=2, warmup=0, providers="cpu")
     assert report.fingerprint["providers"] == ["CPUExecutionProvider"]
+
+
+def _p50(p50: float) -> LatencyStats:
+    return LatencyStats("onnxruntime", 1, 1, 100, 10, p50, p50, p50, p50, 5.0)
+
+
+def test_rounds_alternate_the_files_and_the_best_round_is_kept(monkeypatch):
+    order, timings = [], {"a": iter([3.0, 1.0, 2.0]), "b": iter([5.0, 6.0, 4.0])}
+
+    def fake_bench(path, **kwargs):
+        order.append(path)
+        return [_p50(next(timings[path]))]
+
+    monkeypatch.setattr(bench, "bench_onnx", fake_bench)
+    measured = interleaved_rounds({"a": "a", "b": "b"}, rounds=3)
+    assert order == ["a", "b"] * 3
+    assert [s.p50_ms for s in measured["a"]] == [3.0, 1.0, 2.0] and [s.p50_ms for s in measured["b"]] == [5.0, 6.0, 4.0]
+    timings = {"a": iter([3.0, 1.0, 2.0]), "b": iter([5.0, 6.0, 4.0])}
+    best = best_of_rounds({"a": "a", "b": "b"}, rounds=3)
+    assert (best["a"].p50_ms, best["b"].p50_ms) == (1.0, 4.0)
+
+
+def test_paired_ratio_compares_within_rounds():
+    # The machine is twice as slow in round 2 and a burst hits the model in round 3: the median of the
+    # within-round ratios (1.11, 0.91, 2.5) is round 1's, and the model was the faster in round 2 alone.
+    model = [_p50(1.0), _p50(2.0), _p50(3.0)]
+    peer = [_p50(0.9), _p50(2.2), _p50(1.2)]
+    ratio, wins = paired_ratio(model, peer)
+    assert ratio == pytest.approx(1.0 / 0.9) and wins == 1
+    ratio, wins = paired_ratio(peer, model)
+    assert ratio == pytest.approx(0.9) and wins == 2
+    with pytest.raises(ValueError, match="paired rounds"):
+        paired_ratio(model, peer[:2])

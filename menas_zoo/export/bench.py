@@ -119,17 +119,32 @@ def bench_onnx(path: str | Path, *, batch_sizes: Iterable[int] = (1,), threads: 
     return results
 
 
-def best_of_rounds(paths: dict[str, str | Path], *, rounds: int = 3, batch_size: int = 1, threads: int = 1,
-                   runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP) -> dict[str, LatencyStats]:
-    """ORT latency of several files measured in ``rounds`` that alternate them; each keeps the round with
-    its lowest p50, so a burst of load from elsewhere during one file's turn does not decide a comparison."""
-    best: dict[str, LatencyStats] = {}
+def interleaved_rounds(paths: dict[str, str | Path], *, rounds: int = 3, batch_size: int = 1, threads: int = 1,
+                       runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP) -> dict[str, list[LatencyStats]]:
+    """ORT latency of several files measured in ``rounds`` that alternate them (a, b, c, a, b, c, ...):
+    each file's stats, round by round, so that files can be compared within a round."""
+    measured: dict[str, list[LatencyStats]] = {key: [] for key in paths}
     for _ in range(rounds):
         for key, path in paths.items():
             (stats,) = bench_onnx(path, batch_sizes=(batch_size,), threads=(threads,), runs=runs, warmup=warmup)
-            if key not in best or stats.p50_ms < best[key].p50_ms:
-                best[key] = stats
-    return best
+            measured[key].append(stats)
+    return measured
+
+
+def best_of_rounds(paths: dict[str, str | Path], **kwargs) -> dict[str, LatencyStats]:
+    """ORT latency of several files measured in alternating rounds (:func:`interleaved_rounds`); each keeps the
+    round with its lowest p50, so a burst of load from elsewhere during one file's turn does not set its number."""
+    return {key: min(stats, key=lambda s: s.p50_ms) for key, stats in interleaved_rounds(paths, **kwargs).items()}
+
+
+def paired_ratio(a: Sequence[LatencyStats], b: Sequence[LatencyStats]) -> tuple[float, int]:
+    """``a``'s p50 against ``b``'s, both measured in the same alternating rounds: the median of the per-round
+    ratios a / b, and in how many rounds ``a`` was the faster. Comparing within a round cancels a machine
+    that is slower in one round than in another; the median ignores a burst of load in one round."""
+    if not a or len(a) != len(b):
+        raise ValueError(f"paired rounds needed, got {len(a)} and {len(b)}")
+    ratios = [x.p50_ms / y.p50_ms for x, y in zip(a, b)]
+    return float(np.median(ratios)), sum(r < 1.0 for r in ratios)
 
 
 def _concrete_shape(shape: list, batch: int, path) -> list[int]:

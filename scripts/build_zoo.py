@@ -14,7 +14,9 @@ committed: each search's trials.jsonl, report.md and pareto.png, the selection e
 training's history, device and wall time.
 
 1. **search**: MENAS on the ``tiny`` profile under each class's params limit (a: 100K, b: 500K, c: 1M),
-   validation carved from the 60k training images; the test split is never read.
+   validation carved from the 60k training images; the test split is never read. ``--faster-than-peer``
+   keeps only candidates that ONNX Runtime runs faster than the peer, each timed against it within
+   alternating rounds (a MACs limit is only a proxy of that).
 2. **select**: the top ``--candidates`` trials of each search by fitness are retrained from scratch
    with the selection recipe (the final recipe, shorter) on the training images; the best on the
    validation split wins. This is the honest ranking (the search issue's evidence): from scratch, one
@@ -78,20 +80,41 @@ def stage_search(args) -> None:
         out = RUNS / f"search-{cls}"
         print(f"search {cls}: params <= {CLASSES[cls]:,} -> {out}", flush=True)
         if (out / "state.json").exists():
-            if RunState.load(out).finished:
+            state = RunState.load(out)
+            if args.faster_than_peer and state.config.max_latency_ms is None:
+                raise SystemExit(f"{out} was started without --faster-than-peer; a resume keeps its limits")
+            if state.finished:
                 print("  finished", flush=True)
             else:
                 run_search(None, out, resume=True, overrides={"budget_minutes": args.budget_minutes,
-                                                              "device": args.device})
+                                                              "device": args.device},
+                           latency_fn=peer_latency_fn(state.config.max_latency_ms) if args.faster_than_peer else None)
         else:
             overrides = (("population", args.population), ("generations", args.generations),
                          ("train_subset", args.train_subset), ("seed", args.seed))
             settings = {**SEARCH, **{k: v for k, v in overrides if v is not None}}
             max_macs = int(args.max_macs) if args.max_macs else None
+            latency_fn = peer_latency_fn() if args.faster_than_peer else None
             cfg = SearchConfig(**settings, max_params=CLASSES[cls], max_macs=max_macs, device=args.device,
-                               budget_minutes=args.budget_minutes)
-            run_search(cfg, out)
+                               budget_minutes=args.budget_minutes,
+                               max_latency_ms=latency_fn.reference_ms if latency_fn else None)
+            if latency_fn:
+                print(f"  candidates must be faster than the peer: {latency_fn.reference_ms:.3f} ms, compared "
+                      "within rounds", flush=True)
+            run_search(cfg, out, latency_fn=latency_fn)
         copy_summary(out, RESULTS / f"search-{cls}")
+
+
+def peer_latency_fn(reference_ms: float | None = None):
+    """A search's latency limit of "faster than the peer": each candidate is timed against the peer within
+    rounds (``PairedLatency``), in the peer's ms; ``reference_ms`` is measured now unless a resumed run has it."""
+    from menas_zoo.export.latency import PairedLatency, reference_latency_ms
+    from menas_zoo.nets import build_model
+
+    peer = build_model(peer_genotype()).eval()
+    if reference_ms is None:
+        reference_ms = reference_latency_ms(peer)
+    return PairedLatency(peer, reference_ms)
 
 
 def stage_select(args) -> None:
@@ -341,6 +364,9 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=None, help="search: stop (resumably) after this")
     parser.add_argument("--max-macs", type=float, default=None,
                         help="search: a MACs limit beside the class's params limit (latency: see zoo_gpu.sh)")
+    parser.add_argument("--faster-than-peer", action="store_true",
+                        help="search: only candidates faster than the peer in ONNX Runtime, timed against it in "
+                             "alternating rounds")
     parser.add_argument("--ablation", type=Path, default=ROOT / "runs" / "ablation",
                         help="adopt: a finished search ablation folder")
     parser.add_argument("--candidates", type=int, default=4, help="select: top trials retrained per class")
@@ -359,8 +385,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     global RUNS, RESULTS
     RUNS, RESULTS = args.runs or RUNS, args.results or RESULTS
-    {"search": stage_search, "select": stage_select, "adopt": stage_adopt, "train": stage_train, "publish": stage_publish,
-     "table": stage_table}[args.stage](args)
+    from menas_zoo.errors import MenasError
+
+    try:
+        {"search": stage_search, "select": stage_select, "adopt": stage_adopt, "train": stage_train,
+         "publish": stage_publish, "table": stage_table}[args.stage](args)
+    except MenasError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -52,6 +52,37 @@ def test_the_latency_measurement_is_a_real_onnx_runtime_timing():
     assert 0 < latency_fn(runs=5)(model) < 1000
 
 
+def test_paired_latency_is_the_within_round_ratio_in_the_reference_s_ms(monkeypatch):
+    """PairedLatency times candidate and reference in alternating rounds and scales the median ratio."""
+    import pickle
+
+    import menas_zoo.export.latency as latency
+    from menas_zoo.export.bench import LatencyStats
+    from menas_zoo.nets import build_model
+    from menas_zoo.space import resolve_genotype
+
+    small = build_model(resolve_genotype("stem8 / k3_h16_c8_s2_re / head16"))
+    big = build_model(resolve_genotype("stem16 / k5_h96_c32_s1_se_hs,k5_h96_c32_s1_se_hs / head256 / fc128"))
+    real = latency.PairedLatency(small, 0.5, rounds=2, runs=5)
+    assert 0 < real(big) < 1000 and math.isfinite(real(big))  # real files, timed in ONNX Runtime
+    assert pickle.loads(pickle.dumps(real)).reference_ms == 0.5  # a Ray backend ships it to its workers
+    assert 0 < latency.reference_latency_ms(small, rounds=1, runs=5) < 1000
+
+    # The machine slows down 3x in round 2 and a burst hits the candidate in round 3: the median of
+    # the within-round ratios (2.0, 2.0, 6.0) is 2, so the candidate reads as twice the reference's ms.
+    rounds = {"model": [1.0, 3.0, 3.0], "reference": [0.5, 1.5, 0.5]}
+    timed = []
+
+    def fake_rounds(paths, **kwargs):
+        timed.append(sorted(p.name for p in paths.values()))
+        return {key: [LatencyStats("onnxruntime", 1, 1, 5, 1, ms, ms, ms, ms, 1.0) for ms in rounds[key]]
+                for key in paths}
+
+    monkeypatch.setattr(latency, "interleaved_rounds", fake_rounds)
+    assert latency.PairedLatency(small, 0.25)(big) == 0.5
+    assert timed == [["model.onnx", "reference.onnx"]]
+
+
 def test_a_missing_latency_table_fails_before_the_run_folder_exists(tmp_path):
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["search", "--out", str(out), "--max-latency-ms", "1",

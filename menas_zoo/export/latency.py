@@ -13,6 +13,9 @@ path gets it:
   exporter: a search exports many candidates, and it is about ten times faster than dynamo for the same
   operators) and takes the p90 of its calls. :func:`menas_zoo.search.run_search` uses it when a
   ``max_latency_ms`` limit is set and no ``latency_fn`` is given; :func:`latency_fn` makes either.
+* :class:`PairedLatency` measures a candidate against a reference network instead (alternating rounds,
+  the median within-round p50 ratio, in the reference's ms): a limit of "faster than the reference on
+  this machine" that a drifting machine load cannot move.
 * The per-block latency table (``latency_table.py``) times each part of a network the same way and
   predicts a network's p90 from its parts' p90s; its report compares that with the network measured here.
 """
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from menas_zoo.export.bench import onnx_times
+from menas_zoo.export.bench import best_of_rounds, interleaved_rounds, onnx_times, paired_ratio
 from menas_zoo.export.defaults import LATENCY_OPSET, LATENCY_PERCENTILE
 from menas_zoo.export.onnx import export_onnx
 from menas_zoo.export.runtime import ort_session
@@ -47,10 +50,16 @@ def onnx_call_times(module: nn.Module, input_shape: tuple[int, int, int], workdi
                     exporter: str = LATENCY_EXPORTER) -> np.ndarray:
     """Per-call ms of ``module`` at batch 1 in ONNX Runtime, exported at :data:`LATENCY_OPSET` with a static
     batch into ``workdir``: one measurement for whole networks and the latency table's parts alike."""
-    path = Path(workdir) / "latency.onnx"
+    path = export_for_timing(module, Path(workdir) / "latency.onnx", input_shape, exporter=exporter)
+    return onnx_times(ort_session(path, threads=threads), batch_size=1, runs=runs, warmup=warmup, source=path)
+
+
+def export_for_timing(module: nn.Module, path: Path, input_shape: tuple[int, int, int], *,
+                      exporter: str = LATENCY_EXPORTER) -> Path:
+    """The file the library times: ``module`` at :data:`LATENCY_OPSET`, a static batch of 1."""
     export_onnx(module, path, exporter=exporter, opset=LATENCY_OPSET, dynamic_batch=False, export_batch=1,
                 input_shape=input_shape)
-    return onnx_times(ort_session(path, threads=threads), batch_size=1, runs=runs, warmup=warmup, source=path)
+    return path
 
 
 def measure_latency_ms(model: nn.Module, *, runs: int = SEARCH_RUNS, warmup: int = SEARCH_WARMUP,
@@ -71,6 +80,41 @@ def latency_fn(table: str | Path | None = None, *, runs: int = SEARCH_RUNS) -> C
 
         return _TablePrediction(LatencyTable.load(table))
     return _Measurement(runs)
+
+
+class PairedLatency:
+    """Latency against a reference network, in the reference's milliseconds: the candidate and the reference
+    run in alternating rounds (:func:`~menas_zoo.export.bench.interleaved_rounds`), and the median of their
+    per-round p50 ratio (:func:`~menas_zoo.export.bench.paired_ratio`) scales ``reference_ms``. A search
+    with ``max_latency_ms=reference_ms`` then keeps the candidates faster than the reference on this
+    machine: the ratio cancels a load that drifts between candidates, which an absolute limit would
+    count. ``reference_ms`` is :func:`reference_latency_ms` of the reference, measured once. Picklable,
+    so a Ray backend can ship it to its workers."""
+
+    def __init__(self, reference: nn.Module, reference_ms: float, *, rounds: int = 3, runs: int = SEARCH_RUNS):
+        self.reference, self.reference_ms = reference.cpu().eval(), reference_ms
+        self.rounds, self.runs = rounds, runs
+
+    def __call__(self, model: nn.Module) -> float:
+        with tempfile.TemporaryDirectory(prefix="menas-zoo-latency-") as tmp:
+            paths = {key: export_for_timing(net.cpu().eval(), Path(tmp) / f"{key}.onnx", _input_shape(net))
+                     for key, net in (("model", model), ("reference", self.reference))}
+            measured = interleaved_rounds(paths, rounds=self.rounds, runs=self.runs, warmup=SEARCH_WARMUP)
+        ratio, _ = paired_ratio(measured["model"], measured["reference"])
+        return round(ratio * self.reference_ms, 4)
+
+
+def reference_latency_ms(reference: nn.Module, *, rounds: int = 3, runs: int = SEARCH_RUNS) -> float:
+    """The p50 (ms, batch 1, 1 thread) of ``reference``'s best round: what :class:`PairedLatency` scales."""
+    with tempfile.TemporaryDirectory(prefix="menas-zoo-latency-") as tmp:
+        path = export_for_timing(reference.cpu().eval(), Path(tmp) / "reference.onnx", _input_shape(reference))
+        return round(best_of_rounds({"reference": path}, rounds=rounds, runs=runs, warmup=SEARCH_WARMUP)
+                     ["reference"].p50_ms, 4)
+
+
+def _input_shape(model: nn.Module) -> tuple[int, int, int]:
+    g = model.genotype
+    return g.in_chans, g.resolution, g.resolution
 
 
 class _Measurement:

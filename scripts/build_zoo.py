@@ -107,7 +107,8 @@ def stage_search(args) -> None:
 
 def peer_latency_fn(reference_ms: float | None = None):
     """A search's latency limit of "faster than the peer": each candidate is timed against the peer within
-    rounds (``PairedLatency``), in the peer's ms; ``reference_ms`` is measured now unless a resumed run has it."""
+    rounds (``PairedLatency``), in the peer's ms; ``reference_ms`` is measured now unless a resumed run has it.
+    Such a run resumes with this flag: ``menas-zoo search --resume`` would time its candidates alone."""
     from menas_zoo.export.latency import PairedLatency, reference_latency_ms
     from menas_zoo.nets import build_model
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -86,6 +87,9 @@ def measure(models: list[dict], rounds: int, runs: int) -> None:
             if not m.get("untrained"):  # normalized as the model was trained
                 test.mean, test.std = (tuple(m["mean"]), tuple(m["std"])) if m.get("mean") else defaults
                 m["test_acc"] = evaluate(net, test)["acc"]
+                m["correct"] = correct_per_image(net, images, test.labels)
+                agreement = abs(m["correct"].float().mean().item() - m["test_acc"])
+                assert agreement < 1e-3, f"{m['name']}: the two evaluations disagree by {agreement:.4f}"
                 m["int8_acc"] = onnx_accuracy(m["int8"], images, test.labels)
             print(f"{m['name']}: exported and evaluated", flush=True)
         files = {(m["name"], kind): m[kind] for m in models for kind in ("fp32", "int8")}
@@ -98,8 +102,27 @@ def measure(models: list[dict], rounds: int, runs: int) -> None:
             if peer is not None and m is not peer:
                 ratio, wins = paired_ratio(measured[m["name"], "fp32"], measured["peer", "fp32"])
                 m["vs_peer"] = {"p50_ratio": round(ratio, 4), "faster_rounds": wins, "rounds": rounds}
+                if "correct" in m and "correct" in peer:
+                    m["vs_peer_test"] = mcnemar(m["correct"], peer["correct"])
             s = min((bench_eager(m["model"], (1, 28, 28), runs=runs)[0] for _ in range(rounds)), key=lambda s: s.p50_ms)
             m["eager_b1"] = {"p50_ms": s.p50_ms, "p90_ms": s.p90_ms}
+
+
+@torch.no_grad()
+def correct_per_image(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Which test images the network classifies right (bool per image), for the paired test below."""
+    return torch.cat([net(images[i:i + 500]).argmax(1) == labels[i:i + 500] for i in range(0, len(images), 500)])
+
+
+def mcnemar(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """Model ``a`` against ``b`` on the same test images: the accuracy difference in points, the images only
+    one of them gets right, and the exact two-sided McNemar p-value (a binomial test on those images),
+    which says whether the difference is more than the luck of which 10,000 images were drawn."""
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    n = only_a + only_b
+    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2 ** n if n else 1.0
+    return {"points": round((only_a - only_b) / len(a) * 100, 2), "only_model": only_a, "only_peer": only_b,
+            "mcnemar_p": min(1.0, 2 * tail)}
 
 
 def rows(models: list[dict]) -> list[list[str]]:
@@ -130,7 +153,18 @@ def markdown(models: list[dict]) -> str:
     machine = f"{cpu_model()}, ONNX Runtime and PyTorch on 1 thread, onnxruntime {__import__('onnxruntime').__version__}"
     return "\n".join(lines) + (f"\n\nFashion-MNIST test split (10,000 images). Latency measured on {machine}. "
                                 "Faster than peer: the median over rounds of the model's ORT p50 over the peer's "
-                                "in the same round, and the rounds in which the model was the faster.\n")
+                                "in the same round, and the rounds in which the model was the faster."
+                                + significance(models) + "\n")
+
+
+def significance(models: list[dict]) -> str:
+    tested = [m for m in models if "vs_peer_test" in m]
+    if not tested:
+        return ""
+    parts = [f"{m['name']} {m['vs_peer_test']['points']:+.2f} points (p = {m['vs_peer_test']['mcnemar_p']:.2g})"
+             for m in tested]
+    return (" Test accuracy over the peer's, on the same images (exact McNemar test): " + ", ".join(parts)
+            + "; one training seed each, so the spread between trainings is not in these p-values.")
 
 
 def write_docs(table: str) -> None:
@@ -157,7 +191,7 @@ def main() -> None:
     table = markdown(models)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "table.md").write_text(table)
-    summary = [{k: v for k, v in m.items() if k not in ("model", "fp32", "int8")} for m in models]
+    summary = [{k: v for k, v in m.items() if k not in ("model", "fp32", "int8", "correct")} for m in models]
     (RESULTS / "table.json").write_text(json.dumps(summary, indent=2) + "\n")
     if args.write_docs:
         write_docs(table)

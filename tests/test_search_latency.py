@@ -79,8 +79,13 @@ def test_paired_latency_is_the_within_round_ratio_in_the_reference_s_ms(monkeypa
                 for key in paths}
 
     monkeypatch.setattr(latency, "interleaved_rounds", fake_rounds)
-    assert latency.PairedLatency(small, 0.25)(big) == 0.5
-    assert timed == [["model.onnx", "reference.onnx"]]
+    exports = []
+    export = latency.export_for_timing
+    monkeypatch.setattr(latency, "export_for_timing", lambda net, *args: exports.append(net) or export(net, *args))
+    paired = latency.PairedLatency(small, 0.25)
+    assert paired(big) == 0.5 and paired(big) == 0.5
+    assert timed == [["model.onnx", "reference.onnx"]] * 2
+    assert exports == [small, big, big]  # the reference is exported once, then its file is reused
 
 
 def test_a_missing_latency_table_fails_before_the_run_folder_exists(tmp_path):

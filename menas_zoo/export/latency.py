@@ -94,11 +94,18 @@ class PairedLatency:
     def __init__(self, reference: nn.Module, reference_ms: float, *, rounds: int = 3, runs: int = SEARCH_RUNS):
         self.reference, self.reference_ms = reference.cpu().eval(), reference_ms
         self.rounds, self.runs = rounds, runs
+        self._reference_file: bytes | None = None  # exported once; bytes travel to Ray workers, paths do not
 
     def __call__(self, model: nn.Module) -> float:
         with tempfile.TemporaryDirectory(prefix="menas-zoo-latency-") as tmp:
-            paths = {key: export_for_timing(net.cpu().eval(), Path(tmp) / f"{key}.onnx", _input_shape(net))
-                     for key, net in (("model", model), ("reference", self.reference))}
+            reference = Path(tmp) / "reference.onnx"
+            if self._reference_file is None:
+                export_for_timing(self.reference, reference, _input_shape(self.reference))
+                self._reference_file = reference.read_bytes()
+            else:
+                reference.write_bytes(self._reference_file)
+            paths = {"model": export_for_timing(model.cpu().eval(), Path(tmp) / "model.onnx", _input_shape(model)),
+                     "reference": reference}
             measured = interleaved_rounds(paths, rounds=self.rounds, runs=self.runs, warmup=SEARCH_WARMUP)
         ratio, _ = paired_ratio(measured["model"], measured["reference"])
         return round(ratio * self.reference_ms, 4)

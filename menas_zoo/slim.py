@@ -67,11 +67,29 @@ def channel_masks(model: MobileNetMT, prune_ratio: float, min_channels: int = 8,
         kept = int((gamma > threshold).sum())
         if multiple_of > 1:
             kept = max(multiple_of, int(kept / multiple_of + 0.5) * multiple_of)  # nearest, halves up
-        kept = min(gamma.numel(), max(kept, min_channels))
-        keep = torch.zeros_like(gamma, dtype=torch.bool)
-        keep[gamma.topk(kept).indices] = True
-        masks[name] = keep
+        masks[name] = _largest(gamma, min(gamma.numel(), max(kept, min_channels)))
     return masks
+
+
+def top_channels(model: MobileNetMT, widths: dict[str, int]) -> Masks:
+    """Masks that keep ``widths[block]`` hidden channels of each named block: those with the largest |gamma|."""
+    bns = hidden_bns(model)
+    unknown = sorted(set(widths) - set(bns))
+    if unknown:
+        raise MenasError(f"no prunable block {', '.join(unknown)} (have: {', '.join(bns) or 'none'})")
+    masks = {}
+    for name, kept in widths.items():
+        gamma = bns[name].weight.detach().abs().float().cpu()
+        if not 0 < kept <= gamma.numel():
+            raise MenasError(f"{name} has {gamma.numel()} hidden channels: cannot keep {kept}")
+        masks[name] = _largest(gamma, kept)
+    return masks
+
+
+def _largest(gamma: torch.Tensor, kept: int) -> torch.Tensor:
+    keep = torch.zeros_like(gamma, dtype=torch.bool)
+    keep[gamma.topk(kept).indices] = True
+    return keep
 
 
 def mask_summary(masks: Masks) -> dict[str, list[int]]:

@@ -57,6 +57,12 @@ RULE = ("among candidates with ORT batch-1 p50 below the peer's (the median over
         "its p50 over the peer's in the same round)")
 
 
+def shown(path: Path) -> str:
+    """A path as the summaries name it: relative to the repository where it lies inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def train_config(recipe: dict, device: str, seed: int = 0):
     from menas_zoo.data import Augment
     from menas_zoo.train import TrainConfig
@@ -151,7 +157,8 @@ def stage_select(args) -> None:
             r["faster_than_peer"] = vs_peer[str(r["trial"])] < 1
         winner, faster = faster_winner(rows)
         write_json_atomic(RESULTS / f"selection-{cls}.json", {
-            "source": f"search under params <= {CLASSES[cls]:,} (its settings: results/zoo/search-{cls}/config.json)",
+            "source": f"search under params <= {CLASSES[cls]:,} "
+                      f"(its settings: {shown(RESULTS)}/search-{cls}/config.json)",
             "rule": f"best validation accuracy (from scratch) {RULE}",
             "recipe": recipe, "train_images": len(splits.train), "val_images": len(splits.val),
             "peer_ort_b1_p50_ms": round(latency["peer"], 4), "candidates": rows, "winner": winner["trial"],
@@ -260,6 +267,25 @@ def search_record(name: str):
     return next(t for t in read_trials(RUNS / f"search-{cls}") if t.index == winner)
 
 
+def winner_masks(run: Path, record) -> tuple[dict, str]:
+    """The winner's ticket masks against its trained parent, and where they came from: the search's ticket
+    folder, or (for a search folder returned as its committed summary, without tickets) a replay of the
+    trial's dense training from its seeds, keeping the recorded width of each block."""
+    from menas_zoo.search.run import load_data
+    from menas_zoo.search.state import read_run_config, ticket_masks_path
+    from menas_zoo.search.trial import replay_ticket_masks
+    from menas_zoo.slim import load_masks
+
+    path = ticket_masks_path(run, record.index)
+    if path is not None:
+        return load_masks(path, record.trained_genotype), f"the ticket of trial {record.index}"
+    print(f"{run} has no ticket for trial {record.index}: replaying its dense training for its masks", flush=True)
+    cfg = read_run_config(run)
+    masks = replay_ticket_masks(record, cfg, load_data(cfg))
+    return masks, (f"replayed: trial {record.index}'s dense training from its seeds, each block keeping its "
+                   f"recorded width by |gamma| (torch {torch.__version__})")
+
+
 def stage_train(args) -> None:
     from menas_zoo.artifact import save_artifact
     from menas_zoo.data import DataSplits, load_dataset
@@ -304,8 +330,6 @@ def stage_publish(args) -> None:
     then holds what register_model.py pushes: the artifact, its card and its deployment files."""
     from menas_zoo.artifact import INT8_FILE, ONNX_FILE, load_artifact, save_artifact
     from menas_zoo.data import FASHION_MNIST_CLASSES, load_dataset
-    from menas_zoo.search.state import ticket_masks_path
-    from menas_zoo.slim import load_masks
 
     test = load_dataset("fashion-mnist", split="test")
     for name in args.models:
@@ -313,16 +337,18 @@ def stage_publish(args) -> None:
         final = json.loads((RESULTS / f"final-{name}.json").read_text())
         model = load_artifact(RUNS / f"final-{name}" / "model").model
         cls = name.split("-")[1]
-        masks_file = ticket_masks_path(RUNS / f"search-{cls}", record.index)
+        masks, masks_source = winner_masks(RUNS / f"search-{cls}", record)
         selection = json.loads((RESULTS / f"selection-{cls}.json").read_text())
         out = RUNS / "publish" / name  # the folder name travels in the ONNX metadata
         save_artifact(out, model.eval(), parent_genotype=record.trained_genotype,
-                      masks=load_masks(masks_file, record.trained_genotype) if masks_file else None,
+                      masks=masks,
                       metrics={"accuracy": {"value": final["test_acc"], "dataset": "fashion-mnist", "split": "test"}},
                       input_spec={"in_chans": 1, "resolution": 28, "mean": list(test.mean), "std": list(test.std)},
                       labels=FASHION_MNIST_CLASSES,
                       provenance={"search": selection.get("source", f"MENAS, {SEARCH}"), "trial": record.index,
-                                  "selection": f"results/zoo/selection-{cls}.json (from scratch, validation split)",
+                                  "selection": f"{shown(RESULTS)}/selection-{cls}.json "
+                                               "(from scratch, validation split)",
+                                  "masks": masks_source,
                                   "recipe": final["recipe"], "recipe_summary": recipe_summary(final["recipe"]), "epochs": final["epochs"], "train_images": final["train_images"],
                                   "trained_on": final["device"], "train_minutes": round(final["train_seconds"] / 60, 1)})
         cli = [sys.executable, "-m", "menas_zoo"]

@@ -1,5 +1,6 @@
 """The run folder: an interrupted and resumed search equals an uninterrupted one; damage is a clear error."""
 
+import dataclasses
 import json
 import shutil
 
@@ -16,6 +17,7 @@ from menas_zoo.errors import MenasError
 from menas_zoo.search import SearchConfig, run_search
 from menas_zoo.search.report import save_winners
 from menas_zoo.search.state import RunState, load_single_file_ticket, ticket_masks_path
+from menas_zoo.search.trial import replay_ticket_masks
 from menas_zoo.slim import load_masks, mask_summary
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -151,6 +153,23 @@ def test_an_individual_s_folder_is_a_zoo_model(uninterrupted, real_batch):
     loaded = json.loads(stdout)
     assert (loaded["source"], loaded["path"]) == ("local", str(folder))
     assert loaded["genotype"] == record.genotype.to_compact() and loaded["metrics"]["fitness"] == record.fitness
+
+
+def test_a_trial_s_ticket_masks_replay_from_its_record(uninterrupted, tiny_splits):
+    """A run folder that lost its tickets (a summary copied elsewhere) gets a trial's masks back from its
+    trials.jsonl line: on the same machine and thread count, the very masks the trial cut."""
+    state = uninterrupted.state
+    record = next(t for t in state.trials if t.masks and t.masks != {k: [n, n] for k, (_, n) in t.masks.items()})
+    saved = load_masks(ticket_masks_path(state.out, record.index), record.trained_genotype)
+    replayed = replay_ticket_masks(record, state.config, tiny_splits)
+    assert replayed.keys() == saved.keys() and all(torch.equal(replayed[k], saved[k]) for k in saved)
+    damaged = dataclasses.replace(record, masks={k: [kept - 1, n] for k, (kept, n) in record.masks.items()})
+    with pytest.raises(MenasError, match=f"trial {record.index}'s recorded widths do not give"):
+        replay_ticket_masks(damaged, state.config, tiny_splits)
+    inherited = dataclasses.replace(state.config, weight_sharing=True)
+    child = next(t for t in state.trials if t.parent is not None and t.masks)
+    with pytest.raises(MenasError, match="started from its parent's weights"):
+        replay_ticket_masks(child, inherited, tiny_splits)
 
 
 def test_a_dropped_individual_keeps_its_description_and_masks(uninterrupted):

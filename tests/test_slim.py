@@ -94,3 +94,15 @@ def test_kept_counts_round_to_multiples_of_eight():
         for name in masks:  # rounding only adds back the next channels by |gamma|, never swaps kept ones
             assert abs(int(masks[name].sum()) - int(exact[name].sum())) <= 4
             assert (exact[name] & ~masks[name]).sum() == 0 or (masks[name] & ~exact[name]).sum() == 0
+
+
+def test_top_channels_keeps_the_given_widths_by_gamma():
+    model = randomize_bn(build_model(one_block_genotype("k3_h64_c16_s1_re")))
+    gamma = slim.hidden_bns(model)["stages.0.1"].weight.detach().abs()
+    masks = slim.top_channels(model, {"stages.0.1": 24})
+    assert list(masks) == ["stages.0.1"] and int(masks["stages.0.1"].sum()) == 24
+    assert gamma[masks["stages.0.1"]].min() >= gamma[~masks["stages.0.1"]].max()  # the 24 largest |gamma|
+    with pytest.raises(slim.MenasError, match="no prunable block stages.9.9"):
+        slim.top_channels(model, {"stages.9.9": 8})
+    with pytest.raises(slim.MenasError, match="cannot keep 65"):
+        slim.top_channels(model, {"stages.0.1": 65})

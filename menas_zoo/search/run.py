@@ -95,7 +95,7 @@ def run_search(cfg: SearchConfig | None, out: str | Path, *, resume: bool = Fals
             raise MenasError("a new search needs its settings")
         if cfg.max_latency_ms is not None and latency_fn is None:  # before the run folder exists
             latency_fn = default_latency_fn()
-        splits = splits or _load_data(cfg)
+        splits = splits or load_data(cfg)
         if cfg.resolution is not None and splits.train.resolution != cfg.resolution:
             raise MenasError(f"{cfg.dataset} images are {splits.train.resolution} px, not {cfg.resolution} px "
                              "(a resolution is chosen for an image folder only)")
@@ -107,7 +107,7 @@ def run_search(cfg: SearchConfig | None, out: str | Path, *, resume: bool = Fals
         # A limit no genotype of the profile can meet is refused before the run folder exists.
         check_feasible(cfg.profile, cfg.budget(), **cfg.genotype_fields())
         state = RunState.create(out, cfg)
-    splits = splits or _load_data(cfg)
+    splits = splits or load_data(cfg)
     if on_start is not None:
         on_start(state)
     backend = backend or InProcessBackend()
@@ -218,7 +218,7 @@ def trial_record(outcome: TrialOutcome, limits: CostLimits, elapsed: float) -> T
         diverged=outcome.diverged)
 
 
-def _load_data(cfg: SearchConfig) -> DataSplits:
+def load_data(cfg: SearchConfig) -> DataSplits:
     """The search's images: an image folder is read at the run's resolution (the profile's unless set) and
     with its channels (RGB unless set), and a resumed run reads it as it started."""
     return load_splits(cfg.dataset, cfg.data_dir, val_size=cfg.val_size, seed=cfg.seed, train_subset=cfg.train_subset,

@@ -170,11 +170,7 @@ class RunState:
         if not (out / STATE).exists() or not (out / CONFIG).exists():
             raise MenasError(f"{out} is not a search run folder (no {STATE} and {CONFIG}); start one with --out")
         lock = lock_run_folder(out)
-        config_doc = _read_json(out / CONFIG)
-        try:
-            config = SearchConfig.from_dict(config_doc["config"])
-        except (KeyError, TypeError, GenotypeError) as exc:
-            raise MenasError(f"{out / CONFIG} is damaged ({exc})") from None
+        config = read_run_config(out)
         doc = _read_json(out / STATE)
         try:
             state = cls(out=out, config=config, generation=int(doc["generation"]),
@@ -366,6 +362,15 @@ def _read_json(path: Path) -> dict[str, Any]:
     if doc.get("version") != VERSION:
         raise MenasError(f"{path} has search-state version {doc.get('version')!r}; this menas-zoo reads {VERSION}")
     return doc
+
+
+def read_run_config(out: Path) -> SearchConfig:
+    """A run folder's settings, from its config.json alone (a summary copied without state.json will do)."""
+    path = Path(out) / CONFIG
+    try:
+        return SearchConfig.from_dict(_read_json(path)["config"])
+    except (KeyError, TypeError, GenotypeError) as exc:
+        raise MenasError(f"{path} is damaged ({exc})") from None
 
 
 def read_trials(out: Path) -> list[TrialRecord]:

@@ -35,13 +35,15 @@ from typing import Any
 import torch
 
 from menas_zoo.data import DataSplits
+from menas_zoo.errors import MenasError
 from menas_zoo.nets import MobileNetMT, build_model
 from menas_zoo.search.config import SearchConfig, derive_seed
 from menas_zoo.search.evolution import Candidate
 from menas_zoo.search.fitness import LatencyFn
 from menas_zoo.search.inherit import inherit_weights, stage_keys
+from menas_zoo.search.state import TrialRecord
 from menas_zoo.search.ticket import make_ticket, pruned_fraction
-from menas_zoo.slim import Masks, channel_masks
+from menas_zoo.slim import Masks, channel_masks, slim_genotype, top_channels
 from menas_zoo.space.genotype import Genotype
 from menas_zoo.train import TrainConfig, evaluate, recalibrate_bn, resolve_device, train
 
@@ -138,23 +140,8 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
     desc = f"trial {candidate.index}"
 
     if cfg.tickets:
-        cap = cfg.dense_epochs
-        early_bird = EarlyBird(cfg.prune_ratio, cfg.eb_window, cfg.eb_threshold, cfg.min_channels) \
-            if cfg.early_bird else None
-
-        def cut(epoch: int, net: MobileNetMT, metrics: dict[str, float]) -> bool:
-            settled = early_bird(epoch, net, metrics) if early_bird is not None else False
-            if settled and epoch < cap:
-                metrics["early_bird"] = 1.0
-            return settled or epoch >= cap
-
-        if early_bird is not None:
-            cut.restore = early_bird.restore  # type: ignore[attr-defined]
-        dense_cfg = dataclasses.replace(recipe, bn_l1=cfg.bn_l1, bn_shrink=cfg.bn_shrink, shrink_epochs=cap)
-        result = train(model, splits, dense_cfg, on_epoch_end=cut, progress=False, out_dir=phase_dir("mask"),
-                       desc=f"{desc} dense", should_stop=should_stop, validate="none")
-        dense_epochs = result.epochs
-        stopped_early = any(m.get("early_bird") for m in result.history)
+        dense_epochs, stopped_early = _train_dense(model, splits, cfg, recipe, desc=desc, should_stop=should_stop,
+                                                   out_dir=phase_dir("mask"))
         phases["mask"] = time.perf_counter() - start
         t0 = time.perf_counter()
         # Dense and ticket accuracy (reported, not ranked on) are both measured after BN recalibration, on
@@ -198,6 +185,52 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
                         seconds=time.perf_counter() - start, latency_ms=latency, inherit=inherit,
                         ticket_accuracy=ticket_accuracy, pruned=pruned_fraction(masks) if masks else 0.0,
                         feasible=feasible, diverged=diverged, phase_seconds=phases)
+
+
+def _train_dense(model: MobileNetMT, splits: DataSplits, cfg: SearchConfig, recipe: TrainConfig, *, desc: str,
+                 should_stop=None, out_dir: Path | None = None) -> tuple[int, bool]:
+    """A ticket's dense part: the child trains with BN sparsity until Early-Bird sees its channel mask
+    settle, or the dense cap. Returns the epochs it trained and whether Early-Bird stopped it."""
+    cap = cfg.dense_epochs
+    early_bird = EarlyBird(cfg.prune_ratio, cfg.eb_window, cfg.eb_threshold, cfg.min_channels) \
+        if cfg.early_bird else None
+
+    def cut(epoch: int, net: MobileNetMT, metrics: dict[str, float]) -> bool:
+        settled = early_bird(epoch, net, metrics) if early_bird is not None else False
+        if settled and epoch < cap:
+            metrics["early_bird"] = 1.0
+        return settled or epoch >= cap
+
+    if early_bird is not None:
+        cut.restore = early_bird.restore  # type: ignore[attr-defined]
+    dense_cfg = dataclasses.replace(recipe, bn_l1=cfg.bn_l1, bn_shrink=cfg.bn_shrink, shrink_epochs=cap)
+    result = train(model, splits, dense_cfg, on_epoch_end=cut, progress=False, out_dir=out_dir,
+                   desc=f"{desc} dense", should_stop=should_stop, validate="none")
+    return result.epochs, any(m.get("early_bird") for m in result.history)
+
+
+def replay_ticket_masks(record: TrialRecord, cfg: SearchConfig, splits: DataSplits) -> Masks:
+    """Trial ``record``'s ticket masks, for a run folder that kept its trials.jsonl but not its tickets
+    (trials.jsonl records how many channels each block kept, not which). The trial's dense part trains
+    again from its seeds, and each block keeps its recorded number of channels, those with the largest
+    |gamma|, as the cut ranks them. With the same machine, library versions and thread count the replay
+    is the trial's own training and gives its masks; elsewhere floating point can reorder near-tied
+    channels, so the masks are the replay's, with the recorded widths. A trial that inherited weights
+    (``--weight-sharing``) cannot be replayed from its record alone."""
+    if not record.masks:
+        raise MenasError(f"trial {record.index} cut no ticket: it has no masks to replay")
+    if cfg.weight_sharing and record.parent is not None:
+        raise MenasError(f"trial {record.index} started from its parent's weights: it cannot be replayed "
+                         "without its parent's ticket")
+    seed = derive_seed(cfg.seed, "trial", record.index)
+    torch.manual_seed(derive_seed(cfg.seed, "proxy", record.index))  # as run_trial initializes it
+    model = build_model(record.trained_genotype)
+    _train_dense(model, splits, cfg, proxy_config(cfg, seed), desc=f"replay of trial {record.index}")
+    masks = top_channels(model, {name: kept for name, (kept, _) in record.masks.items()})
+    if slim_genotype(record.trained_genotype, masks) != record.genotype:
+        raise MenasError(f"trial {record.index}'s recorded widths do not give its ticket's genotype; "
+                         "its record is damaged")
+    return masks
 
 
 #: Batches of 256 training images that re-estimate BN statistics before scoring: 1,024 images give

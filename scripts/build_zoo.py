@@ -286,6 +286,12 @@ def winner_masks(run: Path, record) -> tuple[dict, str]:
                    f"recorded width by |gamma| (torch {torch.__version__})")
 
 
+def final_name(name: str, seed: int) -> str:
+    """A final training's folder (under RUNS) and summary (under RESULTS, .json): the published model's
+    is seed 0's; another training seed, which measures the spread between trainings, is named for it."""
+    return f"final-{name}" if seed == 0 else f"final-{name}-seed{seed}"
+
+
 def stage_train(args) -> None:
     from menas_zoo.artifact import save_artifact
     from menas_zoo.data import DataSplits, load_dataset
@@ -296,25 +302,27 @@ def stage_train(args) -> None:
     full, test = load_dataset("fashion-mnist", split="train"), load_dataset("fashion-mnist", split="test")
     train_images = full.subset(torch.arange(args.train_subset)) if args.train_subset else full  # smoke runs
     splits = DataSplits(train=train_images, val=full.subset(torch.arange(0)))  # all 60k; nothing selected on here
+    seed = args.train_seed
     for name in args.models:
         genotype = winner_genotype(name)
-        out = RUNS / f"final-{name}"
-        torch.manual_seed(0)
+        run = final_name(name, seed)
+        out = RUNS / run
+        torch.manual_seed(seed)
         model = build_model(genotype)
         recipe = {**RECIPE, "epochs": args.epochs or RECIPE["epochs"]}
-        result = train(model, splits, train_config(recipe, args.device), out_dir=out, desc=f"final {name}",
-                       validate="none")
+        result = train(model, splits, train_config(recipe, args.device, seed), out_dir=out,
+                       desc=run.replace("-", " ", 1), validate="none")
         accuracy = evaluate(model, test)["acc"]  # the one look at the test split
         save_artifact(out / "model", model.eval(), labels=test.classes,
                       input_spec={"in_chans": 1, "resolution": 28, "mean": list(test.mean), "std": list(test.std)})
         on = model_device(model)
         device = torch.cuda.get_device_name(on) if on.type == "cuda" else "cpu"
         summary = {"name": name, "genotype": genotype.to_compact(), "test_acc": accuracy, "recipe": recipe,
-                   "train_images": len(splits.train),
+                   "train_seed": seed, "train_images": len(splits.train),
                    "epochs": result.epochs, "train_seconds": result.seconds, "device": device,
                    "history": [{k: h[k] for k in ("epoch", "train_loss", "lr", "seconds")} for h in result.history]}
-        write_json_atomic(RESULTS / f"final-{name}.json", summary)
-        print(f"{name}: test accuracy {accuracy:.4f} after {result.epochs} epochs ({result.seconds / 60:.1f} min, {device})")
+        write_json_atomic(RESULTS / f"{run}.json", summary)
+        print(f"{run.removeprefix('final-')}: test accuracy {accuracy:.4f} after {result.epochs} epochs ({result.seconds / 60:.1f} min, {device})")
 
 
 def recipe_summary(recipe: dict) -> str:
@@ -369,13 +377,13 @@ def stage_table(args) -> None:
 
     lines = ["| model | params | MACs | test accuracy | epochs | trained on | minutes |", "|---|---:|---:|---:|---:|---|---:|"]
     for name in ("mt-a", "mt-b", "mt-c", "peer"):
-        path = RESULTS / f"final-{name}.json"
-        if not path.exists():
-            continue
-        final = json.loads(path.read_text())
-        cost = genotype_cost(winner_genotype(name))
-        lines.append(f"| {name} | {human(cost.params)} | {human(cost.macs)} | {final['test_acc']:.4f} | {final['epochs']} "
-                     f"| {final['device']} | {final['train_seconds'] / 60:.0f} |")
+        paths = [RESULTS / f"final-{name}.json", *sorted(RESULTS.glob(f"final-{name}-seed*.json"))]
+        for path in filter(Path.exists, paths):
+            final = json.loads(path.read_text())
+            cost = genotype_cost(winner_genotype(name))
+            label = f"{name} (training seed {final['train_seed']})" if final.get("train_seed") else name
+            lines.append(f"| {label} | {human(cost.params)} | {human(cost.macs)} | {final['test_acc']:.4f} | "
+                         f"{final['epochs']} | {final['device']} | {final['train_seconds'] / 60:.0f} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "training.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -405,6 +413,8 @@ def main() -> None:
                         help="search: its seed (default 0), so that searches under different limits draw differently")
     parser.add_argument("--train-subset", type=int, default=None, help="search and train: fewer images (smoke runs)")
     parser.add_argument("--epochs", type=int, default=None, help="train: override the recipe's epochs (smoke runs)")
+    parser.add_argument("--train-seed", type=int, default=0,
+                        help="train: another training seed (0, the default, is the published model's)")
     parser.add_argument("--runs", type=Path, default=None, help="state folder (default runs/zoo)")
     parser.add_argument("--results", type=Path, default=None, help="summary folder (default results/zoo)")
     args = parser.parse_args()

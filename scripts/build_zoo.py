@@ -51,6 +51,7 @@ RECIPE = {"epochs": 100, "batch_size": 256, "optimizer": "sgd", "lr": 0.1, "weig
           "label_smoothing": 0.1, "augment": {"crop_padding": 2, "flip": True, "erasing": 0.25}}
 SEARCH = {"strategy": "menas", "profile": "tiny", "population": 8, "generations": 6, "epochs": 4, "mask_epochs": 3,
           "train_subset": 10_000, "val_size": 5000, "seed": 0}
+PEER_FILE = "peer-latency.json"  # a --faster-than-peer search's reference ms and margin
 INT8_MAX_DROP = 0.003  # int8 files ship only within 0.3 points of fp32 test accuracy
 VAL_SIZE, DATA_SEED = 5000, 0  # the searches' validation split, reused for selection
 RULE = ("among candidates with ORT batch-1 p50 below the peer's (the median over alternating rounds of "
@@ -73,12 +74,13 @@ def train_config(recipe: dict, device: str, seed: int = 0):
 
 def copy_summary(run: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("trials.jsonl", "report.md", "pareto.png", "config.json"):
+    for name in ("trials.jsonl", "report.md", "pareto.png", "config.json", PEER_FILE):
         if (run / name).exists():
             shutil.copy2(run / name, dest / name)
 
 
 def stage_search(args) -> None:
+    from menas_zoo.io import write_json_atomic
     from menas_zoo.search import SearchConfig, run_search
     from menas_zoo.search.state import RunState
 
@@ -92,23 +94,36 @@ def stage_search(args) -> None:
             if state.finished:
                 print("  finished", flush=True)
             else:
+                latency_fn = peer_latency_fn(peer_reference_ms(out, state.config.max_latency_ms)) \
+                    if args.faster_than_peer else None
                 run_search(None, out, resume=True, overrides={"budget_minutes": args.budget_minutes,
-                                                              "device": args.device},
-                           latency_fn=peer_latency_fn(state.config.max_latency_ms) if args.faster_than_peer else None)
+                                                              "device": args.device}, latency_fn=latency_fn)
         else:
             overrides = (("population", args.population), ("generations", args.generations),
                          ("train_subset", args.train_subset), ("seed", args.seed))
             settings = {**SEARCH, **{k: v for k, v in overrides if v is not None}}
             max_macs = int(args.max_macs) if args.max_macs else None
             latency_fn = peer_latency_fn() if args.faster_than_peer else None
+            limit = round(latency_fn.reference_ms * args.peer_margin, 4) if latency_fn else None
             cfg = SearchConfig(**settings, max_params=CLASSES[cls], max_macs=max_macs, device=args.device,
-                               budget_minutes=args.budget_minutes,
-                               max_latency_ms=latency_fn.reference_ms if latency_fn else None)
+                               budget_minutes=args.budget_minutes, max_latency_ms=limit)
             if latency_fn:
-                print(f"  candidates must be faster than the peer: {latency_fn.reference_ms:.3f} ms, compared "
-                      "within rounds", flush=True)
-            run_search(cfg, out, latency_fn=latency_fn)
+                print(f"  candidates must run within {args.peer_margin:g}x the peer's latency "
+                      f"({latency_fn.reference_ms:.3f} ms), compared within rounds", flush=True)
+
+            def keep_peer(state) -> None:  # once the run folder exists, so a refused search leaves none
+                write_json_atomic(state.out / PEER_FILE, {"reference_ms": latency_fn.reference_ms,
+                                                          "margin": args.peer_margin})
+
+            run_search(cfg, out, latency_fn=latency_fn, on_start=keep_peer if latency_fn else None)
         copy_summary(out, RESULTS / f"search-{cls}")
+
+
+def peer_reference_ms(run: Path, max_latency_ms: float) -> float:
+    """The peer's ms a ``--faster-than-peer`` search scales its candidates' ratios by: recorded in the run
+    folder beside the margin (``max_latency_ms`` is margin x reference); a run without the file had margin 1."""
+    path = run / PEER_FILE
+    return json.loads(path.read_text())["reference_ms"] if path.exists() else max_latency_ms
 
 
 def peer_latency_fn(reference_ms: float | None = None):
@@ -402,6 +417,9 @@ def main() -> None:
     parser.add_argument("--faster-than-peer", action="store_true",
                         help="search: only candidates faster than the peer in ONNX Runtime, timed against it in "
                              "alternating rounds")
+    parser.add_argument("--peer-margin", type=float, default=1.0,
+                        help="search, with --faster-than-peer: the most a candidate's latency may be, as a share "
+                             "of the peer's (below 1 leaves room for another machine)")
     parser.add_argument("--ablation", type=Path, default=ROOT / "runs" / "ablation",
                         help="adopt: a finished search ablation folder")
     parser.add_argument("--candidates", type=int, default=4, help="select: top trials retrained per class")
@@ -420,6 +438,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not 0 < args.peer_margin <= 1:
+        parser.error(f"--peer-margin must lie in (0, 1], got {args.peer_margin}")
     global RUNS, RESULTS
     RUNS, RESULTS = args.runs or RUNS, args.results or RESULTS
     from menas_zoo.errors import MenasError

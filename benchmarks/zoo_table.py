@@ -1,15 +1,16 @@
 """The zoo's table: every listed model and the MobileNetV3-Small peer, measured side by side in one run.
 
-    python benchmarks/zoo_table.py [--peer runs/zoo/final-peer/model] [--rounds 5] [--write-docs] [--json]
+    python benchmarks/zoo_table.py [--peer runs/zoo/final-peer/model] [--rounds 15] [--write-docs] [--json]
 
 Per model: params and MACs of the live network, Fashion-MNIST test accuracy of the live PyTorch model
 (all 10,000 test images, measured now, never used to choose anything), an int8 file quantized the way
 ``menas-zoo export --int8`` does (static QDQ, calibrated on training images) and its test accuracy, ONNX
 Runtime batch-1 latency p50/p90 of fp32 and int8, and eager PyTorch batch-1 p50, all with one thread.
 ONNX Runtime latencies are measured in rounds that alternate the files (``interleaved_rounds``); each
-file's p50/p90 is its fastest round. "Faster than peer" compares within rounds (``paired_ratio``): the
+file's p50/p90 is its fastest round. "Faster than peer" compares within rounds (``paired_verdict``): the
 median over rounds of the model's p50 over the peer's, and in how many rounds the model was the faster, so
-neither a burst of load in one round nor a machine that speeds up or slows down between runs decides it.
+neither a burst of load in one round nor a machine that speeds up or slows down between runs decides it;
+the verdict is yes or no only where a sign test over the rounds says so (p < 0.05), else tie.
 
 The peer is torchvision's ``mobilenet_v3_small`` built for 1x28x28 and trained with the zoo's recipe
 and epochs (``scripts/build_zoo.py train --models peer``); without its trained weights only its latency
@@ -30,7 +31,7 @@ import torch
 from menas_zoo.artifact import load_artifact
 from menas_zoo.costs import genotype_cost
 from menas_zoo.data import load_dataset
-from menas_zoo.export.bench import bench_eager, cpu_model, interleaved_rounds, paired_ratio
+from menas_zoo.export.bench import bench_eager, cpu_model, interleaved_rounds, paired_verdict
 from menas_zoo.export.onnx import export_onnx
 from menas_zoo.export.parity import real_images
 from menas_zoo.export.quantize import onnx_accuracy, quantize_int8
@@ -95,8 +96,7 @@ def measure(models: list[dict], rounds: int, runs: int) -> None:
                 s = min(measured[m["name"], kind], key=lambda s: s.p50_ms)
                 m[f"{kind}_b1"] = {"p50_ms": s.p50_ms, "p90_ms": s.p90_ms}
             if peer is not None and m is not peer:
-                ratio, wins = paired_ratio(measured[m["name"], "fp32"], measured["peer", "fp32"])
-                m["vs_peer"] = {"p50_ratio": round(ratio, 4), "faster_rounds": wins, "rounds": rounds}
+                m["vs_peer"] = paired_verdict(measured[m["name"], "fp32"], measured["peer", "fp32"])
                 if "correct" in m and "correct" in peer:
                     m["vs_peer_test"] = mcnemar(m["correct"], peer["correct"])
             s = min((bench_eager(m["model"], (1, 28, 28), runs=runs)[0] for _ in range(rounds)), key=lambda s: s.p50_ms)
@@ -129,7 +129,7 @@ def rows(models: list[dict]) -> list[list[str]]:
         faster = "-"
         if "vs_peer" in m:
             v = m["vs_peer"]
-            verdict = "yes" if v["p50_ratio"] < 1 else "no"
+            verdict = {"faster": "yes", "slower": "no", "tie": "tie"}[v["verdict"]]
             faster = f"{verdict} ({v['p50_ratio']:.2f}x, {v['faster_rounds']}/{v['rounds']})"
         out.append([m["name"], size, f"{m['params']:,}", f"{m['macs'] / 1e6:.1f}M", acc,
                     f"{target * 100:.1f}%" if target else "-", published,
@@ -148,7 +148,10 @@ def markdown(models: list[dict]) -> str:
     machine = f"{cpu_model()}, ONNX Runtime and PyTorch on 1 thread, onnxruntime {__import__('onnxruntime').__version__}"
     return "\n".join(lines) + (f"\n\nFashion-MNIST test split (10,000 images). Latency measured on {machine}. "
                                 "Faster than peer: the median over rounds of the model's ORT p50 over the peer's "
-                                "in the same round, and the rounds in which the model was the faster."
+                                "in the same round, and the rounds in which the model was the faster; yes or no "
+                                "when a one-sided sign test over the rounds gives p < 0.05, else tie (the order "
+                                "flips between rounds). A verdict holds for this machine: near 1x it can change "
+                                "on another."
                                 + significance(models) + "\n")
 
 
@@ -175,7 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--peer", type=Path, default=ROOT / "runs" / "zoo" / "final-peer" / "model",
                         help="the trained peer's artifact folder")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15, help="alternating ORT rounds (the sign test's n)")
     parser.add_argument("--runs", type=int, default=200, help="timed runs per model and round")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--json", action="store_true")

@@ -8,7 +8,8 @@ from export_fixtures import tiny_model, tiny_onnx  # noqa: F401  (fixtures)
 from menas_zoo.errors import MenasError
 from menas_zoo.export import LatencyBudgetError, LatencyStats, benchmark, check_budget, export_onnx, machine_fingerprint
 from menas_zoo.export import bench
-from menas_zoo.export.bench import best_of_rounds, budget_verdict, interleaved_rounds, paired_ratio, time_calls
+from menas_zoo.export.bench import (best_of_rounds, budget_verdict, interleaved_rounds, paired_ratio, paired_verdict,
+                                    sign_test, time_calls)
 
 
 def test_benchmark_times_ort_and_eager_per_configuration(tiny_model, tiny_onnx):
@@ -122,3 +123,25 @@ def test_paired_ratio_compares_within_rounds():
     assert ratio == pytest.approx(0.9) and wins == 2
     with pytest.raises(ValueError, match="paired rounds"):
         paired_ratio(model, peer[:2])
+
+
+def test_sign_test_tails():
+    assert sign_test(5, 5) == pytest.approx(1 / 32)
+    assert sign_test(4, 5) == pytest.approx(6 / 32)
+    assert sign_test(0, 5) == 1.0
+    assert sign_test(12, 15) == pytest.approx(576 / 2 ** 15)
+
+
+def test_paired_verdict_calls_a_split_a_tie():
+    # 0.95x over five rounds, but only 3 of them won: a coin does that half the time, so no verdict.
+    model = [_p50(x) for x in (0.90, 0.95, 1.10, 0.91, 1.02)]
+    peer = [_p50(1.0)] * 5
+    v = paired_verdict(model, peer)
+    assert (v["verdict"], v["faster_rounds"], v["rounds"]) == ("tie", 3, 5)
+    assert v["p50_ratio"] == pytest.approx(0.95) and v["sign_p"] == pytest.approx(0.5)
+    # Every round won, or every round lost: p = 1/32 < 0.05 either way.
+    assert paired_verdict([_p50(0.99)] * 5, peer)["verdict"] == "faster"
+    assert paired_verdict([_p50(1.01)] * 5, peer)["verdict"] == "slower"
+    # Three rounds can never reach 0.05: all won is still a tie.
+    v = paired_verdict([_p50(0.5)] * 3, [_p50(1.0)] * 3)
+    assert (v["verdict"], v["sign_p"]) == ("tie", 0.125)

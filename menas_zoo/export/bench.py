@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import math
 import os
 import platform
 import subprocess
@@ -145,6 +146,27 @@ def paired_ratio(a: Sequence[LatencyStats], b: Sequence[LatencyStats]) -> tuple[
         raise ValueError(f"paired rounds needed, got {len(a)} and {len(b)}")
     ratios = [x.p50_ms / y.p50_ms for x, y in zip(a, b)]
     return float(np.median(ratios)), sum(r < 1.0 for r in ratios)
+
+
+def paired_verdict(a: Sequence[LatencyStats], b: Sequence[LatencyStats], *, alpha: float = 0.05) -> dict:
+    """Is ``a`` faster than ``b``, measured in the same alternating rounds? ``"faster"`` (or ``"slower"``)
+    only when a one-sided sign test over the rounds says that ``a`` won (or lost) more rounds than a fair
+    coin would, at level ``alpha``; otherwise ``"tie"``: a ratio near 1 whose sign flips between rounds
+    is noise of the machine, not a difference. Also the median ratio and the rounds won
+    (:func:`paired_ratio`) and the test's p-value for the verdict given (the smaller tail for a tie).
+    Five rounds can reach p = 1/32; three never go below 1/8, so a tie is all they can say."""
+    ratio, wins = paired_ratio(a, b)
+    losses = sum(x.p50_ms > y.p50_ms for x, y in zip(a, b))
+    rounds = len(a)
+    p_faster, p_slower = sign_test(wins, rounds), sign_test(losses, rounds)
+    verdict = "faster" if p_faster < alpha else "slower" if p_slower < alpha else "tie"
+    return {"p50_ratio": round(ratio, 4), "faster_rounds": wins, "rounds": rounds, "verdict": verdict,
+            "sign_p": round(min(p_faster, p_slower), 4)}
+
+
+def sign_test(successes: int, trials: int) -> float:
+    """One-sided sign test: the chance of ``successes`` or more in ``trials`` fair coin flips."""
+    return sum(math.comb(trials, k) for k in range(successes, trials + 1)) / 2 ** trials
 
 
 def _concrete_shape(shape: list, batch: int, path) -> list[int]:

@@ -309,8 +309,41 @@ def summarize(args, retrained: list[dict]) -> list[dict]:
     return rows
 
 
+def by_seed(row: dict, seeds: list[int]) -> list[float] | None:
+    """A row's winner from scratch per search seed: the mean over its training seeds (``winner_holdout``
+    lists them seed by seed), or None when a seed's retrainings are missing."""
+    acc = row["winner_holdout"]
+    if not seeds or len(acc) % len(seeds):
+        return None
+    k = len(acc) // len(seeds)
+    return [statistics.mean(acc[i * k:(i + 1) * k]) for i in range(len(seeds))]
+
+
+def paired_lines(rows: list[dict], seeds: list[int], base: str = "menas") -> list[str]:
+    """Each row's winners from scratch against ``base``'s, paired by search seed (same seed, same limit and
+    budget): the mean difference in points with its standard error, the seeds in which the row was ahead,
+    and a one-sided sign test of that count."""
+    from menas_zoo.export.bench import sign_test
+
+    ref = next((r for r in rows if r["row"] == base), None)
+    ref_acc = by_seed(ref, seeds) if ref else None
+    if ref_acc is None or len(seeds) < 2:
+        return []
+    lines = [f"paired by search seed, winner from scratch minus {base}'s (points):"]
+    for r in rows:
+        acc = by_seed(r, seeds) if r is not ref else None
+        if acc is None:
+            continue
+        diff = [100 * (a - b) for a, b in zip(acc, ref_acc)]
+        ahead = sum(d > 0 for d in diff)
+        se = statistics.stdev(diff) / len(diff) ** 0.5
+        lines.append(f"  {r['row']:<18} {statistics.mean(diff):+.2f} ± {se:.2f} (se), ahead in {ahead}/{len(diff)} "
+                     f"seeds, sign test p = {sign_test(ahead, len(diff)):.3f}")
+    return lines
+
+
 def print_table(rows: list[dict], args) -> None:
-    lines = table_lines(rows, args)
+    lines = table_lines(rows, args) + paired_lines(rows, args.seeds)
     print("\n" + "\n".join(lines))
     (args.out / "table.txt").write_text("\n".join(lines) + "\n")
 
@@ -359,8 +392,17 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1) // 2),
                         help="searches / retrainings run side by side, one process each")
     parser.add_argument("--no-retrain", action="store_true", help="summarize what is retrained so far, run nothing new")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--paired", type=Path, default=None, metavar="ABLATION_JSON",
+                        help="only print the paired comparison of a finished ablation's ablation.json")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.paired:
+        summary = json.loads(args.paired.read_text())
+        seeds = [int(s) for s in summary["args"]["seeds"].strip("[]").split(",")]
+        print("\n".join(paired_lines(summary["rows"], seeds)) or "no paired comparison: a seed lacks its retrainings")
+        return
+    if args.out is None:
+        parser.error("--out is required")
     args.out.mkdir(parents=True, exist_ok=True)
 
     # Interleave rows so drifts in machine load hit them alike.

@@ -309,29 +309,28 @@ def summarize(args, retrained: list[dict]) -> list[dict]:
     return rows
 
 
-def by_seed(row: dict, seeds: list[int]) -> list[float] | None:
+def by_seed(row: dict, seeds: list[int], train_seeds: list[int]) -> list[float] | None:
     """A row's winner from scratch per search seed: the mean over its training seeds (``winner_holdout``
-    lists them seed by seed), or None when a seed's retrainings are missing."""
-    acc = row["winner_holdout"]
-    if not seeds or len(acc) % len(seeds):
+    lists them seed by seed, at most one per training seed), or None unless every one was retrained."""
+    acc, k = row["winner_holdout"], len(train_seeds)
+    if not seeds or len(acc) != len(seeds) * k:
         return None
-    k = len(acc) // len(seeds)
     return [statistics.mean(acc[i * k:(i + 1) * k]) for i in range(len(seeds))]
 
 
-def paired_lines(rows: list[dict], seeds: list[int], base: str = "menas") -> list[str]:
+def paired_lines(rows: list[dict], seeds: list[int], train_seeds: list[int], base: str = "menas") -> list[str]:
     """Each row's winners from scratch against ``base``'s, paired by search seed (same seed, same limit and
     budget): the mean difference in points with its standard error, the seeds in which the row was ahead,
     and a one-sided sign test of that count."""
     from menas_zoo.export.bench import sign_test
 
     ref = next((r for r in rows if r["row"] == base), None)
-    ref_acc = by_seed(ref, seeds) if ref else None
+    ref_acc = by_seed(ref, seeds, train_seeds) if ref else None
     if ref_acc is None or len(seeds) < 2:
         return []
     lines = [f"paired by search seed, winner from scratch minus {base}'s (points):"]
     for r in rows:
-        acc = by_seed(r, seeds) if r is not ref else None
+        acc = by_seed(r, seeds, train_seeds) if r is not ref else None
         if acc is None:
             continue
         diff = [100 * (a - b) for a, b in zip(acc, ref_acc)]
@@ -343,7 +342,7 @@ def paired_lines(rows: list[dict], seeds: list[int], base: str = "menas") -> lis
 
 
 def print_table(rows: list[dict], args) -> None:
-    lines = table_lines(rows, args) + paired_lines(rows, args.seeds)
+    lines = table_lines(rows, args) + paired_lines(rows, args.seeds, args.train_seeds)
     print("\n" + "\n".join(lines))
     (args.out / "table.txt").write_text("\n".join(lines) + "\n")
 
@@ -397,9 +396,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.paired:
-        summary = json.loads(args.paired.read_text())
-        seeds = [int(s) for s in summary["args"]["seeds"].strip("[]").split(",")]
-        print("\n".join(paired_lines(summary["rows"], seeds)) or "no paired comparison: a seed lacks its retrainings")
+        try:
+            summary = json.loads(args.paired.read_text())
+            seeds, train_seeds = (json.loads(summary["args"][key]) for key in ("seeds", "train_seeds"))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"error: {args.paired} is not a search ablation's ablation.json ({exc})") from None
+        print("\n".join(paired_lines(summary["rows"], seeds, train_seeds))
+              or "no paired comparison: MENAS's row or a winner's retrainings are missing")
         return
     if args.out is None:
         parser.error("--out is required")

@@ -54,8 +54,8 @@ SEARCH = {"strategy": "menas", "profile": "tiny", "population": 8, "generations"
 PEER_FILE = "peer-latency.json"  # a --faster-than-peer search's reference ms and margin
 INT8_MAX_DROP = 0.003  # int8 files ship only within 0.3 points of fp32 test accuracy
 VAL_SIZE, DATA_SEED = 5000, 0  # the searches' validation split, reused for selection
-RULE = ("among candidates with ORT batch-1 p50 below the peer's (the median over alternating rounds of "
-        "its p50 over the peer's in the same round)")
+RULE = ("among candidates faster than the peer in ORT at batch 1: in more of 15 alternating rounds than a "
+        "coin would give (one-sided sign test, p < 0.05; the ratio is the median of per-round p50 ratios)")
 
 
 def shown(path: Path) -> str:
@@ -167,9 +167,7 @@ def stage_select(args) -> None:
             print(f"  {cls} trial {t.index}: fitness {t.fitness:.4f} -> val {rows[-1]['val_acc']:.4f}", flush=True)
         latency, vs_peer = ort_latencies({"peer": peer_genotype(), **{str(t.index): t.genotype for t in candidates}})
         for r in rows:
-            r["ort_b1_p50_ms"] = round(latency[str(r["trial"])], 4)
-            r["vs_peer_p50_ratio"] = round(vs_peer[str(r["trial"])], 4)
-            r["faster_than_peer"] = vs_peer[str(r["trial"])] < 1
+            r.update(ort_b1_p50_ms=round(latency[str(r["trial"])], 4), **peer_columns(vs_peer[str(r["trial"])]))
         winner, faster = faster_winner(rows)
         write_json_atomic(RESULTS / f"selection-{cls}.json", {
             "source": f"search under params <= {CLASSES[cls]:,} "
@@ -180,6 +178,13 @@ def stage_select(args) -> None:
             "genotype": winner["genotype"]})
         print(f"  {cls}: winner trial {winner['trial']} ({winner['val_acc']:.4f}, ORT {winner['ort_b1_p50_ms']:.3f} ms "
               f"vs peer {latency['peer']:.3f}; {len(faster)} of {len(rows)} faster than the peer)", flush=True)
+
+
+def peer_columns(verdict: dict) -> dict:
+    """A candidate's comparison with the peer, as a selection file records it."""
+    return {"vs_peer_p50_ratio": verdict["p50_ratio"],
+            "faster_rounds": f"{verdict['faster_rounds']}/{verdict['rounds']}",
+            "faster_than_peer": verdict["verdict"] == "faster"}
 
 
 def faster_winner(rows: list[dict]) -> tuple[dict, list[dict]]:
@@ -196,13 +201,14 @@ def peer_genotype():
     return resolve_genotype("mobilenetv3-small", in_chans=1, resolution=28, num_classes=10)
 
 
-def ort_latencies(genotypes: dict, rounds: int = 3, runs: int = 200) -> tuple[dict[str, float], dict[str, float]]:
+def ort_latencies(genotypes: dict, rounds: int = 15, runs: int = 200) -> tuple[dict[str, float], dict[str, dict]]:
     """Batch-1, 1-thread ONNX Runtime latency of each genotype (one of them keyed "peer"), measured in
-    alternating rounds: its best round's p50 (ms), and its p50 over the peer's (the median of per-round
-    ratios, ``paired_ratio``). Weights do not change latency, so fresh networks are exported."""
+    alternating rounds: its best round's p50 (ms), and its comparison with the peer (``paired_verdict``:
+    the median of per-round p50 ratios, the rounds won, and "faster" only where a sign test over the
+    rounds says so). Weights do not change latency, so fresh networks are exported."""
     import tempfile
 
-    from menas_zoo.export.bench import interleaved_rounds, paired_ratio
+    from menas_zoo.export.bench import interleaved_rounds, paired_verdict
     from menas_zoo.export.onnx import export_onnx
     from menas_zoo.nets import build_model
 
@@ -211,7 +217,7 @@ def ort_latencies(genotypes: dict, rounds: int = 3, runs: int = 200) -> tuple[di
                  for key, g in genotypes.items()}
         measured = interleaved_rounds(paths, rounds=rounds, runs=runs)
     best = {key: min(s.p50_ms for s in stats) for key, stats in measured.items()}
-    return best, {key: paired_ratio(stats, measured["peer"])[0] for key, stats in measured.items()}
+    return best, {key: paired_verdict(stats, measured["peer"]) for key, stats in measured.items() if key != "peer"}
 
 
 def stage_adopt(args) -> None:
@@ -239,8 +245,7 @@ def stage_adopt(args) -> None:
         rows = [{"seed": seed, "trial": trial, "fitness": runs[0]["fitness"], "params": runs[0]["params"],
                  "macs": runs[0]["macs"], "val_acc": mean(r["holdout_acc"] for r in runs),
                  "train_seeds": [r["train_seed"] for r in runs], "ort_b1_p50_ms": round(latency[f"{seed}/{trial}"], 4),
-                 "vs_peer_p50_ratio": round(vs_peer[f"{seed}/{trial}"], 4),
-                 "faster_than_peer": vs_peer[f"{seed}/{trial}"] < 1}
+                 **peer_columns(vs_peer[f"{seed}/{trial}"])}
                 for (seed, trial), runs in sorted(retrained.items())]
         winner, faster = faster_winner(rows)
         run = args.ablation / "runs" / f"menas-seed{winner['seed']}"

@@ -54,8 +54,9 @@ SEARCH = {"strategy": "menas", "profile": "tiny", "population": 8, "generations"
 PEER_FILE = "peer-latency.json"  # a --faster-than-peer search's reference ms and margin
 INT8_MAX_DROP = 0.003  # int8 files ship only within 0.3 points of fp32 test accuracy
 VAL_SIZE, DATA_SEED = 5000, 0  # the searches' validation split, reused for selection
-RULE = ("among candidates faster than the peer in ORT at batch 1: in more of 15 alternating rounds than a "
-        "coin would give (one-sided sign test, p < 0.05; the ratio is the median of per-round p50 ratios)")
+LATENCY_ROUNDS = 15  # alternating ORT rounds behind a selection's faster-than-peer verdict
+RULE = (f"among candidates faster than the peer in ORT at batch 1: in more of {LATENCY_ROUNDS} alternating rounds "
+        "than a coin would give (one-sided sign test, p < 0.05; the ratio is the median of per-round p50 ratios)")
 
 
 def shown(path: Path) -> str:
@@ -201,7 +202,8 @@ def peer_genotype():
     return resolve_genotype("mobilenetv3-small", in_chans=1, resolution=28, num_classes=10)
 
 
-def ort_latencies(genotypes: dict, rounds: int = 15, runs: int = 200) -> tuple[dict[str, float], dict[str, dict]]:
+def ort_latencies(genotypes: dict, rounds: int = LATENCY_ROUNDS,
+                  runs: int = 200) -> tuple[dict[str, float], dict[str, dict]]:
     """Batch-1, 1-thread ONNX Runtime latency of each genotype (one of them keyed "peer"), measured in
     alternating rounds: its best round's p50 (ms), and its comparison with the peer (``paired_verdict``:
     the median of per-round p50 ratios, the rounds won, and "faster" only where a sign test over the

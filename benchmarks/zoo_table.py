@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import tempfile
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import torch
 from menas_zoo.artifact import load_artifact
 from menas_zoo.costs import genotype_cost
 from menas_zoo.data import load_dataset
-from menas_zoo.export.bench import bench_eager, cpu_model, interleaved_rounds, paired_verdict
+from menas_zoo.export.bench import bench_eager, cpu_model, interleaved_rounds, paired_verdict, sign_test
 from menas_zoo.export.onnx import export_onnx
 from menas_zoo.export.parity import real_images
 from menas_zoo.export.quantize import onnx_accuracy, quantize_int8
@@ -115,7 +114,7 @@ def mcnemar(a: torch.Tensor, b: torch.Tensor) -> dict:
     which says whether the difference is more than the luck of which 10,000 images were drawn."""
     only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
     n = only_a + only_b
-    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2 ** n if n else 1.0
+    tail = sign_test(max(only_a, only_b), n)  # the rarer side's tail: P(X <= min) = P(X >= max)
     return {"points": round((only_a - only_b) / len(a) * 100, 2), "only_model": only_a, "only_peer": only_b,
             "mcnemar_p": min(1.0, 2 * tail)}
 

@@ -9,7 +9,7 @@ regularized evolution with plain trials under the limit / (1 - prune ratio), the
 its top 3 cut once each after the search, pruned to fit the limit (those tickets are the row's winners;
 its search gets ``1 - TICKET_RESERVE`` of the budget, so that search plus tickets take about the
 budget, and its tickets' dense parents are retrained too, for the ticket minus parent gap from
-scratch). Each row runs one
+scratch), and ``early-ticket``: MENAS with its ticket cut after one dense epoch. Each row runs one
 search per seed for ``--budget-minutes`` on the ``tiny`` profile under a zoo params limit. Then, with
 one fixed recipe (``--retrain-epochs`` of AdamW from scratch, the same for every architecture):
 
@@ -60,6 +60,9 @@ ROWS = {  # row -> SearchConfig settings
     # Regularized evolution with plain trials under the limit / (1 - prune ratio), then the lottery tickets of
     # its top 3 cut once, after the search, each pruned to fit the limit: what the row delivers.
     "ticket-after": {"strategy": "evolution"},
+    # MENAS with its ticket cut after one dense epoch (Early-Bird's masks settle early): the ticket trains
+    # the rest of the trial, so the fitness measures the ticket more than its dense parent, and costs less.
+    "early-ticket": {"strategy": "menas", "mask_epochs": 1},
 }
 #: Rows whose winners are the tickets of their top trials, cut after the search (``cut_winner_tickets``).
 WINNER_TICKETS = {"ticket-after": 3}
@@ -95,8 +98,9 @@ def make_splits(args):
 def search_config(row: str, seed: int, args, **settings):
     from menas_zoo.search import SearchConfig
 
-    return SearchConfig(**{**ROWS[row], **settings}, profile="tiny", population=args.population, generations=1000,
-                        epochs=args.epochs, mask_epochs=args.mask_epochs, batch_size=args.batch_size, seed=seed,
+    return SearchConfig(**{"mask_epochs": args.mask_epochs, **ROWS[row], **settings}, profile="tiny",
+                        population=args.population, generations=1000, epochs=args.epochs,
+                        batch_size=args.batch_size, seed=seed,
                         device=args.device, val_size=args.val_size, train_subset=args.train_subset)
 
 
@@ -246,11 +250,9 @@ def kendall_tau(xs: list[float], ys: list[float]) -> float:
     return (concordant - discordant) / denominator if denominator else float("nan")
 
 
-def dense_cap(args) -> int:
-    """A ticket trial's dense epochs at most, as the searches' config computes it."""
-    from menas_zoo.search import SearchConfig
-
-    return SearchConfig(profile="tiny", epochs=args.epochs, mask_epochs=args.mask_epochs).dense_epochs
+def dense_cap(row: str, args) -> int:
+    """A row's ticket trials' dense epochs at most, as its searches' config computes it."""
+    return search_config(row, 0, args).dense_epochs
 
 
 def mean_sd(values: list[float]) -> str:
@@ -298,7 +300,7 @@ def summarize(args, retrained: list[dict]) -> list[dict]:
             "minutes": statistics.mean(minutes),
             "winner_params": statistics.mean(winner_params),
             "ticket_minus_parent_scratch": statistics.mean(parent_gap) if parent_gap else None,
-            "eb_saved": (1 - sum(t["epochs"] for t in ticketed) / (len(ticketed) * dense_cap(args)))
+            "eb_saved": (1 - sum(t["epochs"] for t in ticketed) / (len(ticketed) * dense_cap(row, args)))
             if ticketed else None,
             "pruned": statistics.mean(t["pruned"] for t in ticketed) if ticketed else None,
             "ticket_minus_dense": statistics.mean(t["ticket_accuracy"] - t["trained_accuracy"] for t in ticketed)
@@ -342,7 +344,7 @@ def paired_lines(rows: list[dict], seeds: list[int], train_seeds: list[int], bas
 
 
 def print_table(rows: list[dict], args) -> None:
-    lines = table_lines(rows, args) + paired_lines(rows, args.seeds, args.train_seeds)
+    lines = table_lines(rows, args) + paired_lines(rows, args.seeds, args.train_seeds, args.base)
     print("\n" + "\n".join(lines))
     (args.out / "table.txt").write_text("\n".join(lines) + "\n")
 
@@ -393,6 +395,8 @@ def main() -> None:
     parser.add_argument("--no-retrain", action="store_true", help="summarize what is retrained so far, run nothing new")
     parser.add_argument("--paired", type=Path, default=None, metavar="ABLATION_JSON",
                         help="only print the paired comparison of a finished ablation's ablation.json")
+    parser.add_argument("--base", default="menas", choices=list(ROWS),
+                        help="the row every other row's winners are compared with, seed by seed")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.paired:
@@ -401,8 +405,8 @@ def main() -> None:
             seeds, train_seeds = (json.loads(summary["args"][key]) for key in ("seeds", "train_seeds"))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SystemExit(f"error: {args.paired} is not a search ablation's ablation.json ({exc})") from None
-        print("\n".join(paired_lines(summary["rows"], seeds, train_seeds))
-              or "no paired comparison: MENAS's row or a winner's retrainings are missing")
+        print("\n".join(paired_lines(summary["rows"], seeds, train_seeds, args.base))
+              or f"no paired comparison: the {args.base} row or a winner's retrainings are missing")
         return
     if args.out is None:
         parser.error("--out is required")

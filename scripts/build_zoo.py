@@ -6,6 +6,7 @@
     python scripts/build_zoo.py train   [--models mt-a mt-b mt-c peer] [--device cuda]
     python scripts/build_zoo.py publish [--models mt-a mt-b mt-c]   # export, card (then register_model.py)
     python scripts/build_zoo.py table                               # results/zoo/training.md: where, how long
+    python scripts/build_zoo.py headroom --models mt-c --rows 1x10 2x10 1x30   # what would close a gap
 
 Every stage is resumable: its state lives under ``runs/zoo/`` (git-ignored), and running the same
 command again continues where a kill stopped it (searches resume with a fresh budget, trainings from
@@ -28,6 +29,10 @@ training's history, device and wall time.
    with ``RECIPE`` on all 60k training images, then evaluated once on the 10k test images.
 4. **publish**: each model becomes a zoo artifact (genotype, parent genotype and masks from the search,
    recipe, metrics), exported to ONNX (fp32 and int8) with its performance summary in the card.
+
+**headroom** asks what would close a missed target, on the validation split only: a model's genotype
+with every width times W (MobileNet's width multiplier) trained E epochs from scratch with ``RECIPE``,
+for each row ``WxE``, beside its ORT batch-1 latency against the peer's.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ SEARCH = {"strategy": "menas", "profile": "tiny", "population": 8, "generations"
 PEER_FILE = "peer-latency.json"  # a --faster-than-peer search's reference ms and margin
 INT8_MAX_DROP = 0.003  # int8 files ship only within 0.3 points of fp32 test accuracy
 VAL_SIZE, DATA_SEED = 5000, 0  # the searches' validation split, reused for selection
+HEADROOM_VAL = 10_000  # headroom's validation split: chooses nothing, so it may be larger (a finer estimate)
 LATENCY_ROUNDS = 15  # alternating ORT rounds behind a selection's faster-than-peer verdict
 RULE = (f"among candidates faster than the peer in ORT at batch 1: in more of {LATENCY_ROUNDS} alternating rounds "
         "than a coin would give (one-sided sign test, p < 0.05; the ratio is the median of per-round p50 ratios)")
@@ -411,9 +417,89 @@ def stage_table(args) -> None:
     print("\n".join(lines))
 
 
+def parse_headroom_row(text: str) -> tuple[float, int]:
+    """``2x10``: every width times 2, trained 10 epochs."""
+    try:
+        width, epochs = text.lower().split("x")
+        width, epochs = float(width), int(epochs)
+    except ValueError:
+        raise SystemExit(f"error: a headroom row is WIDTHxEPOCHS (e.g. 2x10), got {text!r}") from None
+    if width <= 0 or epochs < 1:
+        raise SystemExit(f"error: a headroom row needs a positive width and at least 1 epoch, got {text!r}")
+    return width, epochs
+
+
+def stage_headroom(args) -> None:
+    """Validation accuracy of a model's genotype widened and trained longer, each row from scratch with
+    RECIPE on the training images less a 10,000-image validation split (the test split is never read),
+    paired against the first row on the same validation images (exact McNemar test), with each row's ORT
+    batch-1 latency against the peer's in alternating rounds."""
+    from menas_zoo.costs import genotype_cost
+    from menas_zoo.data import BatchLoader, load_splits
+    from menas_zoo.export.bench import sign_test
+    from menas_zoo.io import write_json_atomic
+    from menas_zoo.nets import build_model
+    from menas_zoo.space.budget import scale_widths
+    from menas_zoo.train import train
+
+    specs = [parse_headroom_row(r) for r in args.rows]
+    splits = load_splits("fashion-mnist", val_size=HEADROOM_VAL, seed=DATA_SEED, train_subset=args.train_subset)
+    seed = args.train_seed
+    for name in args.models:
+        base, rows, correct = winner_genotype(name), [], []
+        for width, epochs in specs:
+            genotype = scale_widths(base, width)
+            label = f"{width:g}x{epochs}"
+            torch.manual_seed(seed)
+            model = build_model(genotype)
+            result = train(model, splits, train_config({**RECIPE, "epochs": epochs}, args.device, seed),
+                           out_dir=RUNS / f"headroom-{name}" / f"w{width:g}-e{epochs}-seed{seed}",
+                           desc=f"headroom {name} {label}", validate="none")
+            model.eval()
+            with torch.no_grad():
+                right = torch.cat([model(x).argmax(1).cpu() == y.cpu()
+                                   for x, y in BatchLoader(splits.val, 500, device=next(model.parameters()).device)])
+            correct.append(right)
+            cost = genotype_cost(genotype)
+            rows.append({"row": label, "width": width, "epochs": epochs, "params": cost.params, "macs": cost.macs,
+                         "val_acc": right.float().mean().item(), "train_seconds": round(result.seconds, 1),
+                         "genotype": genotype.to_compact()})
+            print(f"  {name} {label}: val {rows[-1]['val_acc']:.4f} ({cost.params:,} params, {cost.macs / 1e6:.1f}M "
+                  f"MACs, {result.seconds / 60:.1f} min)", flush=True)
+        for row, right in zip(rows, correct):
+            only_row, only_base = int((right & ~correct[0]).sum()), int((~right & correct[0]).sum())
+            row["vs_first"] = {"points": round((only_row - only_base) / len(right) * 100, 2), "only_row": only_row,
+                               "only_first": only_base,
+                               "mcnemar_p": min(1.0, 2 * sign_test(max(only_row, only_base), only_row + only_base))}
+        latency, vs_peer = ort_latencies({"peer": peer_genotype(), **{r["row"]: scale_widths(base, r["width"])
+                                                                     for r in rows}})
+        for r in rows:
+            r.update(ort_b1_p50_ms=round(latency[r["row"]], 4), **peer_columns(vs_peer[r["row"]]))
+        summary = {"model": name, "base_genotype": base.to_compact(), "recipe": RECIPE, "train_seed": seed,
+                   "train_images": len(splits.train), "val_images": len(splits.val),
+                   "peer_ort_b1_p50_ms": round(latency["peer"], 4), "rows": rows}
+        write_json_atomic(RESULTS / f"headroom-{name}.json", summary)
+        print(headroom_table(summary))
+
+
+def headroom_table(summary: dict) -> str:
+    from menas_zoo.costs import human
+
+    lines = [f"{summary['model']}: widths x W, E epochs, from scratch, {summary['train_images']:,} training images, "
+             f"{summary['val_images']:,} validation images (peer: {summary['peer_ort_b1_p50_ms']:.3f} ms)",
+             "| row | params | MACs | val acc | vs first row | ORT b1 p50 ms | vs peer | minutes |",
+             "|---|---:|---:|---:|---|---:|---|---:|"]
+    for r in summary["rows"]:
+        v = r["vs_first"]
+        lines.append(f"| {r['row']} | {human(r['params'])} | {human(r['macs'])} | {r['val_acc'] * 100:.2f}% | "
+                     f"{v['points']:+.2f} (p {v['mcnemar_p']:.2g}) | {r['ort_b1_p50_ms']:.3f} | "
+                     f"{r['vs_peer_p50_ratio']:.2f}x ({r['faster_rounds']}) | {r['train_seconds'] / 60:.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("stage", choices=["search", "select", "adopt", "train", "publish", "table"])
+    parser.add_argument("stage", choices=["search", "select", "adopt", "train", "publish", "table", "headroom"])
     parser.add_argument("--classes", nargs="+", default=list(CLASSES), choices=list(CLASSES))
     parser.add_argument("--models", nargs="+", default=["mt-a", "mt-b", "mt-c", "peer"])
     parser.add_argument("--device", default="auto")
@@ -440,6 +526,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="train: override the recipe's epochs (smoke runs)")
     parser.add_argument("--train-seed", type=int, default=0,
                         help="train: another training seed (0, the default, is the published model's)")
+    parser.add_argument("--rows", nargs="+", default=["1x10", "2x10", "1x30"],
+                        help="headroom: WIDTHxEPOCHS rows (every width times WIDTH, trained EPOCHS)")
     parser.add_argument("--runs", type=Path, default=None, help="state folder (default runs/zoo)")
     parser.add_argument("--results", type=Path, default=None, help="summary folder (default results/zoo)")
     args = parser.parse_args()
@@ -453,7 +541,7 @@ def main() -> None:
 
     try:
         {"search": stage_search, "select": stage_select, "adopt": stage_adopt, "train": stage_train,
-         "publish": stage_publish, "table": stage_table}[args.stage](args)
+         "publish": stage_publish, "table": stage_table, "headroom": stage_headroom}[args.stage](args)
     except MenasError as exc:
         raise SystemExit(f"error: {exc}") from None
 

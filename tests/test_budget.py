@@ -7,7 +7,8 @@ import pytest
 from menas_zoo.costs import genotype_cost
 from menas_zoo.errors import GenotypeError
 from menas_zoo.space import get_profile, sample_genotype
-from menas_zoo.space.budget import Budget, shrink, smallest_genotype, widen_hidden
+from menas_zoo.nets import build_model
+from menas_zoo.space.budget import Budget, scale_widths, shrink, smallest_genotype, widen_hidden
 
 
 @pytest.mark.parametrize("profile,limit", [("tiny", 100_000), ("tiny", 500_000), ("small", 100_000)])
@@ -66,6 +67,25 @@ def test_widen_hidden_scales_every_hidden_width_by_one_factor_within_the_budget(
     # One factor for every block: the widths' ratios (the allocation) stay within rounding to 8.
     factors = [a / h for h, a in zip(before, after) if h >= 64]
     assert max(factors) - min(factors) < 0.2
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_scale_widths_is_a_width_multiplier_that_builds(seed):
+    g = sample_genotype("tiny", seed, max_params=500_000)
+    assert scale_widths(g, 1.0) == g
+    wide = scale_widths(g, 2.0)
+    pairs = [(a, b) for sa, sb in zip(g.stages, wide.stages) for a, b in zip(sa, sb)]
+    # Every width doubles (SE widths up to rounding to 8); kernels, strides, activations and depth stay.
+    assert [len(s) for s in wide.stages] == [len(s) for s in g.stages]
+    assert all(b.out == 2 * a.out and b.hidden == (a.hidden and 2 * a.hidden) for a, b in pairs)
+    assert all((a.kernel, a.stride, a.act) == (b.kernel, b.stride, b.act) for a, b in pairs)
+    assert all(abs(b.se - 2 * a.se) <= 8 and bool(a.se) == bool(b.se) for a, b in pairs)
+    assert (wide.stem, wide.head, wide.fc) == (2 * g.stem, 2 * g.head, 2 * g.fc)
+    # Doubling every width of convs that dominate the cost roughly quadruples it; the network builds.
+    assert 3 * genotype_cost(g).params < genotype_cost(wide).params < 4.5 * genotype_cost(g).params
+    assert sum(p.numel() for p in build_model(wide).parameters()) == genotype_cost(wide).params
+    with pytest.raises(GenotypeError, match="positive"):
+        scale_widths(g, 0)
 
 
 def test_widen_hidden_stops_at_the_budget_and_leaves_an_over_budget_genotype_alone():

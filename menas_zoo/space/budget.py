@@ -182,6 +182,23 @@ def widen_hidden(genotype: Genotype, budget: Budget, *, max_factor: float, multi
     return scaled(low)
 
 
+def scale_widths(genotype: Genotype, factor: float, multiple: int = 8) -> Genotype:
+    """Every width (stem, block outputs, hidden and squeeze widths, head and fc) times ``factor``, rounded
+    to ``multiple``: MobileNet's width multiplier, applied to a found genotype. Blocks of one width stay of
+    one width, so every residual shortcut is kept."""
+    if factor <= 0:
+        raise GenotypeError(f"a width factor must be positive, got {factor}")
+
+    def w(width: int) -> int:
+        return make_divisible(width * factor, multiple) if width else width
+
+    def block(b: BlockSpec) -> BlockSpec:
+        return BlockSpec(b.kernel, w(b.out), b.stride, None if b.hidden is None else w(b.hidden), w(b.se), b.act)
+
+    stages = tuple(tuple(block(b) for b in stage) for stage in genotype.stages)
+    return genotype.replace(stem=w(genotype.stem), stages=stages, head=w(genotype.head), fc=w(genotype.fc))
+
+
 def fit_to_budget(genotype: Genotype, profile, budget: Budget, rng: random.Random, low: float = 0.6) -> Genotype:
     """Fit a fresh draw into ``[low, 1.0]`` of the budget at a target drawn uniformly in that range."""
     if not budget:

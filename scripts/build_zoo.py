@@ -330,7 +330,6 @@ def stage_train(args) -> None:
     full, test = load_dataset("fashion-mnist", split="train"), load_dataset("fashion-mnist", split="test")
     train_images = full.subset(torch.arange(args.train_subset)) if args.train_subset else full  # smoke runs
     splits = DataSplits(train=train_images, val=full.subset(torch.arange(0)))  # all 60k; nothing selected on here
-    seed = args.train_seed
     for name in args.models:
         genotype = winner_genotype(name)
         run = final_name(name, seed)
@@ -417,16 +416,18 @@ def stage_table(args) -> None:
     print("\n".join(lines))
 
 
-def parse_headroom_row(text: str) -> tuple[float, int]:
-    """``2x10``: every width times 2, trained 10 epochs."""
+def parse_headroom_row(text: str, seed: int) -> tuple[float, int, int]:
+    """``2x10``: every width times 2, trained 10 epochs with training seed ``seed``; ``1x10@1``: seed 1."""
     try:
-        width, epochs = text.lower().split("x")
-        width, epochs = float(width), int(epochs)
+        spec, _, seed_text = text.lower().partition("@")
+        width, epochs = spec.split("x")
+        width, epochs, seed = float(width), int(epochs), int(seed_text) if seed_text else seed
     except ValueError:
-        raise SystemExit(f"error: a headroom row is WIDTHxEPOCHS (e.g. 2x10), got {text!r}") from None
-    if width <= 0 or epochs < 1:
-        raise SystemExit(f"error: a headroom row needs a positive width and at least 1 epoch, got {text!r}")
-    return width, epochs
+        raise SystemExit(f"error: a headroom row is WIDTHxEPOCHS[@SEED] (e.g. 2x10, 1x10@1), got {text!r}") from None
+    if width <= 0 or epochs < 1 or seed < 0:
+        raise SystemExit(f"error: a headroom row needs a positive width, at least 1 epoch and a seed >= 0, "
+                         f"got {text!r}")
+    return width, epochs, seed
 
 
 def stage_headroom(args) -> None:
@@ -442,14 +443,13 @@ def stage_headroom(args) -> None:
     from menas_zoo.space.budget import scale_widths
     from menas_zoo.train import train
 
-    specs = [parse_headroom_row(r) for r in args.rows]
+    specs = [parse_headroom_row(r, args.train_seed) for r in args.rows]
     splits = load_splits("fashion-mnist", val_size=HEADROOM_VAL, seed=DATA_SEED, train_subset=args.train_subset)
-    seed = args.train_seed
     for name in args.models:
         base, rows, correct = winner_genotype(name), [], []
-        for width, epochs in specs:
+        for width, epochs, seed in specs:
             genotype = scale_widths(base, width)
-            label = f"{width:g}x{epochs}"
+            label = f"{width:g}x{epochs}" + (f"@{seed}" if seed else "")
             torch.manual_seed(seed)
             model = build_model(genotype)
             result = train(model, splits, train_config({**RECIPE, "epochs": epochs}, args.device, seed),
@@ -461,9 +461,9 @@ def stage_headroom(args) -> None:
                                    for x, y in BatchLoader(splits.val, 500, device=next(model.parameters()).device)])
             correct.append(right)
             cost = genotype_cost(genotype)
-            rows.append({"row": label, "width": width, "epochs": epochs, "params": cost.params, "macs": cost.macs,
-                         "val_acc": right.float().mean().item(), "train_seconds": round(result.seconds, 1),
-                         "genotype": genotype.to_compact()})
+            rows.append({"row": label, "width": width, "epochs": epochs, "train_seed": seed, "params": cost.params,
+                         "macs": cost.macs, "val_acc": right.float().mean().item(),
+                         "train_seconds": round(result.seconds, 1), "genotype": genotype.to_compact()})
             print(f"  {name} {label}: val {rows[-1]['val_acc']:.4f} ({cost.params:,} params, {cost.macs / 1e6:.1f}M "
                   f"MACs, {result.seconds / 60:.1f} min)", flush=True)
         for row, right in zip(rows, correct):
@@ -471,11 +471,12 @@ def stage_headroom(args) -> None:
             row["vs_first"] = {"points": round((only_row - only_base) / len(right) * 100, 2), "only_row": only_row,
                                "only_first": only_base,
                                "mcnemar_p": min(1.0, 2 * sign_test(max(only_row, only_base), only_row + only_base))}
-        latency, vs_peer = ort_latencies({"peer": peer_genotype(), **{r["row"]: scale_widths(base, r["width"])
-                                                                     for r in rows}})
+        widths = {f"{r['width']:g}": scale_widths(base, r["width"]) for r in rows}  # latency is the network's
+        latency, vs_peer = ort_latencies({"peer": peer_genotype(), **widths})
         for r in rows:
-            r.update(ort_b1_p50_ms=round(latency[r["row"]], 4), **peer_columns(vs_peer[r["row"]]))
-        summary = {"model": name, "base_genotype": base.to_compact(), "recipe": RECIPE, "train_seed": seed,
+            w = f"{r['width']:g}"
+            r.update(ort_b1_p50_ms=round(latency[w], 4), **peer_columns(vs_peer[w]))
+        summary = {"model": name, "base_genotype": base.to_compact(), "recipe": {**RECIPE, "epochs": "per row"},
                    "train_images": len(splits.train), "val_images": len(splits.val),
                    "peer_ort_b1_p50_ms": round(latency["peer"], 4), "rows": rows}
         write_json_atomic(RESULTS / f"headroom-{name}.json", summary)
@@ -485,7 +486,8 @@ def stage_headroom(args) -> None:
 def headroom_table(summary: dict) -> str:
     from menas_zoo.costs import human
 
-    lines = [f"{summary['model']}: widths x W, E epochs, from scratch, {summary['train_images']:,} training images, "
+    lines = [f"{summary['model']}: row WxE[@S] = every width x W, E epochs from scratch (training seed S, else 0), "
+             f"{summary['train_images']:,} training images, "
              f"{summary['val_images']:,} validation images (peer: {summary['peer_ort_b1_p50_ms']:.3f} ms)",
              "| row | params | MACs | val acc | vs first row | ORT b1 p50 ms | vs peer | minutes |",
              "|---|---:|---:|---:|---|---:|---|---:|"]
@@ -527,7 +529,8 @@ def main() -> None:
     parser.add_argument("--train-seed", type=int, default=0,
                         help="train: another training seed (0, the default, is the published model's)")
     parser.add_argument("--rows", nargs="+", default=["1x10", "2x10", "1x30"],
-                        help="headroom: WIDTHxEPOCHS rows (every width times WIDTH, trained EPOCHS)")
+                        help="headroom: WIDTHxEPOCHS[@SEED] rows (every width times WIDTH, trained EPOCHS with "
+                             "training seed SEED, else --train-seed)")
     parser.add_argument("--runs", type=Path, default=None, help="state folder (default runs/zoo)")
     parser.add_argument("--results", type=Path, default=None, help="summary folder (default results/zoo)")
     args = parser.parse_args()

@@ -9,7 +9,9 @@ regularized evolution with plain trials under the limit / (1 - prune ratio), the
 its top 3 cut once each after the search, pruned to fit the limit (those tickets are the row's winners;
 its search gets ``1 - TICKET_RESERVE`` of the budget, so that search plus tickets take about the
 budget, and its tickets' dense parents are retrained too, for the ticket minus parent gap from
-scratch), and ``early-ticket``: MENAS with its ticket cut after one dense epoch. Each row runs one
+scratch), ``early-ticket``: MENAS with its ticket cut after one dense epoch, and ``uniform-ticket`` and
+``evolution-uniform``: tickets that prune every block by the same share (``--ticket-allocation
+uniform``) under MENAS's and regularized evolution's selection. Each row runs one
 search per seed for ``--budget-minutes`` on the ``tiny`` profile under a zoo params limit. Then, with
 one fixed recipe (``--retrain-epochs`` of AdamW from scratch, the same for every architecture):
 
@@ -63,6 +65,12 @@ ROWS = {  # row -> SearchConfig settings
     # MENAS with its ticket cut after one dense epoch (Early-Bird's masks settle early): the ticket trains
     # the rest of the trial, so the fitness measures the ticket more than its dense parent, and costs less.
     "early-ticket": {"strategy": "menas", "mask_epochs": 1},
+    # Tickets that prune the same share of every block, so a child's ticket keeps the allocation of widths
+    # its parent had (regrow widens every block by one factor): under MENAS's selection, and under
+    # regularized evolution's (``evolution-tickets`` with that one change).
+    "uniform-ticket": {"strategy": "menas", "ticket_allocation": "uniform"},
+    "evolution-uniform": {"strategy": "evolution", "tickets": True, "regrow": True, "bn_shrink": 0.5,
+                          "early_bird": True, "ticket_allocation": "uniform"},
 }
 #: Rows whose winners are the tickets of their top trials, cut after the search (``cut_winner_tickets``).
 WINNER_TICKETS = {"ticket-after": 3}

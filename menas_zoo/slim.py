@@ -27,6 +27,9 @@ from menas_zoo.nets import InvertedResidual, MobileNetMT, build_model
 from menas_zoo.space.genotype import Genotype
 
 Masks = dict[str, torch.Tensor]
+#: How a ticket's pruned channels are shared among blocks: by one global |gamma| threshold, or the same
+#: fraction in every block.
+ALLOCATIONS = ("global", "uniform")
 
 
 def prunable_blocks(model: MobileNetMT) -> dict[str, InvertedResidual]:
@@ -45,9 +48,12 @@ def bn_l1_penalty(model: MobileNetMT) -> torch.Tensor:
     return torch.stack(terms).sum() if terms else torch.zeros(())
 
 
-def channel_masks(model: MobileNetMT, prune_ratio: float, min_channels: int = 8, multiple_of: int = 8) -> Masks:
+def channel_masks(model: MobileNetMT, prune_ratio: float, min_channels: int = 8, multiple_of: int = 8,
+                  allocation: str = "global") -> Masks:
     """Global pruning: drop the ``prune_ratio`` fraction of hidden channels with the smallest |gamma|,
-    keeping at least ``min_channels`` (or all, if fewer) in every block.
+    keeping at least ``min_channels`` (or all, if fewer) in every block. With ``allocation="uniform"``
+    every block drops that fraction of its own channels instead (layer-wise pruning): |gamma| picks which
+    channels, not how many, so the ticket keeps its parent's allocation of widths.
 
     Each block's kept count is then rounded to the nearest multiple of ``multiple_of`` (taking the next
     channels by |gamma|): ONNX Runtime's CPU convolutions and GPU tensor cores work in blocks of 8
@@ -56,6 +62,8 @@ def channel_masks(model: MobileNetMT, prune_ratio: float, min_channels: int = 8,
     """
     if not 0.0 <= prune_ratio < 1.0:
         raise MenasError(f"prune ratio must be in [0, 1), got {prune_ratio}")
+    if allocation not in ALLOCATIONS:
+        raise MenasError(f"unknown ticket allocation {allocation!r}; use one of {', '.join(ALLOCATIONS)}")
     gammas = {name: bn.weight.detach().abs().float().cpu() for name, bn in hidden_bns(model).items()}
     if not gammas:
         return {}
@@ -64,7 +72,10 @@ def channel_masks(model: MobileNetMT, prune_ratio: float, min_channels: int = 8,
     threshold = everything.sort().values[n_prune - 1] if n_prune > 0 else -1.0
     masks = {}
     for name, gamma in gammas.items():
-        kept = int((gamma > threshold).sum())
+        if allocation == "global":
+            kept = int((gamma > threshold).sum())
+        else:
+            kept = gamma.numel() - int(prune_ratio * gamma.numel())
         if multiple_of > 1:
             kept = max(multiple_of, int(kept / multiple_of + 0.5) * multiple_of)  # nearest, halves up
         masks[name] = _largest(gamma, min(gamma.numel(), max(kept, min_channels)))

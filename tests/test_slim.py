@@ -54,6 +54,23 @@ def test_global_pruning_ratio_and_floor():
     assert sum(int(m.sum()) for m in masks.values()) == pytest.approx(total * 0.5, abs=9)
 
 
+def test_uniform_allocation_prunes_every_block_alike_and_keeps_the_largest_gamma():
+    model = randomize_bn(build_model(one_block_genotype("k3_h64_c16_s1_re")))
+    bns = slim.hidden_bns(model)
+    bns["stages.0.1"].weight.data[:] = 1e-3  # global pruning takes this block first; uniform does not
+    glob = slim.channel_masks(model, prune_ratio=0.25, multiple_of=1)
+    uniform = slim.channel_masks(model, prune_ratio=0.25, multiple_of=1, allocation="uniform")
+    assert {name: int(m.sum()) for name, m in uniform.items()} == {"stages.0.0": 24, "stages.0.1": 48}
+    assert int(glob["stages.0.1"].sum()) < 48
+    for name, mask in uniform.items():  # within a block, |gamma| still picks the channels
+        gamma = bns[name].weight.detach().abs()
+        assert gamma[mask].min() >= gamma[~mask].max()
+    rounded = slim.channel_masks(model, prune_ratio=0.3, allocation="uniform")
+    assert {name: int(m.sum()) for name, m in rounded.items()} == {"stages.0.0": 24, "stages.0.1": 48}
+    with pytest.raises(slim.MenasError, match="unknown ticket allocation 'layer'"):
+        slim.channel_masks(model, 0.25, allocation="layer")
+
+
 def test_blocks_without_expand_are_not_prunable():
     genotype = Genotype.from_compact("stem16 / k3_c16_s1_re,k3_h32_c16_s1_re / head32")
     assert list(slim.prunable_blocks(build_model(genotype))) == ["stages.0.1"]

@@ -44,6 +44,17 @@ def test_ticket_prunes_the_smallest_gammas_globally(tiny_splits, real_batch):
     assert torch.allclose(ticket.model(real_batch), masked(real_batch), atol=1e-5)
 
 
+def test_a_uniform_ticket_prunes_each_block_by_the_same_share(tiny_splits):
+    model = with_gammas(GENOTYPE)  # global pruning would take all 16 channels from the first block
+    ticket = make_ticket(model, tiny_splits, prune_ratio=0.2, recalibrate=False, allocation="uniform")
+    # Per block, 20% then rounded to 8: 24 -> 24 and 40 -> 32 prunes 12.5%; 25% (24 -> 16, 40 -> 32) is closer.
+    assert ticket.summary == {"stages.0.0": [16, 24], "stages.1.0": [32, 40]}
+    assert ticket.pruned_fraction == 0.25
+    assert ticket.masks["stages.0.0"].tolist() == [False] * 8 + [True] * 16  # the largest |gamma| in each block
+    assert ticket.masks["stages.1.0"].tolist() == [False] * 8 + [True] * 32
+    assert ticket.model.genotype == slim_genotype(GENOTYPE, ticket.masks)
+
+
 def test_ticket_pruned_fraction_is_close_to_the_one_asked(tiny_splits):
     genotype = Genotype(stem=8, stages=((BlockSpec(3, 16, 1, hidden=96),), (BlockSpec(5, 24, 2, hidden=144),),
                                         (BlockSpec(3, 32, 2, hidden=192),)), head=32)
@@ -126,6 +137,18 @@ def test_trial_trains_tickets_and_returns_loadable_weights(tiny_splits, tiny_pro
     again = run_trial(job, tiny_splits, cfg)  # seeded by (seed, trial index): the same trial repeats
     assert again.accuracy == outcome.accuracy
     assert all(torch.equal(again.state[k], v) for k, v in outcome.state.items())
+
+
+def test_a_trial_cuts_the_ticket_its_config_allocates(tiny_splits, tiny_profile, one_thread, monkeypatch):
+    import menas_zoo.search.trial as trial
+
+    asked = []
+    monkeypatch.setattr(trial, "make_ticket", lambda *a, **kw: asked.append(kw["allocation"]) or make_ticket(*a, **kw))
+    cfg = SearchConfig(profile=tiny_profile, epochs=2, eb_window=2, device="cpu", batch_size=128,
+                       ticket_allocation="uniform")
+    outcome = run_trial(TrialJob(Candidate(0, 0, GENOTYPE, "sample")), tiny_splits, cfg)
+    assert asked == ["uniform"]
+    assert {name: int(m.sum()) for name, m in outcome.masks.items()} == {"stages.0.0": 16, "stages.1.0": 32}
 
 
 def test_fitness_does_not_depend_on_the_lineage(tiny_splits, tiny_profile, one_thread):

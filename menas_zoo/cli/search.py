@@ -80,6 +80,10 @@ def search_command(
                                                                "up to this fraction. [default: 0.6]"),
     channel_multiple: Optional[int] = typer.Option(None, min=1, help="Round each ticket block's kept channels to a "
                                                    "multiple of this (fast kernels want 8). [default: 8]"),
+    ticket_allocation: Optional[str] = typer.Option(None, metavar="global|uniform",
+                                                    help="How a ticket's pruning is shared among blocks: one "
+                                                         "|gamma| threshold over all (global), or the same "
+                                                         "fraction of each (uniform). [default: global]"),
     seed: Optional[int] = typer.Option(None, help="Seed: the same seed gives the same search. [default: 0]"),
     device: Optional[str] = typer.Option(None, metavar="DEVICE", help="auto (CUDA when present, with mixed "
                                                                       "precision), cpu, cuda, cuda:N. [default: auto]"),
@@ -107,7 +111,7 @@ def search_command(
         "max_macs": _int(max_macs), "max_params": _int(max_params),
         "max_latency_ms": max_latency_ms, "penalty": penalty, "tickets": tickets, "regrow": regrow, "weight_sharing": weight_sharing,
         "early_bird": early_stop, "keep_largest": keep_largest, "tournament": tournament, "prune_ratio": prune_ratio,
-        "channel_multiple": channel_multiple, "seed": seed,
+        "channel_multiple": channel_multiple, "ticket_allocation": ticket_allocation, "seed": seed,
     }
     given = {k: v for k, v in settings.items() if v is not None}
     if device is not None:

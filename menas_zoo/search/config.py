@@ -72,6 +72,7 @@ class SearchConfig:
     max_prune_ratio: float = 0.6  # prune to fit: a ticket over a cost limit is pruned further, up to this
     min_channels: int = 8
     channel_multiple: int = 8  # kept counts rounded to multiples of this (8: fast in ORT and on tensor cores)
+    ticket_allocation: str = "global"  # one |gamma| threshold over all blocks, or "uniform": the same share of each
     eb_window: int = 2  # Early-Bird: masks of the last N epochs ...
     eb_threshold: float = 0.1  # ... all within this normalized Hamming distance of the newest
     # -- variation --
@@ -130,6 +131,8 @@ class SearchConfig:
             (self.train_subset is None or self.train_subset > 0, "--train-subset must be positive"),
             (self.penalty is None or self.penalty > 0, "--penalty must be positive (e.g. 0.07)"),
             (self.in_chans in (None, 1, 3), f"--in-chans must be 1 (grayscale) or 3 (RGB), got {self.in_chans}"),
+            (self.ticket_allocation in ("global", "uniform"),  # slim.ALLOCATIONS, without importing torch here
+             f"--ticket-allocation must be global or uniform, got {self.ticket_allocation!r}"),
         ]
         for limit in ("max_macs", "max_params", "max_latency_ms"):
             value = getattr(self, limit)

@@ -1,7 +1,8 @@
 """A trained child becomes its lottery ticket: a physically narrower network that enters the population.
 
 1. masks: prune the globally smallest ``prune_ratio`` of hidden channels by depthwise-BN |gamma|
-   (sparsity training has pushed the unimportant ones towards zero), keeping at least ``min_channels``
+   (sparsity training has pushed the unimportant ones towards zero), or that fraction of every block's
+   channels (``allocation="uniform"``), keeping at least ``min_channels``
    per block and rounding kept counts to ``channel_multiple`` (``slim.channel_masks``). Rounding moves
    the real fraction away from the one asked, so the global threshold is searched until the fraction
    really pruned is the closest to ``prune_ratio`` (:func:`ticket_masks`); with a cost budget, the
@@ -37,12 +38,13 @@ def pruned_fraction(masks: Masks) -> float:
 
 
 def ticket_masks(model: MobileNetMT, prune_ratio: float, *, min_channels: int = 8, channel_multiple: int = 8,
-                 budget: Budget | None = None, max_ratio: float = 0.6, ratio_step: float = 0.05) -> Masks:
+                 budget: Budget | None = None, max_ratio: float = 0.6, ratio_step: float = 0.05,
+                 allocation: str = "global") -> Masks:
     """Masks that really prune the fraction closest to ``prune_ratio``; with ``budget``, the smallest
     fraction (from ``prune_ratio`` up to ``max_ratio``) whose ticket fits, or the ``max_ratio`` one."""
     candidates = {}
     for r in _RATIO_GRID:
-        masks = channel_masks(model, r, min_channels, multiple_of=channel_multiple)
+        masks = channel_masks(model, r, min_channels, multiple_of=channel_multiple, allocation=allocation)
         candidates.setdefault(round(pruned_fraction(masks), 6), masks)
     fractions = sorted(candidates)
 
@@ -75,11 +77,12 @@ class Ticket:
 def make_ticket(model: MobileNetMT, splits: DataSplits, *, prune_ratio: float = 0.2, min_channels: int = 8,
                 channel_multiple: int = 8, budget: Budget | None = None, max_ratio: float = 0.6,
                 rewind_state: dict[str, torch.Tensor] | None = None, finetune: TrainConfig | None = None,
-                recalibrate: bool = True, seed: int = 0, recalibration_batches: int = 10) -> Ticket:
+                recalibrate: bool = True, seed: int = 0, recalibration_batches: int = 10,
+                allocation: str = "global") -> Ticket:
     """Prune ``model`` (trained with BN sparsity) into its ticket; ``model`` itself is left as it was."""
     device = next(model.parameters()).device
     masks = ticket_masks(model, prune_ratio, min_channels=min_channels, channel_multiple=channel_multiple,
-                         budget=budget, max_ratio=max_ratio)
+                         budget=budget, max_ratio=max_ratio, allocation=allocation)
     source = model
     if rewind_state is not None:
         source = MobileNetMT(model.genotype, dropout=model.dropout.p).to(device)

@@ -55,8 +55,10 @@ class EarlyBird:
     from a checkpoint restores the window it had (:meth:`restore`) and stops where it would have.
     """
 
-    def __init__(self, prune_ratio: float, window: int = 5, threshold: float = 0.1, min_channels: int = 8):
+    def __init__(self, prune_ratio: float, window: int = 5, threshold: float = 0.1, min_channels: int = 8,
+                 allocation: str = "global"):
         self.prune_ratio, self.threshold, self.min_channels = prune_ratio, threshold, min_channels
+        self.allocation = allocation
         self.masks: deque[torch.Tensor] = deque(maxlen=window)
 
     def restore(self, history: list[dict]) -> None:
@@ -69,7 +71,7 @@ class EarlyBird:
 
     def __call__(self, epoch: int, model: MobileNetMT, metrics: dict[str, float]) -> bool:
         # The exact threshold (no rounding): Early-Bird watches the ranking converge, not the final widths.
-        masks = channel_masks(model, self.prune_ratio, self.min_channels, multiple_of=1)
+        masks = channel_masks(model, self.prune_ratio, self.min_channels, multiple_of=1, allocation=self.allocation)
         flat = torch.cat(list(masks.values())) if masks else torch.zeros(0, dtype=torch.bool)
         self.masks.append(flat)
         metrics["eb_mask"], metrics["eb_mask_len"] = _pack(flat), flat.numel()
@@ -151,7 +153,7 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
         trained_accuracy = evaluate(model, report_val)["acc"]
         ticket = make_ticket(model, splits, prune_ratio=cfg.prune_ratio, min_channels=cfg.min_channels,
                              channel_multiple=cfg.channel_multiple, budget=cfg.budget(),
-                             max_ratio=cfg.max_prune_ratio, seed=seed,
+                             max_ratio=cfg.max_prune_ratio, seed=seed, allocation=cfg.ticket_allocation,
                              recalibration_batches=REPORT_RECALIBRATION_BATCHES)
         model, masks = ticket.model, ticket.masks
         ticket_accuracy = evaluate(model, report_val)["acc"]  # make_ticket recalibrated its BN
@@ -192,7 +194,7 @@ def _train_dense(model: MobileNetMT, splits: DataSplits, cfg: SearchConfig, reci
     """A ticket's dense part: the child trains with BN sparsity until Early-Bird sees its channel mask
     settle, or the dense cap. Returns the epochs it trained and whether Early-Bird stopped it."""
     cap = cfg.dense_epochs
-    early_bird = EarlyBird(cfg.prune_ratio, cfg.eb_window, cfg.eb_threshold, cfg.min_channels) \
+    early_bird = EarlyBird(cfg.prune_ratio, cfg.eb_window, cfg.eb_threshold, cfg.min_channels, cfg.ticket_allocation) \
         if cfg.early_bird else None
 
     def cut(epoch: int, net: MobileNetMT, metrics: dict[str, float]) -> bool:

@@ -2,11 +2,12 @@
 
 1. masks: prune the globally smallest ``prune_ratio`` of hidden channels by depthwise-BN |gamma|
    (sparsity training has pushed the unimportant ones towards zero), or that fraction of every block's
-   channels (``allocation="uniform"``), keeping at least ``min_channels``
-   per block and rounding kept counts to ``channel_multiple`` (``slim.channel_masks``). Rounding moves
-   the real fraction away from the one asked, so the global threshold is searched until the fraction
-   really pruned is the closest to ``prune_ratio`` (:func:`ticket_masks`); with a cost budget, the
-   fraction is raised step by step (up to ``max_ratio``) until the ticket fits: *prune to fit*;
+   channels (``allocation="uniform"``: |gamma| then picks which channels, not how many), keeping at
+   least ``min_channels`` per block and rounding kept counts to ``channel_multiple``
+   (``slim.channel_masks``). Rounding moves the real fraction away from the one asked, so the ratio
+   asked of ``channel_masks`` is searched until the fraction really pruned is the closest to
+   ``prune_ratio`` (:func:`ticket_masks`); with a cost budget, the fraction is raised step by step (up
+   to ``max_ratio``) until the ticket fits: *prune to fit*;
 2. optionally rewind: load an early snapshot of the weights before slicing (lottery-ticket rewinding);
 3. materialize the narrower genotype and network with the kept slices (``slim.materialize``);
 4. recalibrate BN statistics, which no longer fit the sliced network;

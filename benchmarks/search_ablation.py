@@ -21,7 +21,8 @@ one fixed recipe (``--retrain-epochs`` of AdamW from scratch, the same for every
 
 From-scratch accuracy is measured on a **holdout** carved from the training set that neither the
 searches' training nor their validation (fitness) images touch; the test split is never read. The table
-puts search-time fitness and from-scratch accuracy side by side, with tau, trials per minute, how much
+puts search-time fitness and from-scratch accuracy side by side, with tau, how far a child's fitness
+follows its parent's (``parent r``, Pearson over every bred trial), trials per minute, how much
 sooner than the dense cap Early-Bird cut the tickets, the real prune fraction and the share of trial time
 spent outside training.
 
@@ -294,6 +295,7 @@ def summarize(args, retrained: list[dict]) -> list[dict]:
         pairs = [(r["fitness"], r["holdout_acc"]) for r in first_seed.values()]
         all_trials = [t for seed in runs for t in runs[seed] + tickets[seed]]
         ticketed = [t for t in all_trials if t.get("masks") and t.get("trained_accuracy") is not None]
+        bred = [pair for trials in runs.values() for pair in parent_child_fitness(trials)]
         outside = [1 - (t["phase_seconds"].get("mask", 0) + t["phase_seconds"].get("proxy", 0)) / t["seconds"]
                    for t in all_trials if t.get("phase_seconds")]
         rows.append({
@@ -303,6 +305,7 @@ def summarize(args, retrained: list[dict]) -> list[dict]:
             "top3_holdout": top3_acc,
             "tau": kendall_tau(*zip(*pairs)) if len(pairs) > 1 else float("nan"),
             "tau_n": len(pairs),
+            "parent_r": statistics.correlation(*zip(*bred)) if len(bred) > 2 else None,
             "trials": [len(t) for t in runs.values()],
             "trials_per_min": statistics.mean(len(runs[s]) / m for s, m in zip(runs, minutes)),
             "minutes": statistics.mean(minutes),
@@ -317,6 +320,14 @@ def summarize(args, retrained: list[dict]) -> list[dict]:
             "params": statistics.mean(t["params"] for t in all_trials),
         })
     return rows
+
+
+def parent_child_fitness(trials: list[dict]) -> list[tuple[float, float]]:
+    """(parent's fitness, child's fitness) for every child of a run whose parent is a trial of it, both
+    scored (not diverged): how far a child scores like the parent it was bred from (heritability)."""
+    by_index = {t["index"]: t for t in trials}
+    return [(by_index[t["parent"]]["fitness"], t["fitness"]) for t in trials
+            if t.get("parent") in by_index and t["fitness"] >= 0 and by_index[t["parent"]]["fitness"] >= 0]
 
 
 def by_seed(row: dict, seeds: list[int], train_seeds: list[int]) -> list[float] | None:
@@ -359,8 +370,8 @@ def print_table(rows: list[dict], args) -> None:
 
 def table_lines(rows: list[dict], args) -> list[str]:
     header = (f"{'row':<18} {'search fitness':>17} {'winner, scratch':>17} {'top-3, scratch':>17} {'tau (n)':>11} "
-              f"{'trials/min':>10} {'EB saved':>8} {'pruned':>7} {'tkt-dense':>9} {'overhead':>8} {'params':>7} "
-              f"{'tkt-parent':>10}")
+              f"{'parent r':>8} {'trials/min':>10} {'EB saved':>8} {'pruned':>7} {'tkt-dense':>9} {'overhead':>8} "
+              f"{'params':>7} {'tkt-parent':>10}")
     lines = [f"{args.budget_minutes:g} min per search, tiny profile, params <= {int(args.max_params):,}, seeds "
              f"{' '.join(map(str, args.seeds))}; retrained {args.retrain_epochs} epochs from scratch on "
              f"{args.train_subset} images, train seeds {' '.join(map(str, args.train_seeds))}, scored on a "
@@ -370,9 +381,10 @@ def table_lines(rows: list[dict], args) -> list[str]:
         gap = "-" if r["ticket_minus_dense"] is None else f"{r['ticket_minus_dense']:+.3f}"
         scratch_gap = r.get("ticket_minus_parent_scratch")
         scratch_gap = "-" if scratch_gap is None else f"{scratch_gap:+.3f}"
+        parent_r = "-" if r.get("parent_r") is None else f"{r['parent_r']:.2f}"
         lines.append(f"{r['row']:<18} {mean_sd(r['search_fitness']):>17} {mean_sd(r['winner_holdout']):>17} "
                      f"{mean_sd(r['top3_holdout']):>17} {r['tau']:>6.2f} ({r['tau_n']:>2}) "
-                     f"{r['trials_per_min']:>10.2f} "
+                     f"{parent_r:>8} {r['trials_per_min']:>10.2f} "
                      f"{pct(r['eb_saved']):>8} {pct(r['pruned']):>7} {gap:>9} {pct(r['overhead']):>8} "
                      f"{r['winner_params'] / 1000:>6.1f}K {scratch_gap:>10}")
     return lines

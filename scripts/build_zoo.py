@@ -462,7 +462,7 @@ def stage_headroom(args) -> None:
             correct.append(right)
             cost = genotype_cost(genotype)
             rows.append({"row": label, "width": width, "epochs": epochs, "train_seed": seed, "params": cost.params,
-                         "macs": cost.macs, "val_acc": right.float().mean().item(),
+                         "macs": cost.macs, "val_acc": right.sum().item() / len(right),
                          "train_seconds": round(result.seconds, 1), "genotype": genotype.to_compact()})
             print(f"  {name} {label}: val {rows[-1]['val_acc']:.4f} ({cost.params:,} params, {cost.macs / 1e6:.1f}M "
                   f"MACs, {result.seconds / 60:.1f} min)", flush=True)

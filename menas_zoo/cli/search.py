@@ -80,10 +80,10 @@ def search_command(
                                                                "up to this fraction. [default: 0.6]"),
     channel_multiple: Optional[int] = typer.Option(None, min=1, help="Round each ticket block's kept channels to a "
                                                    "multiple of this (fast kernels want 8). [default: 8]"),
-    ticket_allocation: Optional[str] = typer.Option(None, metavar="global|uniform",
-                                                    help="How a ticket's pruning is shared among blocks: one "
-                                                         "|gamma| threshold over all (global), or the same "
-                                                         "fraction of each (uniform). [default: global]"),
+    ticket_allocation: Optional[str] = typer.Option(None, metavar="ALLOCATION",
+                                                    help="How a ticket's pruning is shared among blocks: global "
+                                                         "(one |gamma| threshold over all) or uniform (the same "
+                                                         "fraction of each). [default: global]"),
     seed: Optional[int] = typer.Option(None, help="Seed: the same seed gives the same search. [default: 0]"),
     device: Optional[str] = typer.Option(None, metavar="DEVICE", help="auto (CUDA when present, with mixed "
                                                                       "precision), cpu, cuda, cuda:N. [default: auto]"),

@@ -330,6 +330,7 @@ def stage_train(args) -> None:
     full, test = load_dataset("fashion-mnist", split="train"), load_dataset("fashion-mnist", split="test")
     train_images = full.subset(torch.arange(args.train_subset)) if args.train_subset else full  # smoke runs
     splits = DataSplits(train=train_images, val=full.subset(torch.arange(0)))  # all 60k; nothing selected on here
+    seed = args.train_seed
     for name in args.models:
         genotype = winner_genotype(name)
         run = final_name(name, seed)

@@ -1,0 +1,38 @@
+"""The zoo pipeline script's stages that train, run end to end on a few hundred images (smoke runs)."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_zoo(tmp_path, *args):
+    results = tmp_path / "results"
+    results.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "results" / "zoo" / "selection-c.json", results)  # what a final training builds
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "build_zoo.py"), *args, "--device", "cpu",
+                           "--threads", "1", "--train-subset", "256", "--runs", str(tmp_path / "runs"),
+                           "--results", str(results)], capture_output=True, text=True, timeout=600)
+
+
+def test_train_stage_records_its_training_seed(tmp_path):
+    done = build_zoo(tmp_path, "train", "--models", "mt-c", "--epochs", "1", "--train-seed", "1")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "results" / "final-mt-c-seed1.json").read_text())
+    assert summary["train_seed"] == 1 and summary["epochs"] == 1 and summary["train_images"] == 256
+
+
+def test_headroom_pairs_rows_on_the_same_validation_images(tmp_path):
+    done = build_zoo(tmp_path, "headroom", "--models", "mt-c", "--rows", "1x1", "1x1@1", "1.5x1")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "results" / "headroom-mt-c.json").read_text())["rows"]
+    assert [(r["row"], r["train_seed"]) for r in rows] == [("1x1", 0), ("1x1@1", 1), ("1.5x1", 0)]
+    assert rows[0]["vs_first"] == {"points": 0.0, "only_row": 0, "only_first": 0, "mcnemar_p": 1.0}
+    assert rows[2]["params"] > rows[0]["params"] and rows[1]["params"] == rows[0]["params"]
+    for r in rows:  # the paired counts give back the accuracy difference
+        assert abs(r["val_acc"] - rows[0]["val_acc"] - r["vs_first"]["points"] / 100) < 1e-4
+    bad = build_zoo(tmp_path, "headroom", "--rows", "2by10")
+    assert bad.returncode != 0 and "WIDTHxEPOCHS" in bad.stderr and "Traceback" not in bad.stderr

@@ -135,6 +135,8 @@ def run_search_job(row: str, seed: int, args) -> str:
     else:
         run_search(search_config(row, seed, args, max_params=max_params, budget_minutes=budget), out, splits=search)
     trials = read_trials(out)
+    if not trials:
+        return f"{row} seed {seed}: no trial finished in {budget:g} minutes"
     message = f"{row} seed {seed}: {len(trials)} trials, best fitness {max(t['fitness'] for t in trials):.4f}"
     if row in WINNER_TICKETS:
         tickets = cut_winner_tickets(row, seed, args, search)
@@ -437,6 +439,10 @@ def main() -> None:
     with ProcessPoolExecutor(args.jobs) as pool:
         for message in pool.map(run_search_job, *zip(*jobs), [args] * len(jobs)):
             print(message, flush=True)
+    empty = [f"{row} seed {seed}" for row, seed in jobs if not read_trials(args.out / "runs" / f"{row}-seed{seed}")]
+    if empty:
+        raise SystemExit(f"error: {', '.join(empty)} finished no trial within --budget-minutes "
+                         f"{args.budget_minutes:g}: give the searches more time")
 
     log = args.out / "retrain.jsonl"
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []

@@ -30,7 +30,7 @@ import torch
 from menas_zoo.artifact import load_artifact
 from menas_zoo.costs import genotype_cost
 from menas_zoo.data import load_dataset
-from menas_zoo.export.bench import bench_eager, cpu_model, interleaved_rounds, paired_verdict, sign_test
+from menas_zoo.export.bench import bench_eager, cpu_model, interleaved_rounds, mcnemar, paired_verdict
 from menas_zoo.export.onnx import export_onnx
 from menas_zoo.export.parity import real_images
 from menas_zoo.export.quantize import onnx_accuracy, quantize_int8
@@ -97,7 +97,7 @@ def measure(models: list[dict], rounds: int, runs: int) -> None:
             if peer is not None and m is not peer:
                 m["vs_peer"] = paired_verdict(measured[m["name"], "fp32"], measured["peer", "fp32"])
                 if "correct" in m and "correct" in peer:
-                    m["vs_peer_test"] = mcnemar(m["correct"], peer["correct"])
+                    m["vs_peer_test"] = versus_peer(m["correct"], peer["correct"])
             s = min((bench_eager(m["model"], (1, 28, 28), runs=runs)[0] for _ in range(rounds)), key=lambda s: s.p50_ms)
             m["eager_b1"] = {"p50_ms": s.p50_ms, "p90_ms": s.p90_ms}
 
@@ -108,15 +108,13 @@ def correct_per_image(net: torch.nn.Module, images: torch.Tensor, labels: torch.
     return torch.cat([net(images[i:i + 500]).argmax(1) == labels[i:i + 500] for i in range(0, len(images), 500)])
 
 
-def mcnemar(a: torch.Tensor, b: torch.Tensor) -> dict:
+def versus_peer(a: torch.Tensor, b: torch.Tensor) -> dict:
     """Model ``a`` against ``b`` on the same test images: the accuracy difference in points, the images only
     one of them gets right, and the exact two-sided McNemar p-value (a binomial test on those images),
     which says whether the difference is more than the luck of which 10,000 images were drawn."""
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    n = only_a + only_b
-    tail = sign_test(max(only_a, only_b), n)  # the rarer side's tail: P(X <= min) = P(X >= max)
+    only_a, only_b, p = mcnemar(a.tolist(), b.tolist())
     return {"points": round((only_a - only_b) / len(a) * 100, 2), "only_model": only_a, "only_peer": only_b,
-            "mcnemar_p": min(1.0, 2 * tail)}
+            "mcnemar_p": p}
 
 
 def rows(models: list[dict]) -> list[list[str]]:

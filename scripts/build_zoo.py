@@ -438,7 +438,7 @@ def stage_headroom(args) -> None:
     batch-1 latency against the peer's in alternating rounds."""
     from menas_zoo.costs import genotype_cost
     from menas_zoo.data import BatchLoader, load_splits
-    from menas_zoo.export.bench import sign_test
+    from menas_zoo.export.bench import mcnemar
     from menas_zoo.io import write_json_atomic
     from menas_zoo.nets import build_model
     from menas_zoo.space.budget import scale_widths
@@ -468,10 +468,9 @@ def stage_headroom(args) -> None:
             print(f"  {name} {label}: val {rows[-1]['val_acc']:.4f} ({cost.params:,} params, {cost.macs / 1e6:.1f}M "
                   f"MACs, {result.seconds / 60:.1f} min)", flush=True)
         for row, right in zip(rows, correct):
-            only_row, only_base = int((right & ~correct[0]).sum()), int((~right & correct[0]).sum())
+            only_row, only_base, p = mcnemar(right.tolist(), correct[0].tolist())
             row["vs_first"] = {"points": round((only_row - only_base) / len(right) * 100, 2), "only_row": only_row,
-                               "only_first": only_base,
-                               "mcnemar_p": min(1.0, 2 * sign_test(max(only_row, only_base), only_row + only_base))}
+                               "only_first": only_base, "mcnemar_p": p}
         widths = {f"{r['width']:g}": scale_widths(base, r["width"]) for r in rows}  # latency is the network's
         latency, vs_peer = ort_latencies({"peer": peer_genotype(), **widths})
         for r in rows:

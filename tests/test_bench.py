@@ -8,8 +8,8 @@ from export_fixtures import tiny_model, tiny_onnx  # noqa: F401  (fixtures)
 from menas_zoo.errors import MenasError
 from menas_zoo.export import LatencyBudgetError, LatencyStats, benchmark, check_budget, export_onnx, machine_fingerprint
 from menas_zoo.export import bench
-from menas_zoo.export.bench import (best_of_rounds, budget_verdict, interleaved_rounds, paired_ratio, paired_verdict,
-                                    sign_test, time_calls)
+from menas_zoo.export.bench import (best_of_rounds, budget_verdict, interleaved_rounds, mcnemar, paired_ratio,
+                                    paired_verdict, sign_test, time_calls)
 
 
 def test_benchmark_times_ort_and_eager_per_configuration(tiny_model, tiny_onnx):
@@ -130,6 +130,17 @@ def test_sign_test_tails():
     assert sign_test(4, 5) == pytest.approx(6 / 32)
     assert sign_test(0, 5) == 1.0
     assert sign_test(12, 15) == pytest.approx(576 / 2 ** 15)
+
+
+def test_mcnemar_counts_only_the_images_the_two_disagree_on():
+    a = [True] * 6 + [False] * 2 + [True] * 90  # 6 right only for a, 2 only for b, 90 for both
+    b = [False] * 6 + [True] * 2 + [True] * 90
+    only_a, only_b, p = mcnemar(a, b)
+    assert (only_a, only_b) == (6, 2)
+    assert p == pytest.approx(2 * 37 / 256)  # two-sided: P(X >= 6) + P(X <= 2) for X ~ Bin(8, 1/2)
+    assert mcnemar(b, a) == (2, 6, p) and mcnemar(a, a) == (0, 0, 1.0)
+    with pytest.raises(ValueError):
+        mcnemar(a, b[:-1])
 
 
 def test_paired_verdict_calls_a_split_a_tie():

@@ -169,6 +169,16 @@ def sign_test(successes: int, trials: int) -> float:
     return sum(math.comb(trials, k) for k in range(successes, trials + 1)) / 2 ** trials
 
 
+def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> tuple[int, int, float]:
+    """Two classifiers on the same images (right or wrong per image): the images only ``a`` gets right, those
+    only ``b`` gets right, and the exact two-sided McNemar p-value (a sign test on those images), which says
+    whether the accuracy difference is more than the luck of which images were drawn."""
+    only_a = sum(bool(x) and not y for x, y in zip(a, b, strict=True))
+    only_b = sum(bool(y) and not x for x, y in zip(a, b, strict=True))
+    tail = sign_test(max(only_a, only_b), only_a + only_b)  # the rarer side's tail: P(X <= min) = P(X >= max)
+    return only_a, only_b, min(1.0, 2 * tail)
+
+
 def _concrete_shape(shape: list, batch: int, path) -> list[int]:
     if isinstance(shape[0], int) and shape[0] != batch:
         raise MenasError(f"{path} has a fixed batch size of {shape[0]}; "

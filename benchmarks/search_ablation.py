@@ -437,7 +437,7 @@ def main() -> None:
     # Interleave rows so drifts in machine load hit them alike.
     jobs = [(row, seed) for seed in args.seeds for row in args.rows]
     with ProcessPoolExecutor(args.jobs) as pool:
-        for message in pool.map(run_search_job, *zip(*jobs), [args] * len(jobs)):
+        for message in pool.map(run_search_job, *zip(*jobs), [args] * len(jobs)) if not args.no_retrain else []:
             print(message, flush=True)
     empty = [f"{row} seed {seed}" for row, seed in jobs if not read_trials(args.out / "runs" / f"{row}-seed{seed}")]
     if empty:

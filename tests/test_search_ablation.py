@@ -35,6 +35,7 @@ def test_a_small_ablation_scores_each_rows_winner_from_scratch_and_resumes(tmp_p
                      "--no-retrain")
     assert again.returncode == 0, again.stderr
     assert f"retraining 0 architectures from scratch ({len(retrained)} already done)" in again.stdout
+    assert "best fitness" not in again.stdout  # no search resumed: --no-retrain runs nothing new
     assert {r["row"]: r for r in json.loads((tmp_path / "ablation.json").read_text())["rows"]} == rows
 
 

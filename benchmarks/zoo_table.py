@@ -1,6 +1,6 @@
 """The zoo's table: every listed model and the MobileNetV3-Small peer, measured side by side in one run.
 
-    python benchmarks/zoo_table.py [--peer runs/zoo/final-peer/model] [--rounds 15] [--write-docs] [--json]
+    python benchmarks/zoo_table.py [--peer runs/zoo/final-peer-e30/model] [--rounds 15] [--write-docs] [--json]
 
 Per model: params and MACs of the live network, Fashion-MNIST test accuracy of the live PyTorch model
 (all 10,000 test images, measured now, never used to choose anything), an int8 file quantized the way
@@ -13,9 +13,10 @@ neither a burst of load in one round nor a machine that speeds up or slows down 
 the verdict is yes or no only where a sign test over the rounds says so (p < 0.05), else tie.
 
 The peer is torchvision's ``mobilenet_v3_small`` built for 1x28x28 and trained with the zoo's recipe
-and epochs (``scripts/build_zoo.py train --models peer``); without its trained weights only its latency
-is measured. Writes ``results/zoo/table.md`` and ``table.json``; with ``--write-docs`` the table also
-replaces the one between the zoo-table markers in README.md and MODEL_CARD.md (both copies).
+and epochs (``scripts/build_zoo.py train --models peer --epochs E``, whose folder the default ``--peer``
+names for the zoo models' epochs); without its trained weights only its latency is measured. Writes
+``results/zoo/table.md`` and ``table.json``; with ``--write-docs`` the table also replaces the one
+between the zoo-table markers in README.md and MODEL_CARD.md (both copies).
 """
 
 from __future__ import annotations
@@ -55,8 +56,18 @@ def zoo_models() -> list[dict]:
         artifact = load_artifact(resolve(name, offline=True).path)
         spec = artifact.config["input_spec"]
         models.append({"name": name, "model": artifact.model, "mean": spec.get("mean"), "std": spec.get("std"),
-                       "recorded": get_entry(name).metrics["accuracy"]["value"]})
+                       "recorded": get_entry(name).metrics["accuracy"]["value"],
+                       "epochs": artifact.config.get("provenance", {}).get("epochs")})
     return models
+
+
+def default_peer(models: list[dict]) -> Path:
+    """The peer's final training with as many epochs as the zoo's models had (same recipe, same epochs)."""
+    epochs = {m["epochs"] for m in models}
+    if len(epochs) != 1 or None in epochs:
+        raise SystemExit(f"error: the zoo's models were trained for {sorted(epochs, key=str)} epochs, not one count: "
+                         "name the peer's folder with --peer")
+    return ROOT / "runs" / "zoo" / f"final-peer-e{epochs.pop()}" / "model"
 
 
 def peer_model(weights: Path) -> dict:
@@ -173,20 +184,21 @@ def write_docs(table: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--peer", type=Path, default=ROOT / "runs" / "zoo" / "final-peer" / "model",
-                        help="the trained peer's artifact folder")
+    parser.add_argument("--peer", type=Path, default=None,
+                        help="the trained peer's artifact folder (default: its final training with the zoo's epochs)")
     parser.add_argument("--rounds", type=int, default=15, help="alternating ORT rounds (the sign test's n)")
     parser.add_argument("--runs", type=int, default=200, help="timed runs per model and round")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    models = [*zoo_models(), peer_model(args.peer)]
+    models = zoo_models()
+    models.append(peer_model(args.peer or default_peer(models)))
     measure(models, args.rounds, args.runs)
     table = markdown(models)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "table.md").write_text(table)
-    summary = [{k: v for k, v in m.items() if k not in ("model", "fp32", "int8", "correct")} for m in models]
+    summary = [{k: v for k, v in m.items() if k not in ("model", "fp32", "int8", "correct", "epochs")} for m in models]
     (RESULTS / "table.json").write_text(json.dumps(summary, indent=2) + "\n")
     if args.write_docs:
         write_docs(table)

@@ -54,6 +54,8 @@ CLASSES = {"a": 100_000, "b": 500_000, "c": 1_000_000}
 #: The final recipe, recorded in every artifact's provenance.
 RECIPE = {"epochs": 100, "batch_size": 256, "optimizer": "sgd", "lr": 0.1, "weight_decay": 5e-5, "warmup_epochs": 3,
           "label_smoothing": 0.1, "augment": {"crop_padding": 2, "flip": True, "erasing": 0.25}}
+#: The round the zoo publishes: 30 epochs on CPU (RECIPE's 100 is the GPU length); publish --epochs picks another.
+PUBLISHED_EPOCHS = 30
 SEARCH = {"strategy": "menas", "profile": "tiny", "population": 8, "generations": 6, "epochs": 4, "mask_epochs": 3,
           "train_subset": 10_000, "val_size": 5000, "seed": 0}
 PEER_FILE = "peer-latency.json"  # a --faster-than-peer search's reference ms and margin
@@ -314,10 +316,11 @@ def winner_masks(run: Path, record) -> tuple[dict, str]:
                    f"recorded width by |gamma| (torch {torch.__version__})")
 
 
-def final_name(name: str, seed: int) -> str:
-    """A final training's folder (under RUNS) and summary (under RESULTS, .json): the published model's
-    is seed 0's; another training seed, which measures the spread between trainings, is named for it."""
-    return f"final-{name}" if seed == 0 else f"final-{name}-seed{seed}"
+def final_name(name: str, seed: int, epochs: int) -> str:
+    """A final training's folder (under RUNS) and summary (under RESULTS, .json), named for its epochs, so
+    that a longer round trains beside the published one: the published model's is seed 0's; another
+    training seed, which measures the spread between trainings, is named for it."""
+    return f"final-{name}-e{epochs}" + (f"-seed{seed}" if seed else "")
 
 
 def stage_train(args) -> None:
@@ -333,11 +336,11 @@ def stage_train(args) -> None:
     seed = args.train_seed
     for name in args.models:
         genotype = winner_genotype(name)
-        run = final_name(name, seed)
+        recipe = {**RECIPE, "epochs": args.epochs or RECIPE["epochs"]}
+        run = final_name(name, seed, recipe["epochs"])
         out = RUNS / run
         torch.manual_seed(seed)
         model = build_model(genotype)
-        recipe = {**RECIPE, "epochs": args.epochs or RECIPE["epochs"]}
         result = train(model, splits, train_config(recipe, args.device, seed), out_dir=out,
                        desc=run.replace("-", " ", 1), validate="none")
         accuracy = evaluate(model, test)["acc"]  # the one look at the test split
@@ -370,8 +373,9 @@ def stage_publish(args) -> None:
     test = load_dataset("fashion-mnist", split="test")
     for name in args.models:
         record = search_record(name)
-        final = json.loads((RESULTS / f"final-{name}.json").read_text())
-        model = load_artifact(RUNS / f"final-{name}" / "model").model
+        run = final_name(name, 0, args.epochs or PUBLISHED_EPOCHS)
+        final = json.loads((RESULTS / f"{run}.json").read_text())
+        model = load_artifact(RUNS / run / "model").model
         cls = name.split("-")[1]
         masks, masks_source = winner_masks(RUNS / f"search-{cls}", record)
         selection = json.loads((RESULTS / f"selection-{cls}.json").read_text())
@@ -405,9 +409,8 @@ def stage_table(args) -> None:
 
     lines = ["| model | params | MACs | test accuracy | epochs | trained on | minutes |", "|---|---:|---:|---:|---:|---|---:|"]
     for name in ("mt-a", "mt-b", "mt-c", "peer"):
-        paths = [RESULTS / f"final-{name}.json", *sorted(RESULTS.glob(f"final-{name}-seed*.json"))]
-        for path in filter(Path.exists, paths):
-            final = json.loads(path.read_text())
+        finals = [json.loads(path.read_text()) for path in RESULTS.glob(f"final-{name}-e*.json")]
+        for final in sorted(finals, key=lambda f: (f["recipe"]["epochs"], f.get("train_seed", 0))):
             cost = genotype_cost(winner_genotype(name))
             label = f"{name} (training seed {final['train_seed']})" if final.get("train_seed") else name
             lines.append(f"| {label} | {human(cost.params)} | {human(cost.macs)} | {final['test_acc']:.4f} | "
@@ -525,7 +528,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None,
                         help="search: its seed (default 0), so that searches under different limits draw differently")
     parser.add_argument("--train-subset", type=int, default=None, help="search and train: fewer images (smoke runs)")
-    parser.add_argument("--epochs", type=int, default=None, help="train: override the recipe's epochs (smoke runs)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"train: the recipe's epochs (default {RECIPE['epochs']}); publish: the round to "
+                             f"publish (default {PUBLISHED_EPOCHS})")
     parser.add_argument("--train-seed", type=int, default=0,
                         help="train: another training seed (0, the default, is the published model's)")
     parser.add_argument("--rows", nargs="+", default=["1x10", "2x10", "1x30"],

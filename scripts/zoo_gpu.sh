@@ -6,21 +6,23 @@
 #   MENAS_ZOO_FASHION_MNIST=data/fashion-mnist OUT=/tmp/zoo-gpu scripts/zoo_gpu.sh
 #
 # Settings (environment): ZOO_DEADLINE_MINUTES (9: every stage stops by then), ZOO_SEARCH_MINUTES (3.5),
-# ZOO_EPOCHS (30, the epochs mt-a and the peer were trained with; any other count retrains the peer with
-# it too, so that every model beside the peer had the same recipe and epochs), ZOO_SMOKE=1 (a few
-# hundred images and one epoch, to try the script on a CPU), ZOO_DEVICE (cuda), ZOO_MAX_MACS (unset: a
-# MACs limit for both searches beside their params limits). A zoo model is to be faster than the peer,
-# and in this space ONNX Runtime's batch-1 latency on one CPU thread follows MACs: the peer (2.1M MACs)
-# takes about 0.31 ms, tiny-profile networks of 3-3.5M MACs 0.15-0.22 ms, of 6-7M 0.32-0.44 ms, of 9-20M
-# 0.55-1.3 ms. Without a MACs limit the winners are the most accurate under the params limit, and the
-# selection takes one slower than the peer when no candidate is faster (its file says so).
+# ZOO_EPOCHS (30, the published round's epochs; the peer is trained for the same count unless a training
+# of it with that count exists, so that every model beside the peer had the same recipe and epochs),
+# ZOO_SMOKE=1 (a few hundred images and one epoch, to try the script on a CPU), ZOO_DEVICE (cuda),
+# ZOO_MAX_MACS (unset: a MACs limit for both searches beside their params limits). A zoo model is to be
+# faster than the peer, and in this space ONNX Runtime's batch-1 latency on one CPU thread follows MACs:
+# the peer (2.1M MACs) takes about 0.31 ms, tiny-profile networks of 3-3.5M MACs 0.15-0.22 ms, of 6-7M
+# 0.32-0.44 ms, of 9-20M 0.55-1.3 ms. Without a MACs limit the winners are the most accurate under the
+# params limit, and the selection takes one slower than the peer when no candidate is faster (its file
+# says so).
 #
 # Every stage resumes where a kill or the deadline stopped it, so running the script again on the same
 # machine continues. The archives hold no trial weights, so a search they carry elsewhere is selected
 # from and published as it stands, not resumed. $OUT gets at most six files, all
 # zoo-*.tar.gz: the logs, results/zoo/, and the state later stages need (search states and ticket masks,
 # final trainings), not every trial's weights. Extract them in the repository root, then export, time
-# and publish on the machine the cards report: python scripts/build_zoo.py publish --models mt-b mt-c.
+# and publish on the machine the cards report: python scripts/build_zoo.py publish --models mt-b mt-c
+# --epochs $ZOO_EPOCHS.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/zoo-gpu}
@@ -45,13 +47,13 @@ stage() {
 started=$(date +%s)
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), \
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee "$LOGS/status.txt"
-peer_epochs=$("$PY" -c "import json; print(json.load(open('results/zoo/final-peer.json'))['epochs'])" 2>/dev/null)
 search_args=(--budget-minutes "${ZOO_SEARCH_MINUTES:-3.5}" ${ZOO_MAX_MACS:+--max-macs "$ZOO_MAX_MACS"})
 select_args=()
 train_args=(--epochs "$EPOCHS")
 if [ "${ZOO_SMOKE:-0}" = 1 ]; then
     search_args+=(--train-subset 512 --population 3 --generations 1)
     select_args+=(--select-subset 512 --select-epochs 1 --candidates 2)
+    EPOCHS=1
     train_args=(--epochs 1 --train-subset 512)
 fi
 
@@ -62,7 +64,7 @@ for cls in b c; do
       stage "train-mt-$cls" train --models mt-$cls "${train_args[@]}" ) &
     pids+=($!)
 done
-if [ "$peer_epochs" != "$EPOCHS" ]; then
+if [ ! -f "results/zoo/final-peer-e$EPOCHS.json" ]; then
     stage train-peer train --models peer "${train_args[@]}" &
     pids+=($!)
 fi
@@ -72,7 +74,8 @@ wait "${pids[@]}"
 tar -czf "$OUT/zoo-results.tar.gz" results/zoo
 tar -czf "$OUT/zoo-searches.tar.gz" --exclude=model.safetensors --exclude=.search.lock runs/zoo/search-[bc]
 for name in mt-b mt-c peer; do
-    [ -d "runs/zoo/final-$name" ] && tar -czf "$OUT/zoo-final-$name.tar.gz" "runs/zoo/final-$name"
+    run=runs/zoo/final-$name-e$EPOCHS
+    [ -d "$run" ] && tar -czf "$OUT/zoo-final-$name.tar.gz" "$run"
 done
 tar -czf "$OUT/zoo-logs.tar.gz" -C "$LOGS" logs status.txt
 cat "$LOGS/logs/table.log"

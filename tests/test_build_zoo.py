@@ -21,8 +21,19 @@ def build_zoo(tmp_path, *args):
 def test_train_stage_records_its_training_seed(tmp_path):
     done = build_zoo(tmp_path, "train", "--models", "mt-c", "--epochs", "1", "--train-seed", "1")
     assert done.returncode == 0, done.stderr
-    summary = json.loads((tmp_path / "results" / "final-mt-c-seed1.json").read_text())
+    summary = json.loads((tmp_path / "results" / "final-mt-c-e1-seed1.json").read_text())
     assert summary["train_seed"] == 1 and summary["epochs"] == 1 and summary["train_images"] == 256
+
+
+def test_a_round_of_other_epochs_trains_beside_the_published_one(tmp_path):
+    for epochs in ("1", "2"):  # one folder for both would refuse the second ("other training settings")
+        done = build_zoo(tmp_path, "train", "--models", "mt-c", "--epochs", epochs)
+        assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["final-mt-c-e1", "final-mt-c-e2"]
+    table = build_zoo(tmp_path, "table")
+    assert table.returncode == 0, table.stderr
+    rows = [line.split(" | ") for line in table.stdout.splitlines() if line.startswith("| mt-c")]
+    assert [row[4] for row in rows] == ["1", "2"]  # the epochs column, one row per round
 
 
 def test_headroom_pairs_rows_on_the_same_validation_images(tmp_path):

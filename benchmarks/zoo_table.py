@@ -13,8 +13,8 @@ neither a burst of load in one round nor a machine that speeds up or slows down 
 the verdict is yes or no only where a sign test over the rounds says so (p < 0.05), else tie.
 
 The peer is torchvision's ``mobilenet_v3_small`` built for 1x28x28 and trained with the zoo's recipe
-and epochs (``scripts/build_zoo.py train --models peer --epochs E``, whose folder the default ``--peer``
-names for the zoo models' epochs); without its trained weights only its latency is measured. Writes
+and epochs (``scripts/build_zoo.py train --models peer --epochs E``): each model meets the peer trained
+for its own epochs, one peer row per epoch count; without its trained weights only its latency is measured. Writes
 ``results/zoo/table.md`` and ``table.json``; with ``--write-docs`` the table also replaces the one
 between the zoo-table markers in README.md and MODEL_CARD.md (both copies).
 """
@@ -61,22 +61,31 @@ def zoo_models() -> list[dict]:
     return models
 
 
-def default_peer(models: list[dict]) -> Path:
-    """The peer's final training with as many epochs as the zoo's models had (same recipe, same epochs)."""
-    epochs = {m["epochs"] for m in models}
-    if len(epochs) != 1 or None in epochs:
-        raise SystemExit(f"error: the zoo's models were trained for {sorted(epochs, key=str)} epochs, not one count: "
-                         "name the peer's folder with --peer")
-    return ROOT / "runs" / "zoo" / f"final-peer-e{epochs.pop()}" / "model"
+def peers(models: list[dict], weights: Path | None) -> list[dict]:
+    """The peer trained for each epoch count among the zoo's models (``final-peer-e<epochs>``), so that every
+    model meets a peer of its own recipe and epochs; or only the one ``--peer`` names, for every model."""
+    if weights is not None:
+        return [peer_model(weights, "peer", None)]
+    rounds = sorted({m["epochs"] for m in models}, key=str)
+    folder = ROOT / "runs" / "zoo"
+    return [peer_model(folder / f"final-peer-e{e}" / "model", "peer" if len(rounds) == 1 else f"peer-e{e}", e)
+            for e in rounds]
 
 
-def peer_model(weights: Path) -> dict:
+def peer_model(weights: Path, name: str, epochs: int | None) -> dict:
     if (weights / "config.json").exists():
         artifact = load_artifact(weights)
         spec = artifact.config["input_spec"]
-        return {"name": "peer", "model": artifact.model, "mean": spec.get("mean"), "std": spec.get("std")}
+        return {"name": name, "model": artifact.model, "mean": spec.get("mean"), "std": spec.get("std"),
+                "epochs": epochs, "peer": True}
     genotype = resolve_genotype("mobilenetv3-small", in_chans=1, resolution=28, num_classes=10)
-    return {"name": "peer", "model": build_model(genotype).eval(), "untrained": True}
+    return {"name": name, "model": build_model(genotype).eval(), "untrained": True, "epochs": epochs, "peer": True}
+
+
+def peer_of(model: dict, models: list[dict]) -> dict | None:
+    """The peer a model is compared with: the one trained for its epochs, else the only one."""
+    found = [m for m in models if m.get("peer")]
+    return next((m for m in found if m["epochs"] == model["epochs"]), found[0] if len(found) == 1 else None)
 
 
 def measure(models: list[dict], rounds: int, runs: int) -> None:
@@ -100,15 +109,15 @@ def measure(models: list[dict], rounds: int, runs: int) -> None:
             print(f"{m['name']}: exported and evaluated", flush=True)
         files = {(m["name"], kind): m[kind] for m in models for kind in ("fp32", "int8")}
         measured = interleaved_rounds(files, rounds=rounds, runs=runs)  # ORT files alternate, round by round
-        peer = next((m for m in models if m["name"] == "peer"), None)
         for m in models:
             for kind in ("fp32", "int8"):
                 s = min(measured[m["name"], kind], key=lambda s: s.p50_ms)
                 m[f"{kind}_b1"] = {"p50_ms": s.p50_ms, "p90_ms": s.p90_ms}
-            if peer is not None and m is not peer:
-                m["vs_peer"] = paired_verdict(measured[m["name"], "fp32"], measured["peer", "fp32"])
+            peer = peer_of(m, models)
+            if peer is not None and not m.get("peer"):
+                m["vs_peer"] = paired_verdict(measured[m["name"], "fp32"], measured[peer["name"], "fp32"])
                 if "correct" in m and "correct" in peer:
-                    m["vs_peer_test"] = versus_peer(m["correct"], peer["correct"])
+                    m["vs_peer_test"] = {"peer": peer["name"], **versus_peer(m["correct"], peer["correct"])}
             s = min((bench_eager(m["model"], (1, 28, 28), runs=runs)[0] for _ in range(rounds)), key=lambda s: s.p50_ms)
             m["eager_b1"] = {"p50_ms": s.p50_ms, "p90_ms": s.p90_ms}
 
@@ -139,14 +148,15 @@ def rows(models: list[dict]) -> list[list[str]]:
             v = m["vs_peer"]
             verdict = {"faster": "yes", "slower": "no", "tie": "tie"}[v["verdict"]]
             faster = f"{verdict} ({v['p50_ratio']:.2f}x, {v['faster_rounds']}/{v['rounds']})"
-        out.append([m["name"], size, f"{m['params']:,}", f"{m['macs'] / 1e6:.1f}M", acc,
+        out.append([m["name"], size, f"{m['params']:,}", f"{m['macs'] / 1e6:.1f}M", str(m.get("epochs") or "-"),
+                    acc,
                     f"{target * 100:.1f}%" if target else "-", published,
                     f"{m['fp32_b1']['p50_ms']:.3f} / {m['fp32_b1']['p90_ms']:.3f}", f"{m['eager_b1']['p50_ms']:.3f}",
                     int8, f"{m['int8_b1']['p50_ms']:.3f}", faster])
     return out
 
 
-COLUMNS = ["model", "class", "params", "MACs", "test acc", "target", "best published", "ORT b1 p50 / p90 ms",
+COLUMNS = ["model", "class", "params", "MACs", "epochs", "test acc", "target", "best published", "ORT b1 p50 / p90 ms",
            "eager b1 p50 ms", "int8 acc", "int8 b1 p50 ms", "faster than peer"]
 
 
@@ -169,7 +179,8 @@ def significance(models: list[dict]) -> str:
         return ""
     parts = [f"{m['name']} {m['vs_peer_test']['points']:+.2f} points (p = {m['vs_peer_test']['mcnemar_p']:.2g})"
              for m in tested]
-    return (" Test accuracy over the peer's, on the same images (exact McNemar test): " + ", ".join(parts)
+    return (" Test accuracy over the peer's trained for the same epochs, on the same images (exact McNemar test): "
+            + ", ".join(parts)
             + "; one training seed each, so the spread between trainings is not in these p-values.")
 
 
@@ -185,7 +196,8 @@ def write_docs(table: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--peer", type=Path, default=None,
-                        help="the trained peer's artifact folder (default: its final training with the zoo's epochs)")
+                        help="the trained peer's artifact folder, for every model (default: the peer's final "
+                             "training with each model's epochs)")
     parser.add_argument("--rounds", type=int, default=15, help="alternating ORT rounds (the sign test's n)")
     parser.add_argument("--runs", type=int, default=200, help="timed runs per model and round")
     parser.add_argument("--write-docs", action="store_true")
@@ -193,12 +205,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     models = zoo_models()
-    models.append(peer_model(args.peer or default_peer(models)))
+    models += peers(models, args.peer)
     measure(models, args.rounds, args.runs)
     table = markdown(models)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "table.md").write_text(table)
-    summary = [{k: v for k, v in m.items() if k not in ("model", "fp32", "int8", "correct", "epochs")} for m in models]
+    summary = [{k: v for k, v in m.items() if k not in ("model", "fp32", "int8", "correct")} for m in models]
     (RESULTS / "table.json").write_text(json.dumps(summary, indent=2) + "\n")
     if args.write_docs:
         write_docs(table)

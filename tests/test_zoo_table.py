@@ -1,0 +1,27 @@
+"""The zoo table's pairing of models with peers (benchmarks/zoo_table.py): each model meets the peer trained
+for its own epochs, so a longer round is never credited against a shorter-trained peer."""
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("zoo_table", ROOT / "benchmarks" / "zoo_table.py")
+zoo_table = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(zoo_table)
+
+
+def test_each_model_meets_the_peer_of_its_epochs():
+    models = [{"name": "mt-a", "epochs": 30}, {"name": "mt-c", "epochs": 60}]
+    peers = zoo_table.peers(models, None)
+    assert [(p["name"], p["epochs"]) for p in peers] == [("peer-e30", 30), ("peer-e60", 60)]
+    everyone = models + peers
+    assert zoo_table.peer_of(models[0], everyone)["name"] == "peer-e30"
+    assert zoo_table.peer_of(models[1], everyone)["name"] == "peer-e60"
+    assert zoo_table.peer_of({"name": "x", "epochs": 100}, everyone) is None  # no peer of 100 epochs: none
+
+
+def test_one_round_has_one_peer_and_a_named_peer_serves_every_model(tmp_path):
+    models = [{"name": "mt-a", "epochs": 30}, {"name": "mt-b", "epochs": 30}]
+    assert [p["name"] for p in zoo_table.peers(models, None)] == ["peer"]
+    (named,) = zoo_table.peers(models + [{"name": "mt-c", "epochs": 60}], tmp_path)  # no weights there: untrained
+    assert named["untrained"] and zoo_table.peer_of({"name": "mt-c", "epochs": 60}, [named]) is named

@@ -22,6 +22,17 @@ def test_space_sample_prints_a_valid_genotype():
     assert again.stdout.strip() == genotype.to_compact()
 
 
+def test_tables_right_align_numbers_and_left_align_words():
+    from menas_zoo.cli.app import console, print_table
+
+    with console.capture() as out:
+        print_table(None, ["model", "mt-a"], [["source", "bundled"], ["params", "97,714"]])
+        print_table(None, ["name", "params", "p50"], [["a", "97.71K", "0.224 ms"], ["bb", "1.53M", "-"]])
+    lines = [line for line in out.get().splitlines() if line.startswith("│")]
+    assert "│ bundled " in lines[0] and "│ 97,714 " in lines[1]  # a key/value table's values: left
+    assert "│  1.53M │" in lines[3] and "│        - │" in lines[3]  # numbers (and "-" for none): right
+
+
 def test_info_table_and_json():
     table = runner.invoke(app, ["info", "mobilenetv3-small"])
     assert table.exit_code == 0 and "2,542,856" in table.stdout and "k5_h576_c96_s1_se_hs" in table.stdout

@@ -10,6 +10,7 @@ import functools
 import inspect
 import json
 import os
+import re
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -106,12 +107,20 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
+#: A cell that is one number, with at most a unit: 97,714 / 5.85M / 0.9330 / 12% / 1.7x / 0.224 ms / -
+NUMBER = re.compile(r"[-+]?(\d[\d,]*(\.\d+)?(e[-+]?\d+)?|\.\d+)\s?([%KMGx]|ms|s|MB|MiB|img/s)?|-")
+
+
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Numbers right-aligned, so their digits line up; a column of words or of mixed values (a key/value
+    table's) left-aligned, as is the first."""
+    cells = [[str(v) for v in row] for row in rows]
     table = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*(str(v) for v in row))
+        numeric = i > 0 and all(NUMBER.fullmatch(row[i]) for row in cells if i < len(row))
+        table.add_column(col, justify="right" if numeric else "left")
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
 
 

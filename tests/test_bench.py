@@ -1,6 +1,8 @@
 """Latency: percentiles from timed runs in ORT and eager PyTorch, a machine fingerprint, a p90 budget."""
 
+import dataclasses
 import time
+from pathlib import Path
 
 import pytest
 from export_fixtures import tiny_model, tiny_onnx  # noqa: F401  (fixtures)
@@ -110,6 +112,28 @@ def test_rounds_alternate_the_files_and_the_best_round_is_kept(monkeypatch):
     timings = {"a": iter([3.0, 1.0, 2.0]), "b": iter([5.0, 6.0, 4.0])}
     best = best_of_rounds({"a": "a", "b": "b"}, rounds=3)
     assert (best["a"].p50_ms, best["b"].p50_ms) == (1.0, 4.0)
+
+
+def test_card_precisions_alternate_the_files_and_keep_each_batch_sizes_best_round(monkeypatch, tmp_path):
+    order = []
+    timings = {("fp32", 1): iter([0.9, 0.2, 0.3]), ("fp32", 32): iter([5.0, 6.0, 4.0]),
+               ("int8", 1): iter([0.4, 0.5, 0.35]), ("int8", 32): iter([3.0, 9.0, 9.0])}
+
+    def fake_bench(path, *, batch_sizes, **kwargs):
+        order.append(Path(path).stem)
+        return [dataclasses.replace(_p50(next(timings[Path(path).stem, b])), batch_size=b) for b in batch_sizes]
+
+    monkeypatch.setattr(bench, "bench_onnx", fake_bench)
+    monkeypatch.setattr(bench, "peak_memory_mb", lambda *args, **kwargs: 1.0)
+    paths = {}
+    for name in ("fp32", "int8"):
+        paths[name] = tmp_path / f"{name}.onnx"
+        paths[name].write_bytes(b"x" * (4 if name == "fp32" else 1))
+    summaries = bench.precision_summaries(paths, batch_sizes=(1, 32), rounds=3)
+    assert order == ["fp32", "int8"] * 3  # alternating, so load in one file's turn does not decide fp32 vs int8
+    assert {k: [v["batches"][b]["p50_ms"] for b in ("1", "32")] for k, v in summaries.items()} == {
+        "fp32": [0.2, 4.0], "int8": [0.35, 3.0]}  # each batch size keeps its own fastest round
+    assert summaries["fp32"]["size_bytes"] == 4 and summaries["int8"]["peak_memory_mb"] == 1.0
 
 
 def test_paired_ratio_compares_within_rounds():

@@ -33,7 +33,7 @@ from menas_zoo.errors import MenasError
 from menas_zoo.data import ImageDataset
 from menas_zoo.edge import metadata_props, resolve_providers
 from menas_zoo.export.bench import (DEFAULT_RUNS, DEFAULT_WARMUP, BenchReport, benchmark, budget_verdict,
-                                    check_budget_value, precision_summary)
+                                    check_budget_value, precision_summaries)
 from menas_zoo.export.onnx import DEFAULT_OPSET, check_opset, embed_metadata, export_onnx
 from menas_zoo.export.parity import DEFAULT_ATOL, ParityResult, check_parity, model_images, real_images
 from menas_zoo.export.quantize import Int8Comparison, calibration_method, compare_int8, layer_errors, quantize_int8
@@ -230,7 +230,7 @@ def export_model(model: MobileNetMT, out: str | Path, images: ExportImages, opti
             **extra,
         }
         with step("measuring latency and memory per precision"):
-            report["precisions"] = precision_summaries(staging, options)
+            report["precisions"] = time_precisions(staging, options)
         write_json_atomic(staging / REPORT_FILE, report)
         replace_outputs(staging, out)
     finally:
@@ -262,16 +262,16 @@ def deployment_variants(model: MobileNetMT, staging: Path, images: ExportImages,
     return entries
 
 
-def precision_summaries(staging: Path, options: ExportOptions) -> dict[str, Any]:
-    """p50/p90 and images/s at batch 1 and 32 and peak memory, for every precision written."""
+def time_precisions(staging: Path, options: ExportOptions) -> dict[str, Any]:
+    """p50/p90 and images/s at batch 1 and 32 and peak memory, for every precision written, the files
+    timed in alternating rounds (:func:`precision_summaries`)."""
     batches = PRECISION_BATCHES if options.dynamic_batch else (EXPORT_BATCH,)
-    summaries = {}
-    for precision, name in (("fp32", ONNX_FILE), ("fp16", FP16_FILE), ("int8", INT8_FILE)):
-        if (staging / name).exists():
-            summaries[precision] = {"path": name, **precision_summary(
-                staging / name, batch_sizes=batches, threads=options.threads[0], runs=options.runs,
-                providers=options.providers)}
-    return summaries
+    names = {precision: name for precision, name in (("fp32", ONNX_FILE), ("fp16", FP16_FILE), ("int8", INT8_FILE))
+             if (staging / name).exists()}
+    measured = precision_summaries({precision: staging / name for precision, name in names.items()},
+                                   batch_sizes=batches, threads=options.threads[0], runs=options.runs,
+                                   providers=options.providers)
+    return {precision: {"path": names[precision], **measured[precision]} for precision in names}
 
 
 def export_ref(ref: str, out: str | Path, options: ExportOptions | None = None, *, weights: str | Path | None = None,

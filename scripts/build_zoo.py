@@ -29,6 +29,7 @@ training's history, device and wall time.
    with ``RECIPE`` on all 60k training images, then evaluated once on the 10k test images.
 4. **publish**: each model becomes a zoo artifact (genotype, parent genotype and masks from the search,
    recipe, metrics), exported to ONNX (fp32 and int8) with its performance summary in the card.
+   **retime** does the export and card again for a registered model, to measure it anew on an idle machine.
 
 **headroom** asks what would close a missed target, on the validation split only: a model's genotype
 with every width times W (MobileNet's width multiplier) trained E epochs from scratch with ``RECIPE``,
@@ -367,7 +368,7 @@ def recipe_summary(recipe: dict) -> str:
 def stage_publish(args) -> None:
     """Artifact (with the search's parent genotype and masks), ONNX export with int8, card; the repo folder
     then holds what register_model.py pushes: the artifact, its card and its deployment files."""
-    from menas_zoo.artifact import INT8_FILE, ONNX_FILE, load_artifact, save_artifact
+    from menas_zoo.artifact import load_artifact, save_artifact
     from menas_zoo.data import FASHION_MNIST_CLASSES, load_dataset
 
     test = load_dataset("fashion-mnist", split="test")
@@ -391,17 +392,41 @@ def stage_publish(args) -> None:
                                   "masks": masks_source,
                                   "recipe": final["recipe"], "recipe_summary": recipe_summary(final["recipe"]), "epochs": final["epochs"], "train_images": final["train_images"],
                                   "trained_on": final["device"], "train_minutes": round(final["train_seconds"] / 60, 1)})
-        cli = [sys.executable, "-m", "menas_zoo"]
-        subprocess.run([*cli, "export", str(out), "--out", str(out / "onnx"), "--int8"], check=True)
-        report = out / "onnx" / "export_report.json"
-        subprocess.run([*cli, "card", str(out), "--name", name, "--export-report", str(report)], check=True)
-        shutil.copy2(out / "onnx" / ONNX_FILE, out / ONNX_FILE)
-        int8 = json.loads(report.read_text()).get("int8") or {}
-        drop = int8.get("fp32_accuracy", 0) - int8.get("int8_accuracy", 0)
-        if int8 and drop <= INT8_MAX_DROP:  # ship int8 only where it keeps the model's accuracy
-            shutil.copy2(out / "onnx" / INT8_FILE, out / INT8_FILE)
-        print(f"{name}: {out} ready (int8 {'shipped' if (out / INT8_FILE).exists() else 'not shipped'}, "
-              f"int8 vs fp32 {-drop * 100:+.2f} pts); register with scripts/register_model.py {out} --name {name} --bundle ...")
+        deployment_files(out, name)
+
+
+def deployment_files(out: Path, name: str) -> None:
+    """ONNX export with int8 and its measurements, the card, and the repo's deployment files beside the artifact."""
+    from menas_zoo.artifact import INT8_FILE, ONNX_FILE
+
+    cli = [sys.executable, "-m", "menas_zoo"]
+    subprocess.run([*cli, "export", str(out), "--out", str(out / "onnx"), "--int8"], check=True)
+    report = out / "onnx" / "export_report.json"
+    subprocess.run([*cli, "card", str(out), "--name", name, "--export-report", str(report)], check=True)
+    shutil.copy2(out / "onnx" / ONNX_FILE, out / ONNX_FILE)
+    int8 = json.loads(report.read_text()).get("int8") or {}
+    drop = int8.get("fp32_accuracy", 0) - int8.get("int8_accuracy", 0)
+    if int8 and drop <= INT8_MAX_DROP:  # ship int8 only where it keeps the model's accuracy
+        shutil.copy2(out / "onnx" / INT8_FILE, out / INT8_FILE)
+    print(f"{name}: {out} ready (int8 {'shipped' if (out / INT8_FILE).exists() else 'not shipped'}, "
+          f"int8 vs fp32 {-drop * 100:+.2f} pts); register with scripts/register_model.py {out} --name {name} --bundle ...")
+
+
+def stage_retime(args) -> None:
+    """A published model's deployment numbers measured again on this machine (an idle one): its registered
+    artifact exported anew, its card re-rendered; weights, masks and provenance stay as registered."""
+    from menas_zoo.artifact import ARTIFACT_FILES, CARD
+    from menas_zoo.hub.resolve import resolve
+
+    for name in args.models:
+        source = resolve(name, offline=True).path
+        out = RUNS / "publish" / name  # the folder name travels in the ONNX metadata, as publish's does
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        for file_name in ARTIFACT_FILES:
+            if (source / file_name).is_file() and file_name != CARD:  # the card is rendered anew
+                shutil.copy2(source / file_name, out / file_name)
+        deployment_files(out, name)
 
 
 def stage_table(args) -> None:
@@ -504,7 +529,8 @@ def headroom_table(summary: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("stage", choices=["search", "select", "adopt", "train", "publish", "table", "headroom"])
+    parser.add_argument("stage", choices=["search", "select", "adopt", "train", "publish", "retime", "table",
+                                          "headroom"])
     parser.add_argument("--classes", nargs="+", default=list(CLASSES), choices=list(CLASSES))
     parser.add_argument("--models", nargs="+", default=["mt-a", "mt-b", "mt-c", "peer"])
     parser.add_argument("--device", default="auto")
@@ -549,7 +575,8 @@ def main() -> None:
 
     try:
         {"search": stage_search, "select": stage_select, "adopt": stage_adopt, "train": stage_train,
-         "publish": stage_publish, "table": stage_table, "headroom": stage_headroom}[args.stage](args)
+         "publish": stage_publish, "retime": stage_retime, "table": stage_table,
+         "headroom": stage_headroom}[args.stage](args)
     except MenasError as exc:
         raise SystemExit(f"error: {exc}") from None
 

@@ -64,7 +64,8 @@ def main() -> None:
     registry_path = HUB_DIR / "registry.json"
     registry = json.loads(registry_path.read_text())
     registry["models"][args.name] = {"repo_id": args.repo_id, "revision": commit, "files": files, "metrics": metrics,
-                                     "bundled": args.bundle, "description": args.description or ""}
+                                     "bundled": args.bundle,
+                                     "description": args.description or config.get("description") or ""}
     if assets:
         registry["models"][args.name]["assets"] = assets
     if args.fixture:

@@ -47,3 +47,20 @@ def test_headroom_pairs_rows_on_the_same_validation_images(tmp_path):
         assert abs(r["val_acc"] - rows[0]["val_acc"] - r["vs_first"]["points"] / 100) < 1e-4
     bad = build_zoo(tmp_path, "headroom", "--rows", "2by10")
     assert bad.returncode != 0 and "WIDTHxEPOCHS" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_retime_measures_a_registered_model_anew_and_keeps_its_weights(tmp_path):
+    from menas_zoo.artifact import file_sha256
+    from menas_zoo.hub.registry import get_entry
+
+    done = build_zoo(tmp_path, "retime", "--models", "mt-test")
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "runs" / "publish" / "mt-test"
+    entry = get_entry("mt-test")
+    for name in ("model.safetensors", "masks.safetensors"):  # what was trained stays as registered
+        if name in entry.files:
+            assert file_sha256(out / name) == entry.files[name], name
+    config = json.loads((out / "config.json").read_text())
+    fp32 = config["metrics"]["deployment"]["precisions"]["fp32"]
+    assert fp32["batches"]["1"]["p50_ms"] > 0 and (out / "model.onnx").is_file()
+    assert "Runtime performance" in (out / "README.md").read_text()

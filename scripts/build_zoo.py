@@ -298,6 +298,23 @@ def search_record(name: str):
     return next(t for t in read_trials(RUNS / f"search-{cls}") if t.index == winner)
 
 
+def registered_ticket(name: str, genotype) -> tuple | None:
+    """The parent genotype, masks and their source of the registered model ``name`` where it is this very
+    architecture (a new training round of it), so that a round keeps the search's evidence as published
+    instead of replaying it on another machine; None for a new architecture or an unregistered name."""
+    from menas_zoo.artifact import load_artifact
+    from menas_zoo.errors import MenasError
+    from menas_zoo.hub.resolve import resolve
+
+    try:
+        artifact = load_artifact(resolve(name, offline=True).path)
+    except MenasError:
+        return None
+    if artifact.genotype.to_compact() != genotype.to_compact() or artifact.masks is None:
+        return None
+    return artifact.parent_genotype, artifact.masks, artifact.config["provenance"].get("masks")
+
+
 def winner_masks(run: Path, record) -> tuple[dict, str]:
     """The winner's ticket masks against its trained parent, and where they came from: the search's ticket
     folder, or (for a search folder returned as its committed summary, without tickets) a replay of the
@@ -378,10 +395,11 @@ def stage_publish(args) -> None:
         final = json.loads((RESULTS / f"{run}.json").read_text())
         model = load_artifact(RUNS / run / "model").model
         cls = name.split("-")[1]
-        masks, masks_source = winner_masks(RUNS / f"search-{cls}", record)
+        parent, masks, masks_source = registered_ticket(name, model.genotype) or (
+            record.trained_genotype, *winner_masks(RUNS / f"search-{cls}", record))
         selection = json.loads((RESULTS / f"selection-{cls}.json").read_text())
         out = RUNS / "publish" / name  # the folder name travels in the ONNX metadata
-        save_artifact(out, model.eval(), parent_genotype=record.trained_genotype,
+        save_artifact(out, model.eval(), parent_genotype=parent,
                       masks=masks,
                       metrics={"accuracy": {"value": final["test_acc"], "dataset": "fashion-mnist", "split": "test"}},
                       input_spec={"in_chans": 1, "resolution": 28, "mean": list(test.mean), "std": list(test.std)},

@@ -64,3 +64,20 @@ def test_retime_measures_a_registered_model_anew_and_keeps_its_weights(tmp_path)
     fp32 = config["metrics"]["deployment"]["precisions"]["fp32"]
     assert fp32["batches"]["1"]["p50_ms"] > 0 and (out / "model.onnx").is_file()
     assert "Runtime performance" in (out / "README.md").read_text()
+
+
+def test_a_new_round_of_a_registered_architecture_keeps_its_published_ticket():
+    import importlib.util
+
+    from menas_zoo.artifact import load_artifact
+    from menas_zoo.hub.resolve import resolve
+
+    spec = importlib.util.spec_from_file_location("build_zoo", ROOT / "scripts" / "build_zoo.py")
+    build_zoo_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_zoo_module)
+    registered = load_artifact(resolve("mt-c", offline=True).path)
+    parent, masks, source = build_zoo_module.registered_ticket("mt-c", build_zoo_module.winner_genotype("mt-c"))
+    assert parent.to_compact() == registered.parent_genotype.to_compact() and source.startswith("replayed")
+    assert masks.keys() == registered.masks.keys() and all((masks[k] == registered.masks[k]).all() for k in masks)
+    assert build_zoo_module.registered_ticket("mt-c", build_zoo_module.winner_genotype("mt-a")) is None  # another net
+    assert build_zoo_module.registered_ticket("mt-nope", registered.genotype) is None  # not registered

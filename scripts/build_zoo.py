@@ -290,12 +290,20 @@ def winner_genotype(name: str):
 
 def search_record(name: str):
     """The winner's trial in its class's search: its trained parent genotype and ticket masks (read from
-    trials.jsonl, so a search folder returned without its trials' weights will do)."""
+    trials.jsonl, so a search folder returned without its trials' weights will do, and so will the search's
+    committed summary where this machine has no search folder)."""
+    from menas_zoo.errors import MenasError
     from menas_zoo.search.state import read_trials
 
     cls = name.split("-")[1]
     winner = json.loads((RESULTS / f"selection-{cls}.json").read_text())["winner"]
-    return next(t for t in read_trials(RUNS / f"search-{cls}") if t.index == winner)
+    for folder in (RUNS / f"search-{cls}", RESULTS / f"search-{cls}"):
+        if (folder / "trials.jsonl").is_file():
+            found = [t for t in read_trials(folder) if t.index == winner]
+            if found:
+                return found[0]
+    raise MenasError(f"trial {winner} of search-{cls} (the {name} winner) is in neither {shown(RUNS)} "
+                     f"nor {shown(RESULTS)}")
 
 
 def registered_ticket(name: str, genotype) -> tuple | None:
@@ -387,13 +395,18 @@ def stage_publish(args) -> None:
     then holds what register_model.py pushes: the artifact, its card and its deployment files."""
     from menas_zoo.artifact import load_artifact, save_artifact
     from menas_zoo.data import FASHION_MNIST_CLASSES, load_dataset
+    from menas_zoo.errors import MenasError
 
     test = load_dataset("fashion-mnist", split="test")
     for name in args.models:
-        record = search_record(name)
-        run = final_name(name, 0, args.epochs or PUBLISHED_EPOCHS)
+        epochs = args.epochs or PUBLISHED_EPOCHS
+        run = final_name(name, 0, epochs)
+        if not (RESULTS / f"{run}.json").is_file() or not (RUNS / run / "model").is_dir():
+            raise MenasError(f"{name} has no finished {epochs}-epoch training ({shown(RESULTS / run)}.json and "
+                             f"{shown(RUNS / run)}/model): run `build_zoo.py train --models {name} --epochs {epochs}`")
         final = json.loads((RESULTS / f"{run}.json").read_text())
         model = load_artifact(RUNS / run / "model").model
+        record = search_record(name)
         cls = name.split("-")[1]
         parent, masks, masks_source = registered_ticket(name, model.genotype) or (
             record.trained_genotype, *winner_masks(RUNS / f"search-{cls}", record))
@@ -414,7 +427,8 @@ def stage_publish(args) -> None:
 
 
 def deployment_files(out: Path, name: str) -> None:
-    """ONNX export with int8 and its measurements, the card, and the repo's deployment files beside the artifact."""
+    """ONNX export with int8 and its measurements, the card, and the repo's deployment files beside the
+    artifact."""
     from menas_zoo.artifact import INT8_FILE, ONNX_FILE
 
     cli = [sys.executable, "-m", "menas_zoo"]
@@ -427,7 +441,8 @@ def deployment_files(out: Path, name: str) -> None:
     if int8 and drop <= INT8_MAX_DROP:  # ship int8 only where it keeps the model's accuracy
         shutil.copy2(out / "onnx" / INT8_FILE, out / INT8_FILE)
     print(f"{name}: {out} ready (int8 {'shipped' if (out / INT8_FILE).exists() else 'not shipped'}, "
-          f"int8 vs fp32 {-drop * 100:+.2f} pts); register with scripts/register_model.py {out} --name {name} --bundle ...")
+          f"int8 vs fp32 {-drop * 100:+.2f} pts); register with scripts/register_model.py {out} --name {name} "
+          "--bundle ...")
 
 
 def stage_retime(args) -> None:

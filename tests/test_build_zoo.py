@@ -30,6 +30,9 @@ def test_a_round_of_other_epochs_trains_beside_the_published_one(tmp_path):
         done = build_zoo(tmp_path, "train", "--models", "mt-c", "--epochs", epochs)
         assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["final-mt-c-e1", "final-mt-c-e2"]
+    missing = build_zoo(tmp_path, "publish", "--models", "mt-c", "--epochs", "3")  # no such round: one line
+    assert missing.returncode != 0 and "no finished 3-epoch training" in missing.stderr
+    assert "Traceback" not in missing.stderr and not (tmp_path / "runs" / "publish").exists()
     table = build_zoo(tmp_path, "table")
     assert table.returncode == 0, table.stderr
     rows = [line.split(" | ") for line in table.stdout.splitlines() if line.startswith("| mt-c")]

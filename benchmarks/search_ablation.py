@@ -436,9 +436,10 @@ def main() -> None:
 
     # Interleave rows so drifts in machine load hit them alike.
     jobs = [(row, seed) for seed in args.seeds for row in args.rows]
-    with ProcessPoolExecutor(args.jobs) as pool:
-        for message in pool.map(run_search_job, *zip(*jobs), [args] * len(jobs)) if not args.no_retrain else []:
-            print(message, flush=True)
+    if not args.no_retrain:  # --no-retrain runs nothing new, searches included
+        with ProcessPoolExecutor(args.jobs) as pool:
+            for message in pool.map(run_search_job, *zip(*jobs), [args] * len(jobs)):
+                print(message, flush=True)
     empty = [f"{row} seed {seed}" for row, seed in jobs if not read_trials(args.out / "runs" / f"{row}-seed{seed}")]
     if empty:
         raise SystemExit(f"error: {', '.join(empty)} finished no trial within --budget-minutes "

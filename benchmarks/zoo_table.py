@@ -66,7 +66,7 @@ def peers(models: list[dict], weights: Path | None) -> list[dict]:
     model meets a peer of its own recipe and epochs; or only the one ``--peer`` names, for every model."""
     if weights is not None:
         return [peer_model(weights, "peer", None)]
-    rounds = sorted({m["epochs"] for m in models}, key=str)
+    rounds = sorted({m["epochs"] for m in models}, key=lambda e: (e is None, e or 0))  # 30 before 100
     folder = ROOT / "runs" / "zoo"
     return [peer_model(folder / f"final-peer-e{e}" / "model", "peer" if len(rounds) == 1 else f"peer-e{e}", e)
             for e in rounds]

@@ -14,6 +14,8 @@ def test_each_model_meets_the_peer_of_its_epochs():
     models = [{"name": "mt-a", "epochs": 30}, {"name": "mt-c", "epochs": 60}]
     peers = zoo_table.peers(models, None)
     assert [(p["name"], p["epochs"]) for p in peers] == [("peer-e30", 30), ("peer-e60", 60)]
+    longer = zoo_table.peers(models + [{"name": "mt-b", "epochs": 100}], None)  # by number, not as text
+    assert [p["epochs"] for p in longer] == [30, 60, 100]
     everyone = models + peers
     assert zoo_table.peer_of(models[0], everyone)["name"] == "peer-e30"
     assert zoo_table.peer_of(models[1], everyone)["name"] == "peer-e60"

@@ -11,7 +11,8 @@ its search gets ``1 - TICKET_RESERVE`` of the budget, so that search plus ticket
 budget, and its tickets' dense parents are retrained too, for the ticket minus parent gap from
 scratch), ``early-ticket``: MENAS with its ticket cut after one dense epoch, and ``uniform-ticket`` and
 ``evolution-uniform``: tickets that prune every block by the same share (``--ticket-allocation
-uniform``) under MENAS's and regularized evolution's selection. Each row runs one
+uniform``) under MENAS's and regularized evolution's selection, and ``ticket-steered``: regularized
+evolution whose mutated children's widths follow their parent's ticket (``--steer``). Each row runs one
 search per seed for ``--budget-minutes`` on the ``tiny`` profile under a zoo params limit. Then, with
 one fixed recipe (``--retrain-epochs`` of AdamW from scratch, the same for every architecture):
 
@@ -72,6 +73,9 @@ ROWS = {  # row -> SearchConfig settings
     "uniform-ticket": {"strategy": "menas", "ticket_allocation": "uniform"},
     "evolution-uniform": {"strategy": "evolution", "tickets": True, "regrow": True, "bn_shrink": 0.5,
                           "early_bird": True, "ticket_allocation": "uniform"},
+    # The ticket as information, not as the candidate: regularized evolution's dense trials and selection,
+    # with each mutated child's widths steered by its parent's ticket (``--steer``).
+    "ticket-steered": {"strategy": "evolution", "steer": True, "bn_shrink": 0.5},
 }
 #: Rows whose winners are the tickets of their top trials, cut after the search (``cut_winner_tickets``).
 WINNER_TICKETS = {"ticket-after": 3}

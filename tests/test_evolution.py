@@ -9,10 +9,10 @@ import pytest
 from menas_zoo.costs import genotype_cost
 from menas_zoo.errors import MenasError
 from menas_zoo.search.config import SearchConfig
-from menas_zoo.search.evolution import crossover, mutate, propose, select_survivors
+from menas_zoo.search.evolution import crossover, mutate, propose, select_survivors, steer
 from menas_zoo.search.fitness import CostLimits
-from menas_zoo.space.genotype import Genotype
-from menas_zoo.space.sampling import sample_genotype
+from menas_zoo.space.genotype import Genotype, make_divisible
+from menas_zoo.space.sampling import get_profile, sample_genotype
 
 
 @dataclass
@@ -21,6 +21,7 @@ class Member:
     fitness: float
     macs: int
     genotype: Genotype | None = None
+    ticket_widths: dict | None = None
 
 
 def pool(*pairs):
@@ -194,3 +195,56 @@ def test_menas_parents_are_chosen_by_tournament():
 def test_a_tournament_larger_than_the_population_is_refused():
     with pytest.raises(MenasError, match="--tournament must be in"):
         SearchConfig(population=4, tournament=5, profile="tiny")
+
+
+def test_steer_grows_the_blocks_a_ticket_keeps_and_shrinks_those_it_prunes():
+    """Steering rescales each unchanged block by its ticket keep share over the whole ticket's, clipped."""
+    g = sample_genotype(get_profile("tiny"), random.Random(0))
+    blocks = [(s, b, block) for s, b, _, block in g.blocks() if block.hidden is not None]
+    assert len(blocks) >= 3
+    (s0, b0, kept), (s1, b1, pruned), (s2, b2, gone) = blocks[:3]
+    widths = {f"stages.{s0}.{b0}": [kept.hidden, kept.hidden],  # all kept
+              f"stages.{s1}.{b1}": [pruned.hidden // 2, pruned.hidden],  # half pruned
+              f"stages.{s2}.{b2}": [gone.hidden // 2, gone.hidden + 8]}  # another width: not this block's ticket
+    steered = steer(g, g, widths, multiple=1)
+    overall = (kept.hidden + pruned.hidden // 2 + gone.hidden // 2) / (kept.hidden + pruned.hidden + gone.hidden + 8)
+
+    def clip(factor):
+        return min(1.25, max(0.5, factor))
+
+    assert steered.stages[s0][b0].hidden == make_divisible(kept.hidden * clip(1 / overall), 1)
+    assert steered.stages[s1][b1].hidden == make_divisible(pruned.hidden * clip(0.5 / overall), 1)
+    assert steered.stages[s2][b2] == gone
+    assert steered.stages[s0][b0].hidden > kept.hidden and steered.stages[s1][b1].hidden < pruned.hidden
+    # A block the mutation resampled is the mutation's, not the parent's ticket's.
+    child = g.replace(stages=tuple(tuple(dataclasses.replace(b, hidden=b.hidden + 8) if (s, i) == (s0, b0) else b
+                                         for i, b in enumerate(stage)) for s, stage in enumerate(g.stages)))
+    assert steer(child, g, widths, multiple=1).stages[s0][b0] == child.stages[s0][b0]
+    assert steer(g, g, {}, multiple=1) == g
+
+
+def test_steered_children_follow_their_parents_tickets():
+    """With --steer, evolution's children differ from plain evolution's only in the widths the parents'
+    tickets steer; they still fit the limit."""
+    cfg = SearchConfig(strategy="evolution", population=6, profile="tiny", seed=2, max_params=100_000)
+    founders = propose([], cfg, 0, 0, set(), lambda g: True)
+
+    def first_block_kept(g):  # every ticket keeps all of its first expanding block and half of the others
+        names = [f"stages.{s}.{b}" for s, b, _, block in g.blocks() if block.hidden is not None]
+        return {n: [g.stages[int(n.split(".")[1])][int(n.split(".")[2])].hidden // (1 if i == 0 else 2),
+                    g.stages[int(n.split(".")[1])][int(n.split(".")[2])].hidden] for i, n in enumerate(names)}
+
+    members = [Member(c.index, 0.1 * c.index, 0, c.genotype, first_block_kept(c.genotype)) for c in founders]
+    plain = propose(members, cfg, 1, 6, set(), lambda g: True)
+    steered = propose(members, dataclasses.replace(cfg, steer=True), 1, 6, set(), lambda g: True)
+    assert [c.parent for c in plain] == [c.parent for c in steered]  # the same draws
+    assert all(cfg.budget().fits(c.genotype) for c in steered)
+    assert any(p.genotype != s.genotype for p, s in zip(plain, steered))
+    for p, s in zip(plain, steered):
+        assert [len(stage) for stage in p.genotype.stages] == [len(stage) for stage in s.genotype.stages]
+
+
+def test_steer_needs_dense_candidates():
+    with pytest.raises(MenasError, match="--steer steers dense candidates"):
+        SearchConfig(strategy="menas", steer=True, profile="tiny")
+    assert SearchConfig(strategy="menas", tickets=False, steer=True, profile="tiny").steer

@@ -360,3 +360,19 @@ def test_a_diverged_trial_neither_breeds_nor_gives_its_weights(tmp_path, tiny_pr
     assert children and all(t.parent in (0, 2) and not t.diverged for t in children)
     for child in children:
         assert child.inherit == {"diverged_parents": [child.parent]}, child.inherit  # a fresh initialization
+
+
+def test_a_steered_search_keeps_dense_trials_and_records_their_tickets(tmp_path, tiny_profile, tiny_splits):
+    """--steer: every trial is scored and kept dense (no masks, nothing pruned), and records the ticket its
+    |gamma| would give, block by block over the trained widths; the record survives trials.jsonl."""
+    cfg = config(tiny_profile, strategy="evolution", tickets=False, steer=True, bn_shrink=0.5)
+    result = run_search(cfg, tmp_path / "run", splits=tiny_splits, write_report=False)
+    trials = RunState.load(tmp_path / "run").trials
+    assert [t.ticket_widths for t in trials] == [t.ticket_widths for t in result.state.trials]
+    for t in trials:
+        assert t.genotype == t.trained_genotype and not t.masks and t.pruned == 0.0
+        expanding = {f"stages.{s}.{b}": block.hidden for s, b, _, block in t.genotype.blocks()
+                     if block.hidden is not None}
+        assert {name: total for name, (_, total) in t.ticket_widths.items()} == expanding
+        kept = sum(k for k, _ in t.ticket_widths.values()) / sum(expanding.values())
+        assert 0.6 <= kept <= 0.95  # about the 20% prune asked, within what min_channels allows

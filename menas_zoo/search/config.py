@@ -20,6 +20,12 @@ preset) starts a child from its parents' weights instead: it makes fitness depen
 earlier design with it on found winners that lost to plain evolution's when both were retrained from
 scratch), and is kept to measure that.
 
+Steer (``--steer``, off in every preset, with tickets off) keeps the ticket as information rather than
+as the candidate: the trial trains its dense child all ``epochs`` (with the calibrated BN shrink over
+the first ``mask_epochs``), is scored as it is, and records the ticket its |gamma| would give; a mutated
+child's blocks then grow where that ticket keeps its parent's channels and shrink where it prunes them
+(``evolution.steer``).
+
 A switch given explicitly (``--no-tickets``, ``--keep-largest 0``) overrides the strategy's preset.
 The config is saved in the run folder; ``--resume`` reads it back, so a resumed run cannot silently
 change what it searches.
@@ -40,11 +46,11 @@ STRATEGIES = ("menas", "evolution", "random")
 #: Preset of each strategy: its switches.
 PRESETS: dict[str, dict[str, Any]] = {
     "menas": {"tickets": True, "regrow": True, "weight_sharing": False, "keep_largest": 0.2, "bn_shrink": 0.5,
-              "early_bird": True},
+              "early_bird": True, "steer": False},
     "evolution": {"tickets": False, "regrow": False, "weight_sharing": False, "keep_largest": 0.0, "bn_shrink": 0.0,
-                  "early_bird": False},
+                  "early_bird": False, "steer": False},
     "random": {"tickets": False, "regrow": False, "weight_sharing": False, "keep_largest": 0.0, "bn_shrink": 0.0,
-               "early_bird": False},
+               "early_bird": False, "steer": False},
 }
 #: Settings that may change when a run is resumed (they do not change what is searched).
 RESUMABLE_OVERRIDES = ("budget_minutes", "device")
@@ -67,6 +73,7 @@ class SearchConfig:
     bn_l1: float | None = None  # an L1 term in the loss (network slimming as published); 0 by default
     bn_shrink: float | None = None  # calibrated sparsity of the dense epochs: total |gamma| shrink (train.py)
     early_bird: bool | None = None
+    steer: bool | None = None  # tickets off: a child's widths follow its parent's ticket (see above)
     # -- lottery ticket --
     prune_ratio: float = 0.2  # global fraction of hidden channels pruned by |gamma| (at least)
     max_prune_ratio: float = 0.6  # prune to fit: a ticket over a cost limit is pruned further, up to this
@@ -127,6 +134,7 @@ class SearchConfig:
             (self.eb_window >= 2, f"--eb-window must be at least 2 epochs (it compares masks), got {self.eb_window}"),
             (0.0 < self.eb_threshold < 1.0, f"--eb-threshold must be in (0, 1), got {self.eb_threshold:g}"),
             (self.bn_shrink >= 0.0 and self.bn_l1 >= 0.0, "BN sparsity must be >= 0"),
+            (not (self.steer and self.tickets), "--steer steers dense candidates by their tickets: add --no-tickets"),
             (self.budget_minutes is None or self.budget_minutes > 0, "--budget-minutes must be positive"),
             (self.train_subset is None or self.train_subset > 0, "--train-subset must be positive"),
             (self.penalty is None or self.penalty > 0, "--penalty must be positive (e.g. 0.07)"),

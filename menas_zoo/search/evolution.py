@@ -11,6 +11,8 @@
 * Children: per-gene mutation (each gene resampled from the profile's choice sets with probability
   ``mutation_rate``) and stage-wise crossover; regularized evolution only mutates; random search samples
   every child afresh.
+* Steering (``--steer``, dense candidates): a mutated child's hidden widths follow its parent's ticket,
+  the channels the parent's |gamma| ranking would keep (``steer``), before any repair.
 * A child over a hard params/MACs limit is *repaired*: its costliest genes shrink one step at a time
   until it fits (``space/budget.py``), so no trial is spent and no draw is wasted on it. With tickets
   the limit a child must meet is the final one over (1 - prune ratio): its ticket is pruned to fit.
@@ -30,9 +32,12 @@ from typing import Any, Protocol
 from menas_zoo.errors import MenasError
 from menas_zoo.search.config import SearchConfig, derive_seed
 from menas_zoo.space.genotype import BlockSpec, Genotype, default_se_width, make_divisible
-from menas_zoo.space.budget import Budget, check_feasible, shrink, widen_hidden
+from menas_zoo.space.budget import Budget, check_feasible, set_hidden_widths, shrink, widen_hidden
 from menas_zoo.space.sampling import SearchProfile, sample_block, sample_genotype
 
+#: Steering's range: a block's width factor is its parent's ticket's keep share over the whole ticket's,
+#: clipped to this, so that one short trial's ranking cannot halve a block twice in a row or double one.
+STEER_RANGE = (0.5, 1.25)
 #: Redraws allowed per child before the search gives up (the space is exhausted or a latency limit too tight).
 MAX_DRAWS = 200
 
@@ -44,6 +49,8 @@ class Member(Protocol):
     genotype: Genotype
     fitness: float
     macs: int
+    ticket_widths: dict[str, list[int]]  # steering: {block: [kept, total]} of the ticket its |gamma| gives
+
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,27 @@ def _mutate_block(old: BlockSpec, profile: SearchProfile, rng: random.Random, ra
     return BlockSpec(kernel=kernel, out=out, stride=stride, hidden=hidden, se=se, act=act)
 
 
+def steer(child: Genotype, parent: Genotype, ticket_widths: dict[str, list[int]], multiple: int = 8) -> Genotype:
+    """Ticket-steered widths: each block of ``child`` that kept its ``parent``'s hidden width (same place,
+    not resampled) is rescaled by how much of it the parent's ticket keeps, relative to the whole ticket:
+    a block whose channels the |gamma| ranking keeps grows, one it prunes shrinks (factor clipped to
+    :data:`STEER_RANGE`, widths rounded to ``multiple``). The ticket informs the child; it is not the child."""
+    total = sum(n for _, n in ticket_widths.values())
+    if not total:
+        return child
+    overall = sum(k for k, _ in ticket_widths.values()) / total
+    low, high = STEER_RANGE
+    widths = {}
+    for s, b, _, block in child.blocks():
+        kept = ticket_widths.get(f"stages.{s}.{b}")
+        if kept is None or block.hidden is None or s >= len(parent.stages) or b >= len(parent.stages[s]) \
+                or parent.stages[s][b].hidden != block.hidden or kept[1] != block.hidden:
+            continue
+        factor = min(high, max(low, kept[0] / kept[1] / overall))
+        widths[(s, b)] = make_divisible(block.hidden * factor, multiple)
+    return set_hidden_widths(child, widths)
+
+
 def crossover(a: Genotype, b: Genotype, rng: random.Random) -> tuple[Genotype, tuple[int, ...]]:
     """Each stage (and stem, head, fc) from one parent or the other; at least one stage from each.
     Returns the child and the stages it took from ``b`` (they inherit ``b``'s weights)."""
@@ -197,7 +225,7 @@ def _draw(population: Sequence[Member], cfg: SearchConfig, generation: int, inde
         return Candidate(index, generation, genotype, "sample")
     if cfg.strategy == "evolution":
         parent = tournament(population, cfg.tournament_size, rng)
-        child = mutate(parent.genotype, cfg.profile, rng, cfg.mutation_rate)
+        child = _mutate_child(parent, cfg, rng)
         return Candidate(index, generation, _repair(child, cfg, budget, rng), "mutate", parent.index)
     if len(population) >= 2 and rng.random() < cfg.crossover_rate:
         a = tournament(population, cfg.tournament_size, rng)
@@ -207,8 +235,15 @@ def _draw(population: Sequence[Member], cfg: SearchConfig, generation: int, inde
             child = mutate(child, cfg.profile, rng, cfg.mutation_rate / 2)
         return Candidate(index, generation, _repair(child, cfg, budget, rng), "crossover", a.index, b.index, from_b)
     parent = tournament(population, cfg.tournament_size, rng)
-    child = mutate(parent.genotype, cfg.profile, rng, cfg.mutation_rate)
+    child = _mutate_child(parent, cfg, rng)
     return Candidate(index, generation, _repair(child, cfg, budget, rng), "mutate", parent.index)
+
+
+def _mutate_child(parent: Member, cfg: SearchConfig, rng: random.Random) -> Genotype:
+    child = mutate(parent.genotype, cfg.profile, rng, cfg.mutation_rate)
+    if cfg.steer and parent.ticket_widths:
+        child = steer(child, parent.genotype, parent.ticket_widths, cfg.channel_multiple)
+    return child
 
 
 def _repair(child: Genotype, cfg: SearchConfig, budget: Budget, rng: random.Random) -> Genotype:

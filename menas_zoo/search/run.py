@@ -215,7 +215,7 @@ def trial_record(outcome: TrialOutcome, limits: CostLimits, elapsed: float) -> T
         stopped_early=outcome.stopped_early, seconds=outcome.seconds, elapsed=elapsed,
         masks=mask_summary(outcome.masks), inherit=outcome.inherit, ticket_accuracy=outcome.ticket_accuracy,
         pruned=outcome.pruned, feasible=outcome.feasible, phase_seconds=outcome.phase_seconds,
-        diverged=outcome.diverged)
+        diverged=outcome.diverged, ticket_widths=outcome.ticket_widths)
 
 
 def load_data(cfg: SearchConfig) -> DataSplits:

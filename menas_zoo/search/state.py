@@ -90,6 +90,7 @@ class TrialRecord:
     feasible: bool = True
     phase_seconds: dict[str, float] = field(default_factory=dict)
     diverged: bool = False  # its training ended with non-finite weights: scored -1, no weights kept
+    ticket_widths: dict[str, list[int]] = field(default_factory=dict)  # steering: the ticket its |gamma| gives
 
     @property
     def kept_weights(self) -> bool:

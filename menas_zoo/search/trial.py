@@ -15,7 +15,9 @@ With tickets (MENAS) the training has two parts, as in Early-Bird tickets (You e
    cheaper the trial. Its weights are what the population keeps.
 
 Without tickets (regularized evolution, random search, ``--no-tickets``) the child trains all
-``epochs`` epochs as it is. ``--weight-sharing`` starts a child from its parents' weights (a crossover
+``epochs`` epochs as it is. With ``--steer`` that training has the calibrated BN shrink over its first
+``mask_epochs``, and the trial records the ticket the child's |gamma| would give (``ticket_widths``),
+which steers its children's widths; the child itself is scored and kept dense. ``--weight-sharing`` starts a child from its parents' weights (a crossover
 child takes each stage from the parent that gave it) instead of a fresh initialization.
 
 :func:`run_trial` is a pure function of its inputs (the candidate, the parents' weights, the data, the
@@ -42,8 +44,8 @@ from menas_zoo.search.evolution import Candidate
 from menas_zoo.search.fitness import LatencyFn
 from menas_zoo.search.inherit import inherit_weights, stage_keys
 from menas_zoo.search.state import TrialRecord
-from menas_zoo.search.ticket import make_ticket, pruned_fraction
-from menas_zoo.slim import Masks, channel_masks, slim_genotype, top_channels
+from menas_zoo.search.ticket import make_ticket, pruned_fraction, ticket_masks
+from menas_zoo.slim import Masks, channel_masks, mask_summary, slim_genotype, top_channels
 from menas_zoo.space.genotype import Genotype
 from menas_zoo.train import TrainConfig, evaluate, recalibrate_bn, resolve_device, train
 
@@ -121,6 +123,7 @@ class TrialOutcome:
     feasible: bool = True  # False: even the most pruned ticket is over a hard limit (trained no further)
     diverged: bool = False  # True: the training ended with NaN or infinite weights (not scored, none kept)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # mask (dense), ticket (cut), proxy (rest), score
+    ticket_widths: dict[str, list[int]] = field(default_factory=dict)  # --steer: the ticket the child would give
 
 
 def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: LatencyFn | None = None,
@@ -162,7 +165,11 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
         recipe = dataclasses.replace(recipe, epochs=cfg.epochs - dense_epochs, schedule_offset=dense_epochs,
                                      seed=derive_seed(seed, "ticket"))
 
+    elif cfg.steer:  # the dense child trains the whole trial, with the shrink that lets |gamma| rank its channels
+        recipe = dataclasses.replace(recipe, bn_l1=cfg.bn_l1, bn_shrink=cfg.bn_shrink, shrink_epochs=cfg.dense_epochs)
+
     accuracy, latency, state = 0.0, None, {}  # an infeasible ticket scores 0 and trains no further
+    ticket_widths = {}
     diverged = False
     if feasible:
         t0 = time.perf_counter()
@@ -180,13 +187,17 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
         model.eval()
         latency = float(latency_fn(model)) if latency_fn is not None else None
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        if cfg.steer:
+            ticket_widths = mask_summary(ticket_masks(model, cfg.prune_ratio, min_channels=cfg.min_channels,
+                                                      channel_multiple=cfg.channel_multiple,
+                                                      allocation=cfg.ticket_allocation))
         phases["score"] = time.perf_counter() - t0
     return TrialOutcome(candidate=candidate, genotype=model.genotype, state=state,
                         masks={k: v.cpu() for k, v in masks.items()}, accuracy=accuracy,
                         trained_accuracy=trained_accuracy, epochs=dense_epochs, stopped_early=stopped_early,
                         seconds=time.perf_counter() - start, latency_ms=latency, inherit=inherit,
                         ticket_accuracy=ticket_accuracy, pruned=pruned_fraction(masks) if masks else 0.0,
-                        feasible=feasible, diverged=diverged, phase_seconds=phases)
+                        feasible=feasible, diverged=diverged, phase_seconds=phases, ticket_widths=ticket_widths)
 
 
 def _train_dense(model: MobileNetMT, splits: DataSplits, cfg: SearchConfig, recipe: TrainConfig, *, desc: str,

@@ -77,6 +77,16 @@ def _set_block(g: Genotype, s: int, b: int, block: BlockSpec) -> Genotype:
     return g.replace(stages=g.stages[:s] + (stage,) + g.stages[s + 1:])
 
 
+def set_hidden_widths(genotype: Genotype, widths: dict[tuple[int, int], int]) -> Genotype:
+    """``genotype`` with the hidden width of each block ``(stage, index)`` in ``widths`` replaced (its SE
+    squeeze width follows, as MobileNetV3 sizes it); blocks without an expand conv are left alone."""
+    for (s, b), hidden in widths.items():
+        block = genotype.stages[s][b]
+        if block.hidden is not None and hidden != block.hidden:
+            genotype = _set_block(genotype, s, b, _with_hidden(block, hidden))
+    return genotype
+
+
 def _set_stage_width(g: Genotype, s: int, out: int) -> Genotype:
     stage = tuple(BlockSpec(b.kernel, out, b.stride, b.hidden, b.se, b.act) for b in g.stages[s])
     return g.replace(stages=g.stages[:s] + (stage,) + g.stages[s + 1:])

@@ -248,3 +248,7 @@ def test_steer_needs_dense_candidates():
     with pytest.raises(MenasError, match="--steer steers dense candidates"):
         SearchConfig(strategy="menas", steer=True, profile="tiny")
     assert SearchConfig(strategy="menas", tickets=False, steer=True, profile="tiny").steer
+    # Steering ranks channels by |gamma|: it brings MENAS's BN shrink unless one is given.
+    assert SearchConfig(strategy="evolution", steer=True, profile="tiny").bn_shrink == 0.5
+    assert SearchConfig(strategy="evolution", steer=True, bn_shrink=0.0, profile="tiny").bn_shrink == 0.0
+    assert SearchConfig(strategy="evolution", profile="tiny").bn_shrink == 0.0

@@ -24,7 +24,7 @@ Steer (``--steer``, off in every preset, with tickets off) keeps the ticket as i
 as the candidate: the trial trains its dense child all ``epochs`` (with the calibrated BN shrink over
 the first ``mask_epochs``), is scored as it is, and records the ticket its |gamma| would give; a mutated
 child's blocks then grow where that ticket keeps its parent's channels and shrink where it prunes them
-(``evolution.steer``).
+(``evolution.steer``). Unless ``bn_shrink`` is given, steering brings MENAS's.
 
 A switch given explicitly (``--no-tickets``, ``--keep-largest 0``) overrides the strategy's preset.
 The config is saved in the run folder; ``--resume`` reads it back, so a resumed run cannot silently
@@ -113,6 +113,8 @@ class SearchConfig:
             self.profile = get_profile(self.profile)
         if self.strategy not in STRATEGIES:
             raise MenasError(f"unknown strategy {self.strategy!r}; use one of {', '.join(STRATEGIES)}")
+        if self.steer and self.bn_shrink is None:  # steering ranks channels by |gamma|: MENAS's sparsity
+            self.bn_shrink = PRESETS["menas"]["bn_shrink"]
         for key, value in PRESETS[self.strategy].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)

@@ -135,10 +135,11 @@ def render_markdown(state: RunState, winners: list[tuple[TrialRecord, Path]], st
         f"# MENAS search report: {state.out.name}", "",
         f"- strategy **{cfg.strategy}** (tickets {cfg.tickets}, regrow {cfg.regrow}, "
         f"weight sharing {cfg.weight_sharing}, keep-largest {cfg.keep_largest}, BN shrink {cfg.bn_shrink}, "
-        f"Early-Bird {cfg.early_bird}), seed {cfg.seed}",
+        f"Early-Bird {cfg.early_bird}, steer {cfg.steer}), seed {cfg.seed}",
         f"- fitness: validation accuracy after {cfg.epochs} epochs of training from a fresh initialization "
         f"(the same proxy in every strategy)"
-        + (f"; tickets cut inside it, after at most {cfg.dense_epochs} dense epochs" if cfg.tickets else ""),
+        + (f"; tickets cut inside it, after at most {cfg.dense_epochs} dense epochs" if cfg.tickets else "")
+        + ("; each trial's ticket, not cut, steers its children's widths" if cfg.steer else ""),
         f"- population {cfg.population}, generations {cfg.generations}, "
         f"train subset {cfg.train_subset or 'all'}, validation {cfg.val_size} images of {cfg.dataset}'s training split",
         f"- cost limit: {limits or 'none'} ({'hard' if cfg.penalty is None else f'penalty w={cfg.penalty}'})",

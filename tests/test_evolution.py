@@ -11,7 +11,8 @@ from menas_zoo.errors import MenasError
 from menas_zoo.search.config import SearchConfig
 from menas_zoo.search.evolution import crossover, mutate, propose, select_survivors, steer
 from menas_zoo.search.fitness import CostLimits
-from menas_zoo.space.genotype import Genotype, make_divisible
+from menas_zoo.space.budget import set_hidden_widths
+from menas_zoo.space.genotype import Genotype
 from menas_zoo.space.sampling import get_profile, sample_genotype
 
 
@@ -198,28 +199,28 @@ def test_a_tournament_larger_than_the_population_is_refused():
 
 
 def test_steer_grows_the_blocks_a_ticket_keeps_and_shrinks_those_it_prunes():
-    """Steering rescales each unchanged block by its ticket keep share over the whole ticket's, clipped."""
+    """Steering rescales each unchanged block by its ticket keep share over the whole ticket's, clipped;
+    a block the ticket could not prune (at most min_channels) neither moves nor counts."""
     g = sample_genotype(get_profile("tiny"), random.Random(0))
-    blocks = [(s, b, block) for s, b, _, block in g.blocks() if block.hidden is not None]
-    assert len(blocks) >= 3
-    (s0, b0, kept), (s1, b1, pruned), (s2, b2, gone) = blocks[:3]
-    widths = {f"stages.{s0}.{b0}": [kept.hidden, kept.hidden],  # all kept
-              f"stages.{s1}.{b1}": [pruned.hidden // 2, pruned.hidden],  # half pruned
-              f"stages.{s2}.{b2}": [gone.hidden // 2, gone.hidden + 8]}  # another width: not this block's ticket
-    steered = steer(g, g, widths, multiple=1)
-    overall = (kept.hidden + pruned.hidden // 2 + gone.hidden // 2) / (kept.hidden + pruned.hidden + gone.hidden + 8)
-
-    def clip(factor):
-        return min(1.25, max(0.5, factor))
-
-    assert steered.stages[s0][b0].hidden == make_divisible(kept.hidden * clip(1 / overall), 1)
-    assert steered.stages[s1][b1].hidden == make_divisible(pruned.hidden * clip(0.5 / overall), 1)
-    assert steered.stages[s2][b2] == gone
-    assert steered.stages[s0][b0].hidden > kept.hidden and steered.stages[s1][b1].hidden < pruned.hidden
+    expanding = [(s, b) for s, b, _, block in g.blocks() if block.hidden is not None]
+    assert len(expanding) >= 4
+    a, p, o, m = expanding[:4]
+    g = set_hidden_widths(g, {a: 32, p: 48, o: 64, m: 8})
+    name = "stages.{}.{}".format
+    widths = {name(*a): [32, 32],  # all kept
+              name(*p): [24, 48],  # half pruned
+              name(*o): [40, 72],  # recorded for another width: not this block's ticket
+              name(*m): [8, 8]}  # at min_channels: could not be pruned
+    steered = steer(g, g, widths, multiple=1, min_channels=8)
+    overall = (32 + 24 + 40) / (32 + 48 + 72)  # 0.63
+    assert steered.stages[a[0]][a[1]].hidden == 40  # 32 x min(1.25, 1 / 0.63)
+    assert steered.stages[p[0]][p[1]].hidden == round(48 * 0.5 / overall)  # 38
+    assert steered.stages[o[0]][o[1]] == g.stages[o[0]][o[1]]
+    assert steered.stages[m[0]][m[1]] == g.stages[m[0]][m[1]]
+    assert steer(g, g, widths, multiple=8).stages[p[0]][p[1]].hidden == 40  # 38 to the nearest multiple of 8
     # A block the mutation resampled is the mutation's, not the parent's ticket's.
-    child = g.replace(stages=tuple(tuple(dataclasses.replace(b, hidden=b.hidden + 8) if (s, i) == (s0, b0) else b
-                                         for i, b in enumerate(stage)) for s, stage in enumerate(g.stages)))
-    assert steer(child, g, widths, multiple=1).stages[s0][b0] == child.stages[s0][b0]
+    child = set_hidden_widths(g, {a: 56})
+    assert steer(child, g, widths, multiple=1).stages[a[0]][a[1]].hidden == 56
     assert steer(g, g, {}, multiple=1) == g
 
 

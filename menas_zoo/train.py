@@ -15,8 +15,12 @@ applied after each optimizer step as a soft threshold (``gamma <- sign(gamma) * 
 gammas get their own learning rate, scaled so that a gamma the loss consistently defends can move as
 far as the shrink pulls: defended channels hold, undefended ones fall, whatever the run length.
 
+``ema_decay`` keeps an exponential moving average of the weights and BN buffers beside the run
+(``torch.optim.swa_utils.AveragedModel``, updated after every step), returned as ``TrainResult.ema``:
+the run itself is unchanged, so the caller can score both networks on the same images.
+
 With ``out_dir`` the loop is resumable: after every epoch it writes ``checkpoint.safetensors``
-atomically (weights, optimizer and scheduler state, RNG states, history), and a later call with the
+atomically (weights, optimizer and scheduler state, RNG states, history, the average), and a later call with the
 same model and config continues after the last finished epoch, reaching the same weights as an
 uninterrupted run. Nothing is pickled: tensors go to safetensors, the rest to JSON in its metadata.
 """
@@ -66,6 +70,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     channels_last: bool = True
     amp: bool = True  # mixed precision where it pays (CUDA); ignored on CPU
+    ema_decay: float = 0.0  # > 0: also keep an exponential moving average of the weights (TrainResult.ema)
 
     def resolved_lr(self) -> float:
         if self.lr is not None:
@@ -87,6 +92,7 @@ class TrainResult:
     epochs: int
     seconds: float
     stopped_early: bool = False
+    ema: nn.Module | None = None  # with ``ema_decay``: the averaged network (weights and BN buffers), in eval mode
 
     @property
     def val_acc(self) -> float:
@@ -285,12 +291,17 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
     else:
         shrink_for = None
     shrink_until = shrink_steps(cfg, steps)
+    ema = None
+    if cfg.ema_decay:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
 
     history: list[dict[str, float]] = []
     start_epoch, elapsed = 0, 0.0
     checkpoint = Path(out_dir) / CHECKPOINT if out_dir is not None else None
     if checkpoint is not None and checkpoint.exists():
-        start_epoch, history, elapsed = _load_checkpoint(checkpoint, model, optimizer, scheduler, loader, cfg)
+        start_epoch, history, elapsed = _load_checkpoint(checkpoint, model, optimizer, scheduler, loader, cfg, ema)
         if hasattr(on_epoch_end, "restore"):  # a stateful hook (Early-Bird) picks up its past epochs
             on_epoch_end.restore(history)
         if progress and start_epoch < cfg.epochs:
@@ -318,6 +329,8 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
             if shrink_for is not None and scheduler.last_epoch < shrink_until:
                 shrink_gammas(model, shrink_for(optimizer.param_groups[-1]))
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             loss_sum += loss.detach()
         train_seconds = time.perf_counter() - t0
         last = epoch + 1 == cfg.epochs
@@ -341,15 +354,18 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
             tqdm.write(f"{desc} epoch {epoch + 1}/{cfg.epochs}: loss {metrics['train_loss']:.4f}  "
                        f"val acc {val['acc']:.4f}  ({seconds:.1f}s, {metrics['images_per_s']:.0f} img/s)")
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, model, optimizer, scheduler, loader, cfg, epoch + 1, history, elapsed)
+            _save_checkpoint(checkpoint, model, optimizer, scheduler, loader, cfg, epoch + 1, history, elapsed, ema)
     model.eval()
-    return TrainResult(history=history, epochs=len(history), seconds=elapsed, stopped_early=stopped_early)
+    return TrainResult(history=history, epochs=len(history), seconds=elapsed, stopped_early=stopped_early,
+                       ema=ema.module.eval() if ema is not None else None)
 
 
 # -- checkpoints: tensors in safetensors, everything else as JSON in its metadata ------------------
 
-def _save_checkpoint(path: Path, model, optimizer, scheduler, loader, cfg, epoch, history, elapsed) -> None:
+def _save_checkpoint(path: Path, model, optimizer, scheduler, loader, cfg, epoch, history, elapsed, ema=None) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
     optim_state = optimizer.state_dict()
     scalars: dict[str, dict[str, Any]] = {}
     for pid, state in optim_state["state"].items():
@@ -369,7 +385,7 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, loader, cfg, epoch
         save_file(tensors, str(tmp), metadata={"menas_zoo_checkpoint": json.dumps(meta)})
 
 
-def _load_checkpoint(path: Path, model, optimizer, scheduler, loader, cfg) -> tuple[int, list, float]:
+def _load_checkpoint(path: Path, model, optimizer, scheduler, loader, cfg, ema=None) -> tuple[int, list, float]:
     try:
         with safe_open(str(path), "pt") as fh:
             meta = json.loads((fh.metadata() or {})["menas_zoo_checkpoint"])
@@ -396,6 +412,8 @@ def _load_checkpoint(path: Path, model, optimizer, scheduler, loader, cfg) -> tu
         optim_state["state"].setdefault(int(pid), {}).update(scalars)
     optimizer.load_state_dict(optim_state)
     scheduler.load_state_dict(meta["scheduler"])
+    if ema is not None:
+        ema.load_state_dict({k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")})
     torch.set_rng_state(tensors["rng.torch"])
     loader.generator.set_state(tensors["rng.loader"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
@@ -407,6 +425,8 @@ def _config_fingerprint(cfg: TrainConfig) -> dict[str, Any]:
     # The device may change between runs (resume a CPU run on a GPU); everything else must match.
     data = cfg.to_dict()
     data.pop("device")
+    if not data["ema_decay"]:  # written before runs could keep an average: the same settings
+        data.pop("ema_decay")
     return json.loads(json.dumps(data))
 
 

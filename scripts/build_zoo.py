@@ -33,7 +33,8 @@ training's history, device and wall time.
 
 **headroom** asks what would close a missed target, on the validation split only: a model's genotype
 with every width times W (MobileNet's width multiplier) trained E epochs from scratch with ``RECIPE``,
-for each row ``WxE``, beside its ORT batch-1 latency against the peer's.
+for each row ``WxE``, beside its ORT batch-1 latency against the peer's; with ``--ema DECAY`` each row's run
+also keeps an exponential moving average of its weights, scored beside the row on the same images.
 """
 
 from __future__ import annotations
@@ -507,6 +508,14 @@ def stage_headroom(args) -> None:
 
     specs = [parse_headroom_row(r, args.train_seed) for r in args.rows]
     splits = load_splits("fashion-mnist", val_size=HEADROOM_VAL, seed=DATA_SEED, train_subset=args.train_subset)
+    recipe = {**RECIPE, "ema_decay": args.ema} if args.ema else RECIPE
+    ema = f"-ema{args.ema:g}" if args.ema else ""  # a row with an average is its own training and summary
+
+    def scored(model) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat([model(x).argmax(1).cpu() == y.cpu()
+                              for x, y in BatchLoader(splits.val, 500, device=next(model.parameters()).device)])
+
     for name in args.models:
         base, rows, correct = winner_genotype(name), [], []
         for width, epochs, seed in specs:
@@ -514,20 +523,24 @@ def stage_headroom(args) -> None:
             label = f"{width:g}x{epochs}" + (f"@{seed}" if seed else "")
             torch.manual_seed(seed)
             model = build_model(genotype)
-            result = train(model, splits, train_config({**RECIPE, "epochs": epochs}, args.device, seed),
-                           out_dir=RUNS / f"headroom-{name}" / f"w{width:g}-e{epochs}-seed{seed}",
+            result = train(model, splits, train_config({**recipe, "epochs": epochs}, args.device, seed),
+                           out_dir=RUNS / f"headroom-{name}" / f"w{width:g}-e{epochs}-seed{seed}{ema}",
                            desc=f"headroom {name} {label}", validate="none")
-            model.eval()
-            with torch.no_grad():
-                right = torch.cat([model(x).argmax(1).cpu() == y.cpu()
-                                   for x, y in BatchLoader(splits.val, 500, device=next(model.parameters()).device)])
+            right = scored(model.eval())
             correct.append(right)
             cost = genotype_cost(genotype)
             rows.append({"row": label, "width": width, "epochs": epochs, "train_seed": seed, "params": cost.params,
                          "macs": cost.macs, "val_acc": right.sum().item() / len(right),
                          "train_seconds": round(result.seconds, 1), "genotype": genotype.to_compact()})
+            if result.ema is not None:  # the same run's average, on the same images
+                averaged = scored(result.ema)
+                only_ema, only_raw, p = mcnemar(averaged.tolist(), right.tolist())
+                rows[-1]["ema"] = {"decay": args.ema, "val_acc": averaged.sum().item() / len(averaged),
+                                   "points": round((only_ema - only_raw) / len(right) * 100, 2),
+                                   "only_ema": only_ema, "only_raw": only_raw, "mcnemar_p": p}
             print(f"  {name} {label}: val {rows[-1]['val_acc']:.4f} ({cost.params:,} params, {cost.macs / 1e6:.1f}M "
-                  f"MACs, {result.seconds / 60:.1f} min)", flush=True)
+                  f"MACs, {result.seconds / 60:.1f} min)"
+                  + (f"; its EMA {rows[-1]['ema']['val_acc']:.4f}" if result.ema is not None else ""), flush=True)
         for row, right in zip(rows, correct):
             only_row, only_base, p = mcnemar(right.tolist(), correct[0].tolist())
             row["vs_first"] = {"points": round((only_row - only_base) / len(right) * 100, 2), "only_row": only_row,
@@ -537,26 +550,32 @@ def stage_headroom(args) -> None:
         for r in rows:
             w = f"{r['width']:g}"
             r.update(ort_b1_p50_ms=round(latency[w], 4), **peer_columns(vs_peer[w]))
-        summary = {"model": name, "base_genotype": base.to_compact(), "recipe": {**RECIPE, "epochs": "per row"},
+        summary = {"model": name, "base_genotype": base.to_compact(), "recipe": {**recipe, "epochs": "per row"},
                    "train_images": len(splits.train), "val_images": len(splits.val),
                    "peer_ort_b1_p50_ms": round(latency["peer"], 4), "rows": rows}
-        write_json_atomic(RESULTS / f"headroom-{name}.json", summary)
+        write_json_atomic(RESULTS / f"headroom-{name}{ema}.json", summary)
         print(headroom_table(summary))
 
 
 def headroom_table(summary: dict) -> str:
     from menas_zoo.costs import human
 
+    ema = any("ema" in r for r in summary["rows"])
     lines = [f"{summary['model']}: row WxE[@S] = every width x W, E epochs from scratch (training seed S, else 0), "
              f"{summary['train_images']:,} training images, "
              f"{summary['val_images']:,} validation images (peer: {summary['peer_ort_b1_p50_ms']:.3f} ms)",
-             "| row | params | MACs | val acc | vs first row | ORT b1 p50 ms | vs peer | minutes |",
-             "|---|---:|---:|---:|---|---:|---|---:|"]
+             "| row | params | MACs | val acc | vs first row | ORT b1 p50 ms | vs peer | minutes |"
+             + (" its EMA (vs the row) |" if ema else ""),
+             "|---|---:|---:|---:|---|---:|---|---:|" + ("---|" if ema else "")]
     for r in summary["rows"]:
         v = r["vs_first"]
-        lines.append(f"| {r['row']} | {human(r['params'])} | {human(r['macs'])} | {r['val_acc'] * 100:.2f}% | "
-                     f"{v['points']:+.2f} (p {v['mcnemar_p']:.2g}) | {r['ort_b1_p50_ms']:.3f} | "
-                     f"{r['vs_peer_p50_ratio']:.2f}x ({r['faster_rounds']}) | {r['train_seconds'] / 60:.0f} |")
+        line = (f"| {r['row']} | {human(r['params'])} | {human(r['macs'])} | {r['val_acc'] * 100:.2f}% | "
+                f"{v['points']:+.2f} (p {v['mcnemar_p']:.2g}) | {r['ort_b1_p50_ms']:.3f} | "
+                f"{r['vs_peer_p50_ratio']:.2f}x ({r['faster_rounds']}) | {r['train_seconds'] / 60:.0f} |")
+        if ema:
+            e = r["ema"]
+            line += f" {e['val_acc'] * 100:.2f}% ({e['points']:+.2f}, p {e['mcnemar_p']:.2g}) |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -595,6 +614,9 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", default=["1x10", "2x10", "1x30"],
                         help="headroom: WIDTHxEPOCHS[@SEED] rows (every width times WIDTH, trained EPOCHS with "
                              "training seed SEED, else --train-seed)")
+    parser.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                        help="headroom: each row also scores its run's exponential moving average of the weights "
+                             "(decay per step), paired with the row on the same images")
     parser.add_argument("--runs", type=Path, default=None, help="state folder (default runs/zoo)")
     parser.add_argument("--results", type=Path, default=None, help="summary folder (default results/zoo)")
     args = parser.parse_args()

@@ -48,6 +48,15 @@ def test_headroom_pairs_rows_on_the_same_validation_images(tmp_path):
     assert rows[2]["params"] > rows[0]["params"] and rows[1]["params"] == rows[0]["params"]
     for r in rows:  # the paired counts give back the accuracy difference
         assert abs(r["val_acc"] - rows[0]["val_acc"] - r["vs_first"]["points"] / 100) < 1e-4
+    # --ema: the same run (its row unchanged) also scores its average, paired on the same images, in a
+    # summary of its own, so the rows above are kept.
+    done = build_zoo(tmp_path, "headroom", "--models", "mt-c", "--rows", "1x1", "--ema", "0.9")
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads((tmp_path / "results" / "headroom-mt-c-ema0.9.json").read_text())["rows"]
+    assert row["val_acc"] == rows[0]["val_acc"] and row["ema"]["decay"] == 0.9
+    assert abs(row["ema"]["val_acc"] - row["val_acc"] - row["ema"]["points"] / 100) < 1e-4
+    assert len(json.loads((tmp_path / "results" / "headroom-mt-c.json").read_text())["rows"]) == 3
+    assert "its EMA" in done.stdout
     bad = build_zoo(tmp_path, "headroom", "--rows", "2by10")
     assert bad.returncode != 0 and "WIDTHxEPOCHS" in bad.stderr and "Traceback" not in bad.stderr
 

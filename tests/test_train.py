@@ -1,5 +1,6 @@
 """The training loop: it learns, a resumed run equals an uninterrupted one, and a SIGKILLed CLI run resumes."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -64,6 +65,40 @@ def test_resume_with_other_settings_is_refused(train_splits, tmp_path):
     (tmp_path / CHECKPOINT).write_bytes(b"\x00" * 20)
     with pytest.raises(MenasError, match="unreadable"):
         train(fresh_model(), train_splits, TrainConfig(epochs=1, batch_size=128), out_dir=tmp_path, progress=False)
+
+
+def test_ema_is_an_average_beside_an_unchanged_run_and_resumes(train_splits, tmp_path, one_thread):
+    """ema_decay leaves the run's own weights as they were, returns the average of its steps' weights (it
+    lags the last step's), and a killed run resumes to the same average."""
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.1, warmup_epochs=0.2, ema_decay=0.9)
+    plain, averaged = fresh_model(), fresh_model()
+    train(plain, train_splits, dataclasses.replace(cfg, ema_decay=0.0), progress=False)
+    result = train(averaged, train_splits, cfg, progress=False)
+    for (name, a), b in zip(plain.state_dict().items(), averaged.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    ema = result.ema.state_dict()
+    assert not ema["stem.conv.weight"].equal(averaged.state_dict()["stem.conv.weight"])
+    assert not result.ema.training and evaluate(result.ema, train_splits.val)["acc"] > 0.3  # chance is 0.1
+
+    class Killed(Exception):
+        pass
+
+    def die_in_epoch_2(epoch, model, metrics):
+        if epoch == 2:
+            raise Killed
+        return False
+
+    with pytest.raises(Killed):
+        train(fresh_model(), train_splits, cfg, out_dir=tmp_path, on_epoch_end=die_in_epoch_2, progress=False)
+    resumed = train(fresh_model(), train_splits, cfg, out_dir=tmp_path, progress=False)
+    for name, value in resumed.ema.state_dict().items():
+        torch.testing.assert_close(value, ema[name], atol=1e-5, rtol=1e-5, msg=name)
+    # A checkpoint written without an average resumes under the same settings (ema_decay 0).
+    other = tmp_path / "plain"
+    train(fresh_model(), train_splits, TrainConfig(epochs=1, batch_size=256), out_dir=other, progress=False)
+    with pytest.raises(MenasError, match=r"ema_decay 0.0 -> 0.9|ema_decay None -> 0.9"):
+        train(fresh_model(), train_splits, TrainConfig(epochs=1, batch_size=256, ema_decay=0.9), out_dir=other,
+              progress=False)
 
 
 def test_early_stop_hook(train_splits):

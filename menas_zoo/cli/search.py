@@ -114,7 +114,8 @@ def search_command(
         "data_dir": str(data_dir) if data_dir else None, "resolution": resolution, "in_chans": in_chans,
         "max_macs": _int(max_macs), "max_params": _int(max_params),
         "max_latency_ms": max_latency_ms, "penalty": penalty, "tickets": tickets, "regrow": regrow, "weight_sharing": weight_sharing,
-        "early_bird": early_stop, "steer": steer, "keep_largest": keep_largest, "tournament": tournament, "prune_ratio": prune_ratio,
+        "early_bird": early_stop, "steer": steer, "keep_largest": keep_largest, "tournament": tournament,
+        "prune_ratio": prune_ratio,
         "channel_multiple": channel_multiple, "ticket_allocation": ticket_allocation, "seed": seed,
     }
     given = {k: v for k, v in settings.items() if v is not None}

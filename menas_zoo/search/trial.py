@@ -17,8 +17,9 @@ With tickets (MENAS) the training has two parts, as in Early-Bird tickets (You e
 Without tickets (regularized evolution, random search, ``--no-tickets``) the child trains all
 ``epochs`` epochs as it is. With ``--steer`` that training has the calibrated BN shrink over its first
 ``mask_epochs``, and the trial records the ticket the child's |gamma| would give (``ticket_widths``),
-which steers its children's widths; the child itself is scored and kept dense. ``--weight-sharing`` starts a child from its parents' weights (a crossover
-child takes each stage from the parent that gave it) instead of a fresh initialization.
+which steers its children's widths; the child itself is scored and kept dense. ``--weight-sharing``
+starts a child from its parents' weights (a crossover child takes each stage from the parent that gave
+it) instead of a fresh initialization.
 
 :func:`run_trial` is a pure function of its inputs (the candidate, the parents' weights, the data, the
 config): its random streams are seeded from ``(seed, trial index)``, so the same trial gives the same

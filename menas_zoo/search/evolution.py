@@ -36,7 +36,7 @@ from menas_zoo.space.budget import Budget, check_feasible, set_hidden_widths, sh
 from menas_zoo.space.sampling import SearchProfile, sample_block, sample_genotype
 
 #: Steering's range: a block's width factor is its parent's ticket's keep share over the whole ticket's,
-#: clipped to this, so that one short trial's ranking cannot halve a block twice in a row or double one.
+#: clipped to this: one short trial's ranking may halve a block, and grow one by what a 20% prune takes back.
 STEER_RANGE = (0.5, 1.25)
 #: Redraws allowed per child before the search gives up (the space is exhausted or a latency limit too tight).
 MAX_DRAWS = 200
@@ -50,7 +50,6 @@ class Member(Protocol):
     fitness: float
     macs: int
     ticket_widths: dict[str, list[int]]  # steering: {block: [kept, total]} of the ticket its |gamma| gives
-
 
 
 @dataclass(frozen=True)

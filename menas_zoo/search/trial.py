@@ -165,7 +165,6 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
         phases["ticket"] = time.perf_counter() - t0
         recipe = dataclasses.replace(recipe, epochs=cfg.epochs - dense_epochs, schedule_offset=dense_epochs,
                                      seed=derive_seed(seed, "ticket"))
-
     elif cfg.steer:  # the dense child trains the whole trial, with the shrink that lets |gamma| rank its channels
         recipe = dataclasses.replace(recipe, bn_l1=cfg.bn_l1, bn_shrink=cfg.bn_shrink, shrink_epochs=cfg.dense_epochs)
 

@@ -211,17 +211,17 @@ def test_steer_grows_the_blocks_a_ticket_keeps_and_shrinks_those_it_prunes():
               name(*p): [24, 48],  # half pruned
               name(*o): [40, 72],  # recorded for another width: not this block's ticket
               name(*m): [8, 8]}  # at min_channels: could not be pruned
-    steered = steer(g, g, widths, multiple=1, min_channels=8)
+    steered = steer(g, widths, multiple=1, min_channels=8)
     overall = (32 + 24 + 40) / (32 + 48 + 72)  # 0.63
     assert steered.stages[a[0]][a[1]].hidden == 40  # 32 x min(1.25, 1 / 0.63)
     assert steered.stages[p[0]][p[1]].hidden == round(48 * 0.5 / overall)  # 38
     assert steered.stages[o[0]][o[1]] == g.stages[o[0]][o[1]]
     assert steered.stages[m[0]][m[1]] == g.stages[m[0]][m[1]]
-    assert steer(g, g, widths, multiple=8).stages[p[0]][p[1]].hidden == 40  # 38 to the nearest multiple of 8
+    assert steer(g, widths, multiple=8).stages[p[0]][p[1]].hidden == 40  # 38 to the nearest multiple of 8
     # A block the mutation resampled is the mutation's, not the parent's ticket's.
     child = set_hidden_widths(g, {a: 56})
-    assert steer(child, g, widths, multiple=1).stages[a[0]][a[1]].hidden == 56
-    assert steer(g, g, {}, multiple=1) == g
+    assert steer(child, widths, multiple=1).stages[a[0]][a[1]].hidden == 56
+    assert steer(g, {}, multiple=1) == g
 
 
 def test_steered_children_follow_their_parents_tickets():

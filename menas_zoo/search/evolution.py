@@ -158,14 +158,13 @@ def _mutate_block(old: BlockSpec, profile: SearchProfile, rng: random.Random, ra
     return BlockSpec(kernel=kernel, out=out, stride=stride, hidden=hidden, se=se, act=act)
 
 
-def steer(child: Genotype, parent: Genotype, ticket_widths: dict[str, list[int]], multiple: int = 8,
-          min_channels: int = 8) -> Genotype:
-    """Ticket-steered widths: each block of ``child`` that kept its ``parent``'s hidden width (same place,
-    not resampled) is rescaled by how much of it the parent's ticket keeps, relative to the whole ticket:
-    a block whose channels the |gamma| ranking keeps grows, one it prunes shrinks (factor clipped to
-    :data:`STEER_RANGE`, widths rounded to the nearest ``multiple``). A block of at most ``min_channels``
-    the ticket could not prune, so it says nothing and is left alone. The ticket informs the child; it is
-    not the child."""
+def steer(child: Genotype, ticket_widths: dict[str, list[int]], multiple: int = 8, min_channels: int = 8) -> Genotype:
+    """Ticket-steered widths: each block of ``child`` that kept the hidden width its parent's ticket was cut
+    from (``ticket_widths``: ``{block: [kept, total]}``; a block the mutation resampled has another width)
+    is rescaled by how much of it that ticket keeps, relative to the whole ticket: a block whose channels
+    the |gamma| ranking keeps grows, one it prunes shrinks (factor clipped to :data:`STEER_RANGE`, widths
+    rounded to the nearest ``multiple``). A block of at most ``min_channels`` the ticket could not prune,
+    so it says nothing and is left alone. The ticket informs the child; it is not the child."""
     votes = {name: (kept, total) for name, (kept, total) in ticket_widths.items() if total > min_channels}
     total = sum(n for _, n in votes.values())
     if not total:
@@ -175,8 +174,7 @@ def steer(child: Genotype, parent: Genotype, ticket_widths: dict[str, list[int]]
     widths = {}
     for s, b, _, block in child.blocks():
         kept = votes.get(f"stages.{s}.{b}")
-        if kept is None or block.hidden is None or s >= len(parent.stages) or b >= len(parent.stages[s]) \
-                or parent.stages[s][b].hidden != block.hidden or kept[1] != block.hidden:
+        if kept is None or kept[1] != block.hidden:
             continue
         factor = min(high, max(low, kept[0] / kept[1] / overall))
         widths[(s, b)] = max(multiple, multiple * round(block.hidden * factor / multiple))
@@ -245,7 +243,7 @@ def _draw(population: Sequence[Member], cfg: SearchConfig, generation: int, inde
 def _mutate_child(parent: Member, cfg: SearchConfig, rng: random.Random) -> Genotype:
     child = mutate(parent.genotype, cfg.profile, rng, cfg.mutation_rate)
     if cfg.steer and parent.ticket_widths:
-        child = steer(child, parent.genotype, parent.ticket_widths, cfg.channel_multiple, cfg.min_channels)
+        child = steer(child, parent.ticket_widths, cfg.channel_multiple, cfg.min_channels)
     return child
 
 

@@ -166,7 +166,7 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
         recipe = dataclasses.replace(recipe, epochs=cfg.epochs - dense_epochs, schedule_offset=dense_epochs,
                                      seed=derive_seed(seed, "ticket"))
     elif cfg.steer:  # the dense child trains the whole trial, with the shrink that lets |gamma| rank its channels
-        recipe = dataclasses.replace(recipe, bn_l1=cfg.bn_l1, bn_shrink=cfg.bn_shrink, shrink_epochs=cfg.dense_epochs)
+        recipe = sparse_config(recipe, cfg)
 
     accuracy, latency, state = 0.0, None, {}  # an infeasible ticket scores 0 and trains no further
     ticket_widths = {}
@@ -216,8 +216,7 @@ def _train_dense(model: MobileNetMT, splits: DataSplits, cfg: SearchConfig, reci
 
     if early_bird is not None:
         cut.restore = early_bird.restore  # type: ignore[attr-defined]
-    dense_cfg = dataclasses.replace(recipe, bn_l1=cfg.bn_l1, bn_shrink=cfg.bn_shrink, shrink_epochs=cap)
-    result = train(model, splits, dense_cfg, on_epoch_end=cut, progress=False, out_dir=out_dir,
+    result = train(model, splits, sparse_config(recipe, cfg), on_epoch_end=cut, progress=False, out_dir=out_dir,
                    desc=f"{desc} dense", should_stop=should_stop, validate="none")
     return result.epochs, any(m.get("early_bird") for m in result.history)
 
@@ -258,6 +257,11 @@ def proxy_config(cfg: SearchConfig, seed: int) -> TrainConfig:
     """The fitness proxy's recipe: the same for every trial of every strategy."""
     return TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr,
                        seed=derive_seed(seed, "proxy"), device=str(resolve_device(cfg.device)))
+
+
+def sparse_config(recipe: TrainConfig, cfg: SearchConfig) -> TrainConfig:
+    """The recipe with the search's BN sparsity over the dense cap, which lets |gamma| rank channels."""
+    return dataclasses.replace(recipe, bn_l1=cfg.bn_l1, bn_shrink=cfg.bn_shrink, shrink_epochs=cfg.dense_epochs)
 
 
 def _inherit(child: MobileNetMT, job: TrialJob) -> dict[str, Any]:

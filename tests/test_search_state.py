@@ -15,7 +15,7 @@ from menas_zoo.artifact import load_artifact, read_config
 from menas_zoo.costs import genotype_cost
 from menas_zoo.errors import MenasError
 from menas_zoo.search import SearchConfig, run_search
-from menas_zoo.search.report import save_winners
+from menas_zoo.search.report import render_markdown, save_winners
 from menas_zoo.search.state import RunState, load_single_file_ticket, ticket_masks_path
 from menas_zoo.search.trial import replay_ticket_masks
 from menas_zoo.slim import load_masks, mask_summary
@@ -376,3 +376,10 @@ def test_a_steered_search_keeps_dense_trials_and_records_their_tickets(tmp_path,
         assert {name: total for name, (_, total) in t.ticket_widths.items()} == expanding
         kept = sum(k for k, _ in t.ticket_widths.values()) / sum(expanding.values())
         assert 0.6 <= kept <= 0.95  # about the 20% prune asked, within what min_channels allows
+    best = max(trials, key=lambda t: (t.fitness, -t.index))
+    report = render_markdown(result.state, [], stopped_by_budget=False)
+    kept = sum(k for k, _ in best.ticket_widths.values()) / sum(t for _, t in best.ticket_widths.values())
+    name, (k, total) = next(iter(best.ticket_widths.items()))
+    block = f"{name.removeprefix('stages.')} {k}/{total}"
+    assert f"ticket would keep {kept:.0%} of its hidden channels (stage.block kept/total: {block}" in report
+    assert f"- steering: trial {best.index}'s ticket" in report

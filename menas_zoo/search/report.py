@@ -125,6 +125,18 @@ def ticket_lines(trials: list[TrialRecord], cfg) -> list[str]:
     return [line, ""]
 
 
+def steer_lines(best: TrialRecord, cfg) -> list[str]:
+    """Under --steer, the ticket the best trial's |gamma| gives, block by block: where its children grow and shrink."""
+    if not (cfg.steer and best.ticket_widths):
+        return []
+    widths = best.ticket_widths
+    share = sum(k for k, _ in widths.values()) / sum(t for _, t in widths.values())
+    blocks = ", ".join(f"{name.removeprefix('stages.')} {k}/{t}" for name, (k, t) in widths.items())
+    return [f"- steering: trial {best.index}'s ticket would keep {share:.0%} of its hidden channels "
+            f"(stage.block kept/total: {blocks}); its mutated children grow the blocks that keep a larger share "
+            "and shrink those that keep less", ""]
+
+
 def render_markdown(state: RunState, winners: list[tuple[TrialRecord, Path]], stopped_by_budget: bool) -> str:
     cfg, trials = state.config, state.trials
     best = max(trials, key=lambda t: (t.fitness, -t.index))
@@ -148,6 +160,7 @@ def render_markdown(state: RunState, winners: list[tuple[TrialRecord, Path]], st
         f"- best: trial {best.index}, fitness {best.fitness:.4f}, validation accuracy {best.accuracy:.4f}, "
         f"{human(best.macs)} MACs, {human(best.params)} params", "",
         *ticket_lines(trials, cfg),
+        *steer_lines(best, cfg),
         "![Pareto front and population MACs](pareto.png)", "",
         "## Population per generation", "",
         "| generation | mean MACs | mean params | best fitness | mean fitness | minutes |",

@@ -21,6 +21,12 @@ with its BN statistics re-estimated on training images (averaged running statist
 weights: on mt-c they cost 5.4 validation points); the run itself is unchanged, so the caller can score
 both networks on the same images.
 
+``distill_alpha`` trains against a teacher's predictions as well as the labels (Hinton et al.'s knowledge
+distillation): the loss is ``(1 - alpha) x`` the label-smoothed cross-entropy ``+ alpha x T^2 x`` the KL
+divergence from the teacher's softened distribution to the student's, both at temperature ``T``
+(``distill_temperature``). The teacher is ``train``'s ``teacher`` argument, run in eval mode on the same
+augmented batch; ``teacher`` in the config names it for the record (and a resumed run must name the same).
+
 With ``out_dir`` the loop is resumable: after every epoch it writes ``checkpoint.safetensors``
 atomically (weights, optimizer and scheduler state, RNG states, history, the average), and a later call with the
 same model and config continues after the last finished epoch, reaching the same weights as an
@@ -75,6 +81,9 @@ class TrainConfig:
     channels_last: bool = True
     amp: bool = True  # mixed precision where it pays (CUDA); ignored on CPU
     ema_decay: float = 0.0  # > 0: also keep an exponential moving average of the weights (TrainResult.ema)
+    distill_alpha: float = 0.0  # > 0: that share of the loss follows train()'s teacher (see module doc)
+    distill_temperature: float = 4.0
+    teacher: str | None = None  # what the teacher is, recorded with the run
 
     def resolved_lr(self) -> float:
         if self.lr is not None:
@@ -258,15 +267,21 @@ def shrink_gammas(model: nn.Module, amount: float) -> None:
 
 def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: str | Path | None = None,
           on_epoch_end: EpochHook | None = None, progress: bool = True, desc: str = "train",
-          should_stop: Callable[[], bool] | None = None, validate: str = "each") -> TrainResult:
+          should_stop: Callable[[], bool] | None = None, validate: str = "each",
+          teacher: nn.Module | None = None) -> TrainResult:
     """Train ``model`` in place; resumable from ``out_dir`` (see module doc). Returns the history.
 
     ``should_stop`` is checked before every step; when it answers True the run raises
     :class:`TrainingInterrupted` (with ``out_dir``, the last finished epoch is on disk to resume from).
     ``validate`` says when the validation split is scored: after ``each`` epoch, the ``last`` one only,
     or ``none`` (the caller scores the model itself, e.g. after recalibrating BN); unscored epochs
-    record NaN.
+    record NaN. ``teacher``: the network a run with ``distill_alpha`` learns from.
     """
+    if not 0.0 <= cfg.distill_alpha <= 1.0 or cfg.distill_temperature <= 0:
+        raise MenasError(f"distillation needs 0 <= alpha <= 1 and a temperature > 0 "
+                         f"(got {cfg.distill_alpha:g} and {cfg.distill_temperature:g})")
+    if cfg.distill_alpha and teacher is None:
+        raise MenasError("distill_alpha > 0 needs a teacher network to learn from")
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     if device.type == "cuda":
@@ -295,6 +310,7 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
     else:
         shrink_for = None
     shrink_until = shrink_steps(cfg, steps)
+    distill = _distillation(teacher, cfg, device) if cfg.distill_alpha else None
     ema = None
     if cfg.ema_decay:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -323,7 +339,10 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
             if should_stop is not None and should_stop():
                 raise TrainingInterrupted(f"{desc} interrupted in epoch {epoch + 1}/{cfg.epochs}")
             with _autocast(device, cfg.amp):
-                loss = criterion(model(x), y)
+                logits = model(x)
+                loss = criterion(logits, y)
+                if distill is not None:
+                    loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * distill(logits, x)
             if cfg.bn_l1:
                 loss = loss + cfg.bn_l1 * bn_l1_penalty(model)
             optimizer.zero_grad(set_to_none=True)
@@ -364,6 +383,22 @@ def train(model: nn.Module, splits: DataSplits, cfg: TrainConfig, *, out_dir: st
         recalibrate_bn(ema.module, splits.train, batches=EMA_BN_BATCHES, seed=cfg.seed)
     return TrainResult(history=history, epochs=len(history), seconds=elapsed, stopped_early=stopped_early,
                        ema=ema.module.eval() if ema is not None else None)
+
+
+def _distillation(teacher: nn.Module, cfg: TrainConfig, device: torch.device):
+    """The distillation term: T^2 x KL(teacher || student) at temperature T, the teacher frozen in eval mode."""
+    teacher.to(device).eval().requires_grad_(False)
+    if cfg.channels_last:
+        teacher.to(memory_format=torch.channels_last)
+    t = cfg.distill_temperature
+
+    def term(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = nn.functional.log_softmax(teacher(x).float() / t, dim=1)
+        student = nn.functional.log_softmax(logits.float() / t, dim=1)
+        return t * t * nn.functional.kl_div(student, target, log_target=True, reduction="batchmean")
+
+    return term
 
 
 # -- checkpoints: tensors in safetensors, everything else as JSON in its metadata ------------------
@@ -433,6 +468,9 @@ def _config_fingerprint(cfg: TrainConfig) -> dict[str, Any]:
     data.pop("device")
     if not data["ema_decay"]:  # written before runs could keep an average: the same settings
         data.pop("ema_decay")
+    if not data["distill_alpha"]:  # ... or distil
+        for key in ("distill_alpha", "distill_temperature", "teacher"):
+            data.pop(key)
     return json.loads(json.dumps(data))
 
 

@@ -34,7 +34,9 @@ training's history, device and wall time.
 **headroom** asks what would close a missed target, on the validation split only: a model's genotype
 with every width times W (MobileNet's width multiplier) trained E epochs from scratch with ``RECIPE``,
 for each row ``WxE``, beside its ORT batch-1 latency against the peer's; with ``--ema DECAY`` each row's run
-also keeps an exponential moving average of its weights, scored beside the row on the same images.
+also keeps an exponential moving average of its weights, scored beside the row on the same images; with
+``--teacher ROW`` each row is also trained distilled from another row of the model (a longer or wider
+one, trained alike on the same images), scored beside the row on the same images.
 """
 
 from __future__ import annotations
@@ -507,9 +509,22 @@ def stage_headroom(args) -> None:
     from menas_zoo.train import train
 
     specs = [parse_headroom_row(r, args.train_seed) for r in args.rows]
+    if args.ema and args.teacher:
+        raise SystemExit("error: headroom takes --ema or --teacher, not both (each is paired with the plain row)")
     splits = load_splits("fashion-mnist", val_size=HEADROOM_VAL, seed=DATA_SEED, train_subset=args.train_subset)
     recipe = {**RECIPE, "ema_decay": args.ema} if args.ema else RECIPE
     ema = f"-ema{args.ema:g}" if args.ema else ""  # a row with an average is its own training and summary
+    kd = f"-kd{args.teacher.lower()}" if args.teacher else ""  # so is a distilled one
+
+    def row_run(name: str, genotype, width: float, epochs: int, seed: int, config: dict, suffix: str = "", **kw):
+        """Train (or, when its checkpoint is finished, load) one row's network; its folder names the row."""
+        label = f"{width:g}x{epochs}" + (f"@{seed}" if seed else "")
+        torch.manual_seed(seed)
+        model = build_model(genotype)
+        result = train(model, splits, train_config({**config, "epochs": epochs}, args.device, seed),
+                       out_dir=RUNS / f"headroom-{name}" / f"w{width:g}-e{epochs}-seed{seed}{suffix}",
+                       desc=f"headroom {name} {label}{suffix}", validate="none", **kw)
+        return model.eval(), result
 
     def scored(model) -> torch.Tensor:
         with torch.no_grad():
@@ -518,15 +533,19 @@ def stage_headroom(args) -> None:
 
     for name in args.models:
         base, rows, correct = winner_genotype(name), [], []
+        teacher = distilled = None
+        if args.teacher:  # another row of this model, trained alike on the same images (first, if missing)
+            tw, te, ts = parse_headroom_row(args.teacher, args.train_seed)
+            teacher, _ = row_run(name, scale_widths(base, tw), tw, te, ts, RECIPE)
+            teacher_acc = scored(teacher).float().mean().item()
+            distilled = {**RECIPE, "distill_alpha": args.distill_alpha, "distill_temperature": args.distill_temperature,
+                         "teacher": f"headroom row {args.teacher} of {name} ({teacher_acc:.4f} on validation)"}
+            print(f"  {name} teacher {args.teacher}: val {teacher_acc:.4f}", flush=True)
         for width, epochs, seed in specs:
             genotype = scale_widths(base, width)
             label = f"{width:g}x{epochs}" + (f"@{seed}" if seed else "")
-            torch.manual_seed(seed)
-            model = build_model(genotype)
-            result = train(model, splits, train_config({**recipe, "epochs": epochs}, args.device, seed),
-                           out_dir=RUNS / f"headroom-{name}" / f"w{width:g}-e{epochs}-seed{seed}{ema}",
-                           desc=f"headroom {name} {label}", validate="none")
-            right = scored(model.eval())
+            model, result = row_run(name, genotype, width, epochs, seed, recipe, ema)
+            right = scored(model)
             correct.append(right)
             cost = genotype_cost(genotype)
             rows.append({"row": label, "width": width, "epochs": epochs, "train_seed": seed, "params": cost.params,
@@ -538,9 +557,20 @@ def stage_headroom(args) -> None:
                 rows[-1]["ema"] = {"decay": args.ema, "val_acc": averaged.sum().item() / len(averaged),
                                    "points": round((only_ema - only_raw) / len(right) * 100, 2),
                                    "only_ema": only_ema, "only_raw": only_raw, "mcnemar_p": p}
+            if teacher is not None:  # the same row distilled from the teacher, on the same images
+                student, learned = row_run(name, genotype, width, epochs, seed, distilled, kd, teacher=teacher)
+                taught = scored(student)
+                only_kd, only_raw, p = mcnemar(taught.tolist(), right.tolist())
+                rows[-1]["distilled"] = {"teacher": args.teacher, "teacher_val_acc": round(teacher_acc, 4),
+                                         "alpha": args.distill_alpha, "temperature": args.distill_temperature,
+                                         "val_acc": taught.sum().item() / len(taught),
+                                         "points": round((only_kd - only_raw) / len(right) * 100, 2),
+                                         "only_distilled": only_kd, "only_row": only_raw, "mcnemar_p": p,
+                                         "train_seconds": round(learned.seconds, 1)}
             print(f"  {name} {label}: val {rows[-1]['val_acc']:.4f} ({cost.params:,} params, {cost.macs / 1e6:.1f}M "
                   f"MACs, {result.seconds / 60:.1f} min)"
-                  + (f"; its EMA {rows[-1]['ema']['val_acc']:.4f}" if result.ema is not None else ""), flush=True)
+                  + (f"; its EMA {rows[-1]['ema']['val_acc']:.4f}" if result.ema is not None else "")
+                  + (f"; distilled {rows[-1]['distilled']['val_acc']:.4f}" if teacher is not None else ""), flush=True)
         for row, right in zip(rows, correct):
             only_row, only_base, p = mcnemar(right.tolist(), correct[0].tolist())
             row["vs_first"] = {"points": round((only_row - only_base) / len(right) * 100, 2), "only_row": only_row,
@@ -551,9 +581,10 @@ def stage_headroom(args) -> None:
             w = f"{r['width']:g}"
             r.update(ort_b1_p50_ms=round(latency[w], 4), **peer_columns(vs_peer[w]))
         summary = {"model": name, "base_genotype": base.to_compact(), "recipe": {**recipe, "epochs": "per row"},
+                   **({"distilled_recipe": {**distilled, "epochs": "per row"}} if distilled else {}),
                    "train_images": len(splits.train), "val_images": len(splits.val),
                    "peer_ort_b1_p50_ms": round(latency["peer"], 4), "rows": rows}
-        write_json_atomic(RESULTS / f"headroom-{name}{ema}.json", summary)
+        write_json_atomic(RESULTS / f"headroom-{name}{ema}{kd}.json", summary)
         print(headroom_table(summary))
 
 
@@ -561,12 +592,13 @@ def headroom_table(summary: dict) -> str:
     from menas_zoo.costs import human
 
     ema = any("ema" in r for r in summary["rows"])
+    kd = any("distilled" in r for r in summary["rows"])
     lines = [f"{summary['model']}: row WxE[@S] = every width x W, E epochs from scratch (training seed S, else 0), "
              f"{summary['train_images']:,} training images, "
              f"{summary['val_images']:,} validation images (peer: {summary['peer_ort_b1_p50_ms']:.3f} ms)",
              "| row | params | MACs | val acc | vs first row | ORT b1 p50 ms | vs peer | minutes |"
-             + (" its EMA (vs the row) |" if ema else ""),
-             "|---|---:|---:|---:|---|---:|---|---:|" + ("---|" if ema else "")]
+             + (" its EMA (vs the row) |" if ema else "") + (" distilled (vs the row) |" if kd else ""),
+             "|---|---:|---:|---:|---|---:|---|---:|" + ("---|" if ema else "") + ("---|" if kd else "")]
     for r in summary["rows"]:
         v = r["vs_first"]
         line = (f"| {r['row']} | {human(r['params'])} | {human(r['macs'])} | {r['val_acc'] * 100:.2f}% | "
@@ -575,6 +607,9 @@ def headroom_table(summary: dict) -> str:
         if ema:
             e = r["ema"]
             line += f" {e['val_acc'] * 100:.2f}% ({e['points']:+.2f}, p {e['mcnemar_p']:.2g}) |"
+        if kd:
+            d = r["distilled"]
+            line += f" {d['val_acc'] * 100:.2f}% ({d['points']:+.2f}, p {d['mcnemar_p']:.2g}) |"
         lines.append(line)
     return "\n".join(lines)
 
@@ -617,6 +652,12 @@ def main() -> None:
     parser.add_argument("--ema", type=float, default=None, metavar="DECAY",
                         help="headroom: each row also scores its run's exponential moving average of the weights "
                              "(decay per step), paired with the row on the same images")
+    parser.add_argument("--teacher", default=None, metavar="ROW",
+                        help="headroom: each row is also trained distilled from another row of the same model "
+                             "(WIDTHxEPOCHS[@SEED], trained first if missing), paired with the row on the same images")
+    parser.add_argument("--distill-alpha", type=float, default=0.9,
+                        help="headroom --teacher: the share of the loss that follows the teacher")
+    parser.add_argument("--distill-temperature", type=float, default=4.0, help="headroom --teacher: the softening")
     parser.add_argument("--runs", type=Path, default=None, help="state folder (default runs/zoo)")
     parser.add_argument("--results", type=Path, default=None, help="summary folder (default results/zoo)")
     args = parser.parse_args()

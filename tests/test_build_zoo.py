@@ -57,6 +57,18 @@ def test_headroom_pairs_rows_on_the_same_validation_images(tmp_path):
     assert abs(row["ema"]["val_acc"] - row["val_acc"] - row["ema"]["points"] / 100) < 1e-4
     assert len(json.loads((tmp_path / "results" / "headroom-mt-c.json").read_text())["rows"]) == 3
     assert "its EMA" in done.stdout
+    # --teacher: the row is also trained distilled from another row (here 1x1@1, already trained above and
+    # so reused), paired with the plain row on the same images, in a summary of its own.
+    done = build_zoo(tmp_path, "headroom", "--models", "mt-c", "--rows", "1x1", "--teacher", "1x1@1")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "results" / "headroom-mt-c-kd1x1@1.json").read_text())
+    (row,) = summary["rows"]
+    kd = row["distilled"]
+    assert row["val_acc"] == rows[0]["val_acc"] and kd["teacher_val_acc"] == round(rows[1]["val_acc"], 4)
+    assert abs(kd["val_acc"] - row["val_acc"] - kd["points"] / 100) < 1e-4
+    assert summary["distilled_recipe"]["distill_alpha"] == kd["alpha"] == 0.9 and "distilled" in done.stdout
+    both = build_zoo(tmp_path, "headroom", "--rows", "1x1", "--teacher", "1x1@1", "--ema", "0.9")
+    assert both.returncode != 0 and "not both" in both.stderr and "Traceback" not in both.stderr
     bad = build_zoo(tmp_path, "headroom", "--rows", "2by10")
     assert bad.returncode != 0 and "WIDTHxEPOCHS" in bad.stderr and "Traceback" not in bad.stderr
 

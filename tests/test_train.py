@@ -13,6 +13,7 @@ import torch
 from conftest import TINY_GENOTYPE
 from safetensors import safe_open
 
+from menas_zoo.data import BatchLoader
 from menas_zoo.errors import MenasError
 from menas_zoo.nets import build_model
 from menas_zoo.space import Genotype
@@ -98,6 +99,38 @@ def test_ema_is_an_average_beside_an_unchanged_run_and_resumes(train_splits, tmp
     train(fresh_model(), train_splits, TrainConfig(epochs=1, batch_size=256), out_dir=other, progress=False)
     with pytest.raises(MenasError, match=r"ema_decay 0.0 -> 0.9|ema_decay None -> 0.9"):
         train(fresh_model(), train_splits, TrainConfig(epochs=1, batch_size=256, ema_decay=0.9), out_dir=other,
+              progress=False)
+
+
+class Constant(torch.nn.Module):
+    """A teacher that answers one class for every image, whatever it shows."""
+
+    def __init__(self, label: int, classes: int = 10):
+        super().__init__()
+        self.register_buffer("logits", torch.nn.functional.one_hot(torch.tensor(label), classes).float() * 8)
+
+    def forward(self, x):
+        return self.logits.expand(x.shape[0], -1)
+
+
+def test_distillation_follows_the_teacher_and_resumes_only_with_the_same_one(train_splits, tmp_path, one_thread):
+    """distill_alpha 1 learns the teacher's answers instead of the labels; a resumed run must name the same
+    teacher; a run without distillation resumes as before; alpha without a teacher is one clear error."""
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.1, warmup_epochs=0.2, distill_alpha=1.0, teacher="constant 3")
+    student = fresh_model()
+    train(student, train_splits, cfg, teacher=Constant(3), out_dir=tmp_path / "kd", progress=False)
+    with torch.no_grad():
+        answers = torch.cat([student(x).argmax(1) for x, _ in BatchLoader(train_splits.val, 250)])
+    assert (answers == 3).float().mean() > 0.9  # the labels alone would give about a tenth
+    plain = train(fresh_model(), train_splits, dataclasses.replace(cfg, distill_alpha=0.0), progress=False)
+    assert plain.val_acc > 0.3
+    with pytest.raises(MenasError, match=r"teacher 'constant 3' -> 'constant 5'"):
+        train(fresh_model(), train_splits, dataclasses.replace(cfg, teacher="constant 5"), teacher=Constant(5),
+              out_dir=tmp_path / "kd", progress=False)
+    with pytest.raises(MenasError, match="needs a teacher network"):
+        train(fresh_model(), train_splits, cfg, progress=False)
+    with pytest.raises(MenasError, match="0 <= alpha <= 1"):
+        train(fresh_model(), train_splits, dataclasses.replace(cfg, distill_alpha=1.5), teacher=Constant(3),
               progress=False)
 
 

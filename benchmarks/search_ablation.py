@@ -12,7 +12,8 @@ budget, and its tickets' dense parents are retrained too, for the ticket minus p
 scratch), ``early-ticket``: MENAS with its ticket cut after one dense epoch, and ``uniform-ticket`` and
 ``evolution-uniform``: tickets that prune every block by the same share (``--ticket-allocation
 uniform``) under MENAS's and regularized evolution's selection, and ``ticket-steered``: regularized
-evolution whose mutated children's widths follow their parent's ticket (``--steer``). Each row runs one
+evolution whose mutated children's widths follow their parent's ticket (``--steer``), and
+``evolution-steered``: the same without the BN shrink, so that its trials are evolution's own. Each row runs one
 search per seed for ``--budget-minutes`` on the ``tiny`` profile under a zoo params limit. Then, with
 one fixed recipe (``--retrain-epochs`` of AdamW from scratch, the same for every architecture):
 
@@ -76,6 +77,10 @@ ROWS = {  # row -> SearchConfig settings
     # The ticket as information, not as the candidate: regularized evolution's dense trials and selection,
     # with each mutated child's widths steered by its parent's ticket (``--steer``).
     "ticket-steered": {"strategy": "evolution", "steer": True, "bn_shrink": 0.5},
+    # The same without the BN shrink: every trial trains and scores exactly as evolution's, and a search draws
+    # the same children as evolution's with the same seed, so steering (by the ticket of raw |gamma|) is the
+    # one difference.
+    "evolution-steered": {"strategy": "evolution", "steer": True, "bn_shrink": 0.0},
 }
 #: Rows whose winners are the tickets of their top trials, cut after the search (``cut_winner_tickets``).
 WINNER_TICKETS = {"ticket-after": 3}

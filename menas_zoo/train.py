@@ -468,7 +468,7 @@ def _config_fingerprint(cfg: TrainConfig) -> dict[str, Any]:
     data.pop("device")
     if not data["ema_decay"]:  # written before runs could keep an average: the same settings
         data.pop("ema_decay")
-    if not data["distill_alpha"]:  # ... or distil
+    if not data["distill_alpha"]:  # nor before runs could distil
         for key in ("distill_alpha", "distill_temperature", "teacher"):
             data.pop(key)
     return json.loads(json.dumps(data))

@@ -30,6 +30,9 @@ spent outside training.
 
 Everything is resumable: runs live in ``--out`` (a killed search resumes with what is left of its
 budget) and every retraining is appended to ``retrain.jsonl`` as it finishes; the same command continues.
+Rows that share a seed share their first trials (the same generation 0), and the recipe is deterministic
+for a genotype and training seed, so a retraining some row already ran is copied, marked ``copied_from``,
+rather than trained again.
 
     python benchmarks/search_ablation.py --out runs/ablation --rows menas evolution random --jobs 2
 
@@ -223,6 +226,40 @@ def plan_retraining(args) -> list[tuple[str, int, int, int]]:
     return [job for tier in tiers for job in tier]
 
 
+def planned_trial(row: str, seed: int, trial: int, args) -> dict:
+    """The trial (or, for a winner-tickets row, the ticket) a planned retraining trains."""
+    out = args.out / "runs" / f"{row}-seed{seed}"
+    return next(t for t in read_trials(out) + read_trials(out, tickets=True) if t["index"] == trial)
+
+
+def retraining_key(row: str, seed: int, trial: int, train_seed: int, args) -> tuple[str, int]:
+    """A retraining's genotype (canonical JSON) and training seed: retrainings with the same key are the
+    same computation."""
+    return json.dumps(planned_trial(row, seed, trial, args)["genotype"], sort_keys=True), train_seed
+
+
+def share_retrainings(todo: list[tuple], done: list[dict], args) -> tuple[list[tuple], list[tuple]]:
+    """Split planned retrainings into ``(to run, to copy)``: one whose key is already retrained, or planned
+    earlier in ``todo``, is copied from that one instead of trained twice."""
+    seen = {retraining_key(r["row"], r["seed"], r["trial"], r["train_seed"], args) for r in done}
+    run, copy = [], []
+    for job in todo:
+        key = retraining_key(*job, args)
+        (copy if key in seen else run).append(job)
+        seen.add(key)
+    return run, copy
+
+
+def copied_retraining(job: tuple, source: dict, args) -> dict:
+    """``job``'s result: the holdout accuracy of ``source``, the retraining of the same genotype and training
+    seed, with ``job``'s own trial (its search fitness may differ: rows score trials differently)."""
+    row, seed, trial, _ = job
+    record = planned_trial(row, seed, trial, args)
+    return {**source, "row": row, "seed": seed, "trial": trial, "fitness": record["fitness"],
+            "params": record["params"], "macs": record["macs"], "seconds": 0.0,
+            "copied_from": source.get("copied_from") or [source["row"], source["seed"], source["trial"]]}
+
+
 def retrain_job(row: str, seed: int, trial: int, train_seed: int, args) -> dict:
     import torch
 
@@ -231,8 +268,7 @@ def retrain_job(row: str, seed: int, trial: int, train_seed: int, args) -> dict:
     from menas_zoo.train import TrainConfig, evaluate, recalibrate_bn, train
 
     torch.set_num_threads(args.threads)
-    out = args.out / "runs" / f"{row}-seed{seed}"
-    record = next(t for t in read_trials(out) + read_trials(out, tickets=True) if t["index"] == trial)
+    record = planned_trial(row, seed, trial, args)
     genotype = Genotype.from_dict(record["genotype"])
     _, retrain = make_splits(args)
     torch.manual_seed(train_seed)
@@ -458,14 +494,26 @@ def main() -> None:
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     have = {(r["row"], r["seed"], r["trial"], r["train_seed"]) for r in done}
     todo = [p for p in plan_retraining(args) if p not in have] if not args.no_retrain else []
-    print(f"retraining {len(todo)} architectures from scratch ({len(have)} already done)", flush=True)
+    todo, copies = share_retrainings(todo, done, args)
+    print(f"retraining {len(todo)} architectures from scratch ({len(have)} already done, "
+          f"{len(copies)} the same as one of those)", flush=True)
+
+    def record(result: dict, fh) -> None:
+        fh.write(json.dumps(result) + "\n")
+        fh.flush()
+        done.append(result)
+        source = f"copied from {' '.join(map(str, result['copied_from']))}" if "copied_from" in result else \
+            f"{result['seconds']:.0f} s"
+        print(f"  {result['row']} seed {result['seed']} trial {result['trial']} train seed {result['train_seed']}: "
+              f"holdout {result['holdout_acc']:.4f} ({source})", flush=True)
+
     with ProcessPoolExecutor(args.jobs) as pool, log.open("a") as fh:
         for result in pool.map(retrain_job, *zip(*todo), [args] * len(todo)) if todo else []:
-            fh.write(json.dumps(result) + "\n")
-            fh.flush()
-            done.append(result)
-            print(f"  {result['row']} seed {result['seed']} trial {result['trial']} train seed {result['train_seed']}: "
-                  f"holdout {result['holdout_acc']:.4f} ({result['seconds']:.0f} s)", flush=True)
+            record(result, fh)
+        # After the runs: a copy may come from a retraining that ran just now.
+        sources = {retraining_key(r["row"], r["seed"], r["trial"], r["train_seed"], args): r for r in done}
+        for job in copies:
+            record(copied_retraining(job, sources[retraining_key(*job, args)], args), fh)
 
     rows = summarize(args, done)
     print_table(rows, args)

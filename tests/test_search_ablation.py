@@ -1,12 +1,17 @@
 """The search ablation (benchmarks/search_ablation.py) runs end to end on a few hundred images: searches,
 from-scratch retraining, the table, a resumed summary, and a budget too short for any trial."""
 
+import argparse
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("search_ablation", ROOT / "benchmarks" / "search_ablation.py")
+search_ablation = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(search_ablation)
 SMALL = ["--seeds", "0", "--train-subset", "128", "--val-size", "64", "--holdout", "128", "--jobs", "1",
          "--epochs", "2", "--mask-epochs", "1", "--retrain-epochs", "1", "--population", "3", "--train-seeds", "0"]
 
@@ -34,7 +39,7 @@ def test_a_small_ablation_scores_each_rows_winner_from_scratch_and_resumes(tmp_p
     again = ablation(tmp_path, "--rows", "menas", "random", "--budget-minutes", "0.3", "--tau-trials", "3",
                      "--no-retrain")
     assert again.returncode == 0, again.stderr
-    assert f"retraining 0 architectures from scratch ({len(retrained)} already done)" in again.stdout
+    assert f"retraining 0 architectures from scratch ({len(retrained)} already done, 0 the same" in again.stdout
     assert "best fitness" not in again.stdout  # no search resumed: --no-retrain runs nothing new
     assert {r["row"]: r for r in json.loads((tmp_path / "ablation.json").read_text())["rows"]} == rows
 
@@ -45,3 +50,33 @@ def test_a_budget_that_finishes_no_trial_is_one_line(tmp_path):
     assert done.stderr.strip().splitlines() == [
         "error: random seed 0 finished no trial within --budget-minutes 0.001: give the searches more time"]
     assert not (tmp_path / "ablation.json").exists() and not (tmp_path / "retrain.jsonl").exists()
+
+
+def test_rows_that_share_a_trial_share_its_retraining_and_a_copy_is_what_a_retraining_gives(tmp_path):
+    # Evolution and random search with one seed draw the same generation 0: its retrainings run once.
+    done = ablation(tmp_path, "--rows", "evolution", "random", "--budget-minutes", "0.2", "--tau-trials", "3")
+    assert done.returncode == 0, done.stderr
+    retrained = [json.loads(line) for line in (tmp_path / "retrain.jsonl").read_text().splitlines()]
+    copies = [r for r in retrained if "copied_from" in r]
+    assert copies and "copied from" in done.stdout
+
+    args = argparse.Namespace(out=tmp_path)
+    genotype = {(r["row"], r["seed"], r["trial"]): search_ablation.planned_trial(r["row"], r["seed"], r["trial"], args)
+                for r in retrained}
+    trained = [r for r in retrained if "copied_from" not in r]
+    assert len({(json.dumps(genotype[r["row"], r["seed"], r["trial"]]["genotype"]), r["train_seed"])
+                for r in trained}) == len(trained)  # nothing trained twice
+    for copy in copies:
+        source = next(r for r in trained if [r["row"], r["seed"], r["trial"]] == copy["copied_from"])
+        mine = genotype[copy["row"], copy["seed"], copy["trial"]]
+        assert mine["genotype"] == genotype[tuple(copy["copied_from"])]["genotype"]
+        assert copy["holdout_acc"] == source["holdout_acc"] and copy["fitness"] == mine["fitness"]
+
+    # A copy is what training gives: random search alone, in a fresh folder, retrains its own trials.
+    alone = ablation(tmp_path / "alone", "--rows", "random", "--budget-minutes", "0.2", "--tau-trials", "3")
+    assert alone.returncode == 0, alone.stderr
+    own = {(r["trial"], r["train_seed"]): r["holdout_acc"]
+           for r in map(json.loads, (tmp_path / "alone" / "retrain.jsonl").read_text().splitlines())}
+    compared = [(own[c["trial"], c["train_seed"]], c["holdout_acc"]) for c in copies if c["row"] == "random"
+                and (c["trial"], c["train_seed"]) in own]
+    assert compared and all(a == b for a, b in compared)

@@ -495,6 +495,11 @@ def parse_headroom_row(text: str, seed: int) -> tuple[float, int, int]:
     return width, epochs, seed
 
 
+def headroom_label(width: float, epochs: int, seed: int) -> str:
+    """A row's name, as ``parse_headroom_row`` reads it: ``2x10``, ``1x10@1``."""
+    return f"{width:g}x{epochs}" + (f"@{seed}" if seed else "")
+
+
 def stage_headroom(args) -> None:
     """Validation accuracy of a model's genotype widened and trained longer, each row from scratch with
     RECIPE on the training images less a 10,000-image validation split (the test split is never read),
@@ -518,12 +523,11 @@ def stage_headroom(args) -> None:
 
     def row_run(name: str, genotype, width: float, epochs: int, seed: int, config: dict, suffix: str = "", **kw):
         """Train (or, when its checkpoint is finished, load) one row's network; its folder names the row."""
-        label = f"{width:g}x{epochs}" + (f"@{seed}" if seed else "")
         torch.manual_seed(seed)
         model = build_model(genotype)
         result = train(model, splits, train_config({**config, "epochs": epochs}, args.device, seed),
                        out_dir=RUNS / f"headroom-{name}" / f"w{width:g}-e{epochs}-seed{seed}{suffix}",
-                       desc=f"headroom {name} {label}{suffix}", validate="none", **kw)
+                       desc=f"headroom {name} {headroom_label(width, epochs, seed)}{suffix}", validate="none", **kw)
         return model.eval(), result
 
     def scored(model) -> torch.Tensor:
@@ -543,7 +547,7 @@ def stage_headroom(args) -> None:
             print(f"  {name} teacher {args.teacher}: val {teacher_acc:.4f}", flush=True)
         for width, epochs, seed in specs:
             genotype = scale_widths(base, width)
-            label = f"{width:g}x{epochs}" + (f"@{seed}" if seed else "")
+            label = headroom_label(width, epochs, seed)
             model, result = row_run(name, genotype, width, epochs, seed, recipe, ema)
             right = scored(model)
             correct.append(right)

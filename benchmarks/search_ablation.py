@@ -13,7 +13,8 @@ scratch), ``early-ticket``: MENAS with its ticket cut after one dense epoch, and
 ``evolution-uniform``: tickets that prune every block by the same share (``--ticket-allocation
 uniform``) under MENAS's and regularized evolution's selection, and ``ticket-steered``: regularized
 evolution whose mutated children's widths follow their parent's ticket (``--steer``), and
-``evolution-steered``: the same without the BN shrink, so that its trials are evolution's own. Each row runs one
+``evolution-steered``: the same without the BN shrink, so that its trials are evolution's own, and
+``steered-same-cost``: that with each steered child held to its mutation's params and MACs. Each row runs one
 search per seed for ``--budget-minutes`` on the ``tiny`` profile under a zoo params limit. Then, with
 one fixed recipe (``--retrain-epochs`` of AdamW from scratch, the same for every architecture):
 
@@ -84,6 +85,9 @@ ROWS = {  # row -> SearchConfig settings
     # the same children as evolution's with the same seed, so steering (by the ticket of raw |gamma|) is the
     # one difference.
     "evolution-steered": {"strategy": "evolution", "steer": True, "bn_shrink": 0.0},
+    # And holding each steered child to the params and MACs its mutation gave it: steering alone made
+    # children costlier (more MACs), so slower trials and fewer of them in a wall-clock budget.
+    "steered-same-cost": {"strategy": "evolution", "steer": True, "bn_shrink": 0.0, "steer_keep_cost": True},
 }
 #: Rows whose winners are the tickets of their top trials, cut after the search (``cut_winner_tickets``).
 WINNER_TICKETS = {"ticket-after": 3}

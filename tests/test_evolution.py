@@ -243,6 +243,40 @@ def test_steered_children_follow_their_parents_tickets():
     assert any(p.genotype != s.genotype for p, s in zip(plain, steered))
     for p, s in zip(plain, steered):
         assert [len(stage) for stage in p.genotype.stages] == [len(stage) for stage in s.genotype.stages]
+    # Steering made most of these children costlier in MACs than their plain mutations; --steer-keep-cost
+    # holds every one of them to its mutation's cost (for these draws, also where a repair shrank it).
+    kept = propose(members, dataclasses.replace(cfg, steer=True, steer_keep_cost=True), 1, 6, set(), lambda g: True)
+    costs = lambda children: [genotype_cost(c.genotype) for c in children]  # noqa: E731
+    assert sum(s.macs > p.macs for p, s in zip(costs(plain), costs(steered))) >= len(plain) // 2
+    assert [c.parent for c in kept] == [c.parent for c in plain]
+    assert all(k.macs <= p.macs and k.params <= p.params for p, k in zip(costs(plain), costs(kept)))
+    assert any(k.genotype != s.genotype for k, s in zip(kept, steered))
+
+
+def test_steer_keep_cost_moves_width_between_blocks_and_adds_none():
+    """Steering grows the blocks a ticket keeps; with keep_cost one factor on the steered widths holds the
+    child to the params and MACs it had, and the blocks keep their order of growth."""
+    g = sample_genotype(get_profile("tiny"), random.Random(0))
+    expanding = [(s, b) for s, b, _, block in g.blocks() if block.hidden is not None]
+    g = set_hidden_widths(g, {k: 64 for k in expanding})
+    # The first (highest-resolution) block is kept whole, every other one loses half: steering grows the
+    # costly first block and shrinks the cheap ones, and the child costs more MACs than before.
+    widths = {f"stages.{s}.{b}": [64 if i == 0 else 32, 64] for i, (s, b) in enumerate(expanding)}
+    free, kept = steer(g, widths, multiple=1), steer(g, widths, multiple=1, keep_cost=True)
+    before, grown, held = genotype_cost(g), genotype_cost(free), genotype_cost(kept)
+    assert grown.macs > before.macs  # what keep_cost is for
+    assert held.macs <= before.macs and held.params <= before.params
+    assert held.macs > 0.95 * before.macs  # the largest factor that fits, not a collapse
+    hidden = lambda n: [n.stages[s][b].hidden for s, b in expanding]  # noqa: E731
+    ratio = hidden(kept)[0] / hidden(free)[0]
+    assert ratio < 1 and all(abs(k / f - ratio) < 0.05 for k, f in zip(hidden(kept), hidden(free)))
+    # A steered child that already costs no more (here two blocks of the last stage: the one halved
+    # shrinks by more than the one kept grows) is steered as without keep_cost.
+    (s1, b1), (s2, b2) = expanding[-2:]
+    cheaper = {f"stages.{s1}.{b1}": [32, 64], f"stages.{s2}.{b2}": [64, 64]}
+    cost = genotype_cost(steer(g, cheaper, multiple=1))
+    assert cost.macs <= before.macs and cost.params <= before.params
+    assert steer(g, cheaper, multiple=1, keep_cost=True) == steer(g, cheaper, multiple=1) != g
 
 
 def test_steer_needs_dense_candidates():
@@ -253,3 +287,5 @@ def test_steer_needs_dense_candidates():
     assert SearchConfig(strategy="evolution", steer=True, profile="tiny").bn_shrink == 0.5
     assert SearchConfig(strategy="evolution", steer=True, bn_shrink=0.0, profile="tiny").bn_shrink == 0.0
     assert SearchConfig(strategy="evolution", profile="tiny").bn_shrink == 0.0
+    with pytest.raises(MenasError, match="--steer-keep-cost keeps a steered child's cost: add --steer"):
+        SearchConfig(strategy="evolution", steer_keep_cost=True, profile="tiny")

@@ -67,6 +67,7 @@ def test_resume_of_a_finished_search_runs_nothing(run):
     (["--prune-ratio", "0"], "--prune-ratio must be in (0, 1)"),
     (["--eb-window", "0"], "--eb-window must be at least 2"),
     (["--ticket-allocation", "layer"], "--ticket-allocation must be global or uniform"),
+    (["--strategy", "evolution", "--steer-keep-cost"], "--steer-keep-cost keeps a steered child's cost: add --steer"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, args, message):
     out = tmp_path / "run"

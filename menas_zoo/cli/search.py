@@ -75,6 +75,10 @@ def search_command(
                                          help="With --no-tickets: trials stay dense, and a child's widths follow "
                                               "its parent's ticket (grow the blocks it keeps, shrink those it "
                                               "prunes). [default: off]"),
+    steer_keep_cost: Optional[bool] = typer.Option(None, "--steer-keep-cost/--no-steer-keep-cost",
+                                                   help="With --steer: a steered child costs no more params or "
+                                                        "MACs than its mutation gave it (the ticket moves width "
+                                                        "between blocks). [default: off]"),
     keep_largest: Optional[float] = typer.Option(None, help="Fraction of survivors kept as the largest by MACs. [menas: 0.2]"),
     tournament: Optional[int] = typer.Option(None, min=0, help="Parents are the fittest of this many members drawn at "
                                                                "random (1: a uniform draw). [default: 0, i.e. "
@@ -114,7 +118,8 @@ def search_command(
         "data_dir": str(data_dir) if data_dir else None, "resolution": resolution, "in_chans": in_chans,
         "max_macs": _int(max_macs), "max_params": _int(max_params),
         "max_latency_ms": max_latency_ms, "penalty": penalty, "tickets": tickets, "regrow": regrow, "weight_sharing": weight_sharing,
-        "early_bird": early_stop, "steer": steer, "keep_largest": keep_largest, "tournament": tournament,
+        "early_bird": early_stop, "steer": steer, "steer_keep_cost": steer_keep_cost,
+        "keep_largest": keep_largest, "tournament": tournament,
         "prune_ratio": prune_ratio,
         "channel_multiple": channel_multiple, "ticket_allocation": ticket_allocation, "seed": seed,
     }

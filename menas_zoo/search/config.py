@@ -24,7 +24,8 @@ Steer (``--steer``, off in every preset, with tickets off) keeps the ticket as i
 as the candidate: the trial trains its dense child all ``epochs`` (with the calibrated BN shrink over
 the first ``mask_epochs``), is scored as it is, and records the ticket its |gamma| would give; a mutated
 child's blocks then grow where that ticket keeps its parent's channels and shrink where it prunes them
-(``evolution.steer``). Unless ``bn_shrink`` is given, steering brings MENAS's.
+(``evolution.steer``). Unless ``bn_shrink`` is given, steering brings MENAS's. ``steer_keep_cost``
+(``--steer-keep-cost``) holds a steered child to the params and MACs its mutation gave it.
 
 A switch given explicitly (``--no-tickets``, ``--keep-largest 0``) overrides the strategy's preset.
 The config is saved in the run folder; ``--resume`` reads it back, so a resumed run cannot silently
@@ -74,6 +75,7 @@ class SearchConfig:
     bn_shrink: float | None = None  # calibrated sparsity of the dense epochs: total |gamma| shrink (train.py)
     early_bird: bool | None = None
     steer: bool | None = None  # tickets off: a child's widths follow its parent's ticket (see above)
+    steer_keep_cost: bool = False  # steering moves width between a child's blocks and adds none
     # -- lottery ticket --
     prune_ratio: float = 0.2  # global fraction of hidden channels pruned by |gamma| (at least)
     max_prune_ratio: float = 0.6  # prune to fit: a ticket over a cost limit is pruned further, up to this
@@ -137,6 +139,7 @@ class SearchConfig:
             (0.0 < self.eb_threshold < 1.0, f"--eb-threshold must be in (0, 1), got {self.eb_threshold:g}"),
             (self.bn_shrink >= 0.0 and self.bn_l1 >= 0.0, "BN sparsity must be >= 0"),
             (not (self.steer and self.tickets), "--steer steers dense candidates by their tickets: add --no-tickets"),
+            (self.steer or not self.steer_keep_cost, "--steer-keep-cost keeps a steered child's cost: add --steer"),
             (self.budget_minutes is None or self.budget_minutes > 0, "--budget-minutes must be positive"),
             (self.train_subset is None or self.train_subset > 0, "--train-subset must be positive"),
             (self.penalty is None or self.penalty > 0, "--penalty must be positive (e.g. 0.07)"),

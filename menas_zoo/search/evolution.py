@@ -12,7 +12,10 @@
   ``mutation_rate``) and stage-wise crossover; regularized evolution only mutates; random search samples
   every child afresh.
 * Steering (``--steer``, dense candidates): a mutated child's hidden widths follow its parent's ticket,
-  the channels the parent's |gamma| ranking would keep (``steer``), before any repair.
+  the channels the parent's |gamma| ranking would keep (``steer``), before any repair. Growing a block
+  at a high resolution costs more MACs than shrinking one at a low resolution saves, so steered children
+  grow; with ``--steer-keep-cost`` the steered widths share one factor that keeps the child within the
+  params and MACs the mutation gave it: the ticket moves width between blocks and adds none.
 * A child over a hard params/MACs limit is *repaired*: its costliest genes shrink one step at a time
   until it fits (``space/budget.py``), so no trial is spent and no draw is wasted on it. With tickets
   the limit a child must meet is the final one over (1 - prune ratio): its ticket is pruned to fit.
@@ -29,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from menas_zoo.costs import genotype_cost
 from menas_zoo.errors import MenasError
 from menas_zoo.search.config import SearchConfig, derive_seed
 from menas_zoo.space.genotype import BlockSpec, Genotype, default_se_width, make_divisible
@@ -158,13 +162,16 @@ def _mutate_block(old: BlockSpec, profile: SearchProfile, rng: random.Random, ra
     return BlockSpec(kernel=kernel, out=out, stride=stride, hidden=hidden, se=se, act=act)
 
 
-def steer(child: Genotype, ticket_widths: dict[str, list[int]], multiple: int = 8, min_channels: int = 8) -> Genotype:
+def steer(child: Genotype, ticket_widths: dict[str, list[int]], multiple: int = 8, min_channels: int = 8,
+          keep_cost: bool = False) -> Genotype:
     """Ticket-steered widths: each block of ``child`` that kept the hidden width its parent's ticket was cut
     from (``ticket_widths``: ``{block: [kept, total]}``; a block the mutation resampled has another width)
     is rescaled by how much of it that ticket keeps, relative to the whole ticket: a block whose channels
     the |gamma| ranking keeps grows, one it prunes shrinks (factor clipped to :data:`STEER_RANGE`, widths
     rounded to the nearest ``multiple``). A block of at most ``min_channels`` the ticket could not prune,
-    so it says nothing and is left alone. The ticket informs the child; it is not the child."""
+    so it says nothing and is left alone. The ticket informs the child; it is not the child. With
+    ``keep_cost``, the steered widths are all scaled by the largest factor (at most 1) at which the child
+    costs no more params or MACs than it did before steering."""
     votes = {name: (kept, total) for name, (kept, total) in ticket_widths.items() if total > min_channels}
     total = sum(n for _, n in votes.values())
     if not total:
@@ -176,9 +183,21 @@ def steer(child: Genotype, ticket_widths: dict[str, list[int]], multiple: int = 
         kept = votes.get(f"stages.{s}.{b}")
         if kept is None or kept[1] != block.hidden:
             continue
-        factor = min(high, max(low, kept[0] / kept[1] / overall))
-        widths[(s, b)] = max(multiple, multiple * round(block.hidden * factor / multiple))
-    return set_hidden_widths(child, widths)
+        widths[(s, b)] = block.hidden * min(high, max(low, kept[0] / kept[1] / overall))
+
+    def steered(scale: float) -> Genotype:
+        return set_hidden_widths(child, {k: max(multiple, multiple * round(w * scale / multiple))
+                                         for k, w in widths.items()})
+
+    cost = genotype_cost(child)
+    budget = Budget(max_params=cost.params, max_macs=cost.macs)
+    if not keep_cost or budget.fits(steered(1.0)):
+        return steered(1.0)
+    low, high = 0.0, 1.0  # the cost grows with the scale, and at 0 every steered block is one multiple wide
+    while high - low > 1e-3:
+        mid = (low + high) / 2
+        low, high = (mid, high) if budget.fits(steered(mid)) else (low, mid)
+    return steered(low)
 
 
 def crossover(a: Genotype, b: Genotype, rng: random.Random) -> tuple[Genotype, tuple[int, ...]]:
@@ -243,7 +262,7 @@ def _draw(population: Sequence[Member], cfg: SearchConfig, generation: int, inde
 def _mutate_child(parent: Member, cfg: SearchConfig, rng: random.Random) -> Genotype:
     child = mutate(parent.genotype, cfg.profile, rng, cfg.mutation_rate)
     if cfg.steer and parent.ticket_widths:
-        child = steer(child, parent.ticket_widths, cfg.channel_multiple, cfg.min_channels)
+        child = steer(child, parent.ticket_widths, cfg.channel_multiple, cfg.min_channels, cfg.steer_keep_cost)
     return child
 
 

@@ -151,7 +151,8 @@ def render_markdown(state: RunState, winners: list[tuple[TrialRecord, Path]], st
         f"- fitness: validation accuracy after {cfg.epochs} epochs of training from a fresh initialization "
         f"(the same proxy in every strategy)"
         + (f"; tickets cut inside it, after at most {cfg.dense_epochs} dense epochs" if cfg.tickets else "")
-        + ("; each trial's ticket, not cut, steers its children's widths" if cfg.steer else ""),
+        + ("; each trial's ticket, not cut, steers its children's widths" if cfg.steer else "")
+        + (" within the params and MACs their mutation gave them" if cfg.steer and cfg.steer_keep_cost else ""),
         f"- population {cfg.population}, generations {cfg.generations}, "
         f"train subset {cfg.train_subset or 'all'}, validation {cfg.val_size} images of {cfg.dataset}'s training split",
         f"- cost limit: {limits or 'none'} ({'hard' if cfg.penalty is None else f'penalty w={cfg.penalty}'})",

@@ -26,8 +26,9 @@ From-scratch accuracy is measured on a **holdout** carved from the training set 
 searches' training nor their validation (fitness) images touch; the test split is never read. The table
 puts search-time fitness and from-scratch accuracy side by side, with tau, how far a child's fitness
 follows its parent's (``parent r``, Pearson over every bred trial), trials per minute, how much
-sooner than the dense cap Early-Bird cut the tickets, the real prune fraction and the share of trial time
-spent outside training.
+sooner than the dense cap Early-Bird cut the tickets, the real prune fraction, the share of trial time
+spent outside training, and the mean MACs of the children a row bred (generation 1 on): a costlier child
+trains slower, so fewer of them fit the budget.
 
 Everything is resumable: runs live in ``--out`` (a killed search resumes with what is left of its
 budget) and every retraining is appended to ``retrain.jsonl`` as it finishes; the same command continues.
@@ -347,6 +348,7 @@ def summarize(args, retrained: list[dict]) -> list[dict]:
         all_trials = [t for seed in runs for t in runs[seed] + tickets[seed]]
         ticketed = [t for t in all_trials if t.get("masks") and t.get("trained_accuracy") is not None]
         bred = [pair for trials in runs.values() for pair in parent_child_fitness(trials)]
+        children = [t["macs"] for trials in runs.values() for t in trials if t.get("generation", 0) > 0]  # bred
         outside = [1 - (t["phase_seconds"].get("mask", 0) + t["phase_seconds"].get("proxy", 0)) / t["seconds"]
                    for t in all_trials if t.get("phase_seconds")]
         rows.append({
@@ -369,6 +371,7 @@ def summarize(args, retrained: list[dict]) -> list[dict]:
             if ticketed else None,
             "overhead": statistics.mean(outside) if outside else None,
             "params": statistics.mean(t["params"] for t in all_trials),
+            "child_macs": statistics.mean(children) if children else None,
         })
     return rows
 
@@ -422,7 +425,7 @@ def print_table(rows: list[dict], args) -> None:
 def table_lines(rows: list[dict], args) -> list[str]:
     header = (f"{'row':<18} {'search fitness':>17} {'winner, scratch':>17} {'top-3, scratch':>17} {'tau (n)':>11} "
               f"{'parent r':>8} {'trials/min':>10} {'EB saved':>8} {'pruned':>7} {'tkt-dense':>9} {'overhead':>8} "
-              f"{'params':>7} {'tkt-parent':>10}")
+              f"{'params':>7} {'tkt-parent':>10} {'child MACs':>10}")
     lines = [f"{args.budget_minutes:g} min per search, tiny profile, params <= {int(args.max_params):,}, seeds "
              f"{' '.join(map(str, args.seeds))}; retrained {args.retrain_epochs} epochs from scratch on "
              f"{args.train_subset} images, train seeds {' '.join(map(str, args.train_seeds))}, scored on a "
@@ -433,11 +436,12 @@ def table_lines(rows: list[dict], args) -> list[str]:
         scratch_gap = r.get("ticket_minus_parent_scratch")
         scratch_gap = "-" if scratch_gap is None else f"{scratch_gap:+.3f}"
         parent_r = "-" if r.get("parent_r") is None else f"{r['parent_r']:.2f}"
+        child_macs = "-" if r.get("child_macs") is None else f"{r['child_macs'] / 1e6:.1f}M"
         lines.append(f"{r['row']:<18} {mean_sd(r['search_fitness']):>17} {mean_sd(r['winner_holdout']):>17} "
                      f"{mean_sd(r['top3_holdout']):>17} {r['tau']:>6.2f} ({r['tau_n']:>2}) "
                      f"{parent_r:>8} {r['trials_per_min']:>10.2f} "
                      f"{pct(r['eb_saved']):>8} {pct(r['pruned']):>7} {gap:>9} {pct(r['overhead']):>8} "
-                     f"{r['winner_params'] / 1000:>6.1f}K {scratch_gap:>10}")
+                     f"{r['winner_params'] / 1000:>6.1f}K {scratch_gap:>10} {child_macs:>10}")
     return lines
 
 

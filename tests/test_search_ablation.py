@@ -34,6 +34,8 @@ def test_a_small_ablation_scores_each_rows_winner_from_scratch_and_resumes(tmp_p
         assert rows[name]["winner_holdout"] == [r["holdout_acc"] for r in retrained
                                                 if r["row"] == name and r["trial"] == best["index"]]
         assert rows[name]["tau_n"] == min(3, len(trials)) == sum(r["row"] == name for r in retrained)
+        bred = [t["macs"] for t in trials if t["generation"] > 0]
+        assert rows[name]["child_macs"] == (sum(bred) / len(bred) if bred else None)
     assert rows["menas"]["pruned"] > 0 and rows["random"]["pruned"] is None  # only MENAS cuts tickets
 
     again = ablation(tmp_path, "--rows", "menas", "random", "--budget-minutes", "0.3", "--tau-trials", "3",

@@ -383,3 +383,6 @@ def test_a_steered_search_keeps_dense_trials_and_records_their_tickets(tmp_path,
     block = f"{name.removeprefix('stages.')} {k}/{total}"
     assert f"ticket would keep {kept:.0%} of its hidden channels (stage.block kept/total: {block}" in report
     assert f"- steering: trial {best.index}'s ticket" in report
+    assert "within the params and MACs their mutation gave them" not in report
+    result.state.config.steer_keep_cost = True
+    assert "within the params and MACs their mutation gave them" in render_markdown(result.state, [], False)

@@ -189,15 +189,19 @@ def steer(child: Genotype, ticket_widths: dict[str, list[int]], multiple: int = 
         return set_hidden_widths(child, {k: max(multiple, multiple * round(w * scale / multiple))
                                          for k, w in widths.items()})
 
+    if not keep_cost:
+        return steered(1.0)
     cost = genotype_cost(child)
     budget = Budget(max_params=cost.params, max_macs=cost.macs)
-    if not keep_cost or budget.fits(steered(1.0)):
+    if budget.fits(steered(1.0)):
         return steered(1.0)
-    low, high = 0.0, 1.0  # the cost grows with the scale, and at 0 every steered block is one multiple wide
-    while high - low > 1e-3:
-        mid = (low + high) / 2
-        low, high = (mid, high) if budget.fits(steered(mid)) else (low, mid)
-    return steered(low)
+    if not budget.fits(steered(0.0)):  # every steered block one multiple wide: only when blocks were narrower
+        return child
+    fits, over = 0.0, 1.0  # the cost grows with the scale: bisect between a scale that fits and one that does not
+    while over - fits > 1e-3:
+        mid = (fits + over) / 2
+        fits, over = (mid, over) if budget.fits(steered(mid)) else (fits, mid)
+    return steered(fits)
 
 
 def crossover(a: Genotype, b: Genotype, rng: random.Random) -> tuple[Genotype, tuple[int, ...]]:

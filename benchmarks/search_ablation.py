@@ -262,7 +262,7 @@ def copied_retraining(job: tuple, source: dict, args) -> dict:
     record = planned_trial(row, seed, trial, args)
     return {**source, "row": row, "seed": seed, "trial": trial, "fitness": record["fitness"],
             "params": record["params"], "macs": record["macs"], "seconds": 0.0,
-            "copied_from": source.get("copied_from") or [source["row"], source["seed"], source["trial"]]}
+            "copied_from": [source["row"], source["seed"], source["trial"]]}
 
 
 def retrain_job(row: str, seed: int, trial: int, train_seed: int, args) -> dict:
@@ -518,8 +518,9 @@ def main() -> None:
     with ProcessPoolExecutor(args.jobs) as pool, log.open("a") as fh:
         for result in pool.map(retrain_job, *zip(*todo), [args] * len(todo)) if todo else []:
             record(result, fh)
-        # After the runs: a copy may come from a retraining that ran just now.
-        sources = {retraining_key(r["row"], r["seed"], r["trial"], r["train_seed"], args): r for r in done}
+        # After the runs: a copy may come from a retraining that ran just now. Every key was trained once.
+        sources = {retraining_key(r["row"], r["seed"], r["trial"], r["train_seed"], args): r for r in done
+                   if "copied_from" not in r}
         for job in copies:
             record(copied_retraining(job, sources[retraining_key(*job, args)], args), fh)
 

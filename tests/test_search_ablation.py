@@ -63,15 +63,15 @@ def test_rows_that_share_a_trial_share_its_retraining_and_a_copy_is_what_a_retra
     assert copies and "copied from" in done.stdout
 
     args = argparse.Namespace(out=tmp_path)
-    genotype = {(r["row"], r["seed"], r["trial"]): search_ablation.planned_trial(r["row"], r["seed"], r["trial"], args)
-                for r in retrained}
+    records = {(r["row"], r["seed"], r["trial"]): search_ablation.planned_trial(r["row"], r["seed"], r["trial"], args)
+               for r in retrained}
     trained = [r for r in retrained if "copied_from" not in r]
-    assert len({(json.dumps(genotype[r["row"], r["seed"], r["trial"]]["genotype"]), r["train_seed"])
+    assert len({(json.dumps(records[r["row"], r["seed"], r["trial"]]["genotype"]), r["train_seed"])
                 for r in trained}) == len(trained)  # nothing trained twice
     for copy in copies:
         source = next(r for r in trained if [r["row"], r["seed"], r["trial"]] == copy["copied_from"])
-        mine = genotype[copy["row"], copy["seed"], copy["trial"]]
-        assert mine["genotype"] == genotype[tuple(copy["copied_from"])]["genotype"]
+        mine = records[copy["row"], copy["seed"], copy["trial"]]
+        assert mine["genotype"] == records[tuple(copy["copied_from"])]["genotype"]
         assert copy["holdout_acc"] == source["holdout_acc"] and copy["fitness"] == mine["fitness"]
 
     # A copy is what training gives: random search alone, in a fresh folder, retrains its own trials.

@@ -189,12 +189,11 @@ def steer(child: Genotype, ticket_widths: dict[str, list[int]], multiple: int = 
         return set_hidden_widths(child, {k: max(multiple, multiple * round(w * scale / multiple))
                                          for k, w in widths.items()})
 
-    if not keep_cost:
-        return steered(1.0)
-    cost = genotype_cost(child)
-    budget = Budget(max_params=cost.params, max_macs=cost.macs)
-    if budget.fits(steered(1.0)):
-        return steered(1.0)
+    full = steered(1.0)
+    cost = genotype_cost(child) if keep_cost else None
+    budget = Budget(max_params=cost.params, max_macs=cost.macs) if cost else Budget()
+    if not keep_cost or budget.fits(full):
+        return full
     if not budget.fits(steered(0.0)):  # every steered block one multiple wide: only when blocks were narrower
         return child
     fits, over = 0.0, 1.0  # the cost grows with the scale: bisect between a scale that fits and one that does not

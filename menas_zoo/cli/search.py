@@ -114,13 +114,12 @@ def search_command(
     settings = {
         "profile": profile, "strategy": strategy, "population": population, "generations": generations,
         "epochs": epochs, "mask_epochs": mask_epochs, "eb_window": eb_window, "eb_threshold": eb_threshold,
-        "bn_shrink": bn_shrink, "max_prune_ratio": max_prune_ratio, "train_subset": train_subset, "val_size": val_size, "dataset": dataset,
-        "data_dir": str(data_dir) if data_dir else None, "resolution": resolution, "in_chans": in_chans,
-        "max_macs": _int(max_macs), "max_params": _int(max_params),
-        "max_latency_ms": max_latency_ms, "penalty": penalty, "tickets": tickets, "regrow": regrow, "weight_sharing": weight_sharing,
-        "early_bird": early_stop, "steer": steer, "steer_keep_cost": steer_keep_cost,
-        "keep_largest": keep_largest, "tournament": tournament,
-        "prune_ratio": prune_ratio,
+        "bn_shrink": bn_shrink, "max_prune_ratio": max_prune_ratio, "train_subset": train_subset,
+        "val_size": val_size, "dataset": dataset, "data_dir": str(data_dir) if data_dir else None,
+        "resolution": resolution, "in_chans": in_chans, "max_macs": _int(max_macs), "max_params": _int(max_params),
+        "max_latency_ms": max_latency_ms, "penalty": penalty, "tickets": tickets, "regrow": regrow,
+        "weight_sharing": weight_sharing, "early_bird": early_stop, "steer": steer, "steer_keep_cost": steer_keep_cost,
+        "keep_largest": keep_largest, "tournament": tournament, "prune_ratio": prune_ratio,
         "channel_multiple": channel_multiple, "ticket_allocation": ticket_allocation, "seed": seed,
     }
     given = {k: v for k, v in settings.items() if v is not None}

@@ -7,7 +7,7 @@ OLAH   := .venv-olah/bin/olah-cli
 DATA   := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PYTEST_ARGS ?=
 
-.PHONY: install data demo test test-all bench clean
+.PHONY: install data demo lint test test-all bench clean
 
 install: $(BIN)/menas-zoo
 
@@ -33,7 +33,11 @@ demo: install data
 	HF_HUB_OFFLINE=1 $(BIN)/menas-zoo load mt-a
 	$(BIN)/menas-zoo export mt-a --out exported/mt-a --max-latency-ms 20
 
-test: install data $(OLAH)
+# pyflakes, bugbear and the 120-character line (pyproject.toml's [tool.ruff]); milliseconds, so `test` runs it first
+lint: install
+	$(BIN)/ruff check .
+
+test: install data $(OLAH) lint
 	MENAS_OLAH_CLI=$(CURDIR)/$(OLAH) HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_TELEMETRY=1 \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -116,7 +116,8 @@ def main() -> None:
 
     rows = []
     for name, model in models.items():
-        params, macs = count(model) if not hasattr(model, "genotype") else genotype_cost(model.genotype).as_dict().values()
+        params, macs = (count(model) if not hasattr(model, "genotype")
+                        else genotype_cost(model.genotype).as_dict().values())
         ort1, ort32 = best[(name, "onnxruntime", 1)], best[(name, "onnxruntime", 32)]
         eager1 = best[(name, "pytorch-eager", 1)]
         row = {"model": name, "params": params, "macs": macs, "ort_p50_b1": ort1.p50_ms, "ort_p90_b1": ort1.p90_ms,

@@ -26,7 +26,8 @@ from menas_zoo.nets import build_model
 from menas_zoo.space import resolve_genotype
 from menas_zoo.train import TrainConfig, train
 
-GENOTYPE = ("stem16 / k3_h32_c24_s1_re / k5_h72_c32_s2_se_hs,k3_h96_c32_s1_hs / k5_h96_c64_s2_se_hs,k3_h192_c64_s1_hs / "
+GENOTYPE = ("stem16 / k3_h32_c24_s1_re / k5_h72_c32_s2_se_hs,k3_h96_c32_s1_hs / "
+            "k5_h96_c64_s2_se_hs,k3_h192_c64_s1_hs / "
             "k3_h192_c80_s1_se_hs / k5_h240_c96_s2_se_hs / head384")
 
 
@@ -67,15 +68,19 @@ def main() -> None:
     c1, c32 = rows[1], rows[32]
     print(f"model: {model.genotype.to_compact()} ({human(cost.params)} params, {human(cost.macs)} MACs)")
     print(f"{'':24}{'fp32':>12}{'int8':>12}{'change':>16}")
-    print(f"{'size (MB)':24}{c1.fp32_bytes / 1e6:>12.3f}{c1.int8_bytes / 1e6:>12.3f}{c1.int8_bytes / c1.fp32_bytes:>15.2f}x")
+    print(f"{'size (MB)':24}{c1.fp32_bytes / 1e6:>12.3f}{c1.int8_bytes / 1e6:>12.3f}"
+          f"{c1.int8_bytes / c1.fp32_bytes:>15.2f}x")
     for c in (c1, c32):
         print(f"{f'ORT p50 ms, batch {c.batch_size}':24}{c.fp32_p50_ms:>12.3f}{c.int8_p50_ms:>12.3f}"
               f"{c.speedup:>15.2f}x" + (" (faster)" if c.speedup > 1 else " (slower)"))
-    print(f"{'test accuracy (10k)':24}{c1.fp32_accuracy:>12.4f}{c1.int8_accuracy:>12.4f}{c1.accuracy_change * 100:>+13.2f} pts")
+    print(f"{'test accuracy (10k)':24}{c1.fp32_accuracy:>12.4f}{c1.int8_accuracy:>12.4f}"
+          f"{c1.accuracy_change * 100:>+13.2f} pts")
     for c in (c1, c32):
-        print(f"batch {c.batch_size}: recommended {c.recommended}" + (f" ({'; '.join(c.reasons)})" if c.reasons else ""))
+        print(f"batch {c.batch_size}: recommended {c.recommended}"
+              + (f" ({'; '.join(c.reasons)})" if c.reasons else ""))
     m = machine_fingerprint()
-    print(f"machine: {m['cpu']}, {m['usable_cores']} usable cores, load {m['load_average']}; onnxruntime {m['onnxruntime']}")
+    print(f"machine: {m['cpu']}, {m['usable_cores']} usable cores, load {m['load_average']}; "
+          f"onnxruntime {m['onnxruntime']}")
 
 
 if __name__ == "__main__":

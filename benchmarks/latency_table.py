@@ -23,7 +23,8 @@ from menas_zoo.space import sample_genotype
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--genotypes", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=100, help="first sampling seed (kept apart from the other benchmarks')")
+    parser.add_argument("--seed", type=int, default=100,
+                        help="first sampling seed (kept apart from the other benchmarks')")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--table", type=Path, default=None, help="table file to write (default: a temporary one)")
@@ -47,7 +48,8 @@ def main() -> None:
     m = table.meta["machine"]
     print(f"\n{len(table.entries)} parts; predictor error on {len(genotypes)} networks: median "
           f"{result['median_abs_error_pct']:.1f}%, worst {result['worst_abs_error_pct']:.1f}%, mean signed "
-          f"{result['mean_error_pct']:+.1f}% (batch 1, {args.threads} thread(s), {args.runs} runs per part and network)")
+          f"{result['mean_error_pct']:+.1f}% (batch 1, {args.threads} thread(s), {args.runs} runs per part "
+          "and network)")
     print(f"machine: {m['cpu']}, {m['usable_cores']} usable cores, load {m['load_average']}; onnxruntime "
           f"{m['onnxruntime']}, torch {m['torch']}")
 

@@ -26,7 +26,8 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=8)
     args = parser.parse_args()
 
-    print(f"{'profile':<8} {'limit':>9} {'gen 0 (s)':>10} {'fit':>8} {'in [0.5,1]':>11} {'median use':>11} {'ms/draw':>8}")
+    print(f"{'profile':<8} {'limit':>9} {'gen 0 (s)':>10} {'fit':>8} {'in [0.5,1]':>11} "
+          f"{'median use':>11} {'ms/draw':>8}")
     for profile, limit in (("tiny", 100_000), ("tiny", 500_000), ("tiny", 1_000_000), ("small", 100_000),
                            ("small", 1_000_000)):
         cfg = SearchConfig(profile=profile, population=args.population, max_params=limit, strategy="evolution")

@@ -1,8 +1,8 @@
 """Do trial-length tickets prune what matters? BN sparsity, Early-Bird and the real prune fraction.
 
 The dense part of a ticket trial as a search runs it (AdamW, ``--epochs`` passes over ``--images``
-training images) on sampled ``tiny`` genotypes under a params limit, three ways: no sparsity, the published L1 term in the
-loss (lambda 1e-4), and the calibrated BN shrink the search uses. For each: the spread of the prunable
+training images) on sampled ``tiny`` genotypes under a params limit, three ways: no sparsity, the published L1 term in
+the loss (lambda 1e-4), and the calibrated BN shrink the search uses. For each: the spread of the prunable
 |gamma| (does it separate?), how far the 20% mask is from the no-sparsity one (does the penalty decide
 anything?), the fraction really pruned after rounding to multiples of 8, dense vs ticket validation
 accuracy after BN recalibration, and the epoch at which Early-Bird would have stopped.

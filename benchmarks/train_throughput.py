@@ -27,8 +27,8 @@ from menas_zoo.nets import build_model
 from menas_zoo.space import resolve_genotype
 from menas_zoo.train import TrainConfig, make_optimizer, train
 
-DEFAULT = "stem16 / k3_h32_c24_s1_re / k5_h72_c32_s2_se_hs,k3_h96_c32_s1_hs / k5_h96_c64_s2_se_hs,k3_h192_c64_s1_hs / " \
-          "k3_h192_c80_s1_se_hs / k5_h240_c96_s2_se_hs / head384"
+DEFAULT = ("stem16 / k3_h32_c24_s1_re / k5_h72_c32_s2_se_hs,k3_h96_c32_s1_hs / k5_h96_c64_s2_se_hs,k3_h192_c64_s1_hs / "
+           "k3_h192_c80_s1_se_hs / k5_h240_c96_s2_se_hs / head384")
 
 
 def bare_loop(genotype, splits, cfg: TrainConfig) -> float:

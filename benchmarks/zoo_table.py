@@ -163,7 +163,8 @@ COLUMNS = ["model", "class", "params", "MACs", "epochs", "test acc", "target", "
 def markdown(models: list[dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in rows(models)]
-    machine = f"{cpu_model()}, ONNX Runtime and PyTorch on 1 thread, onnxruntime {__import__('onnxruntime').__version__}"
+    machine = (f"{cpu_model()}, ONNX Runtime and PyTorch on 1 thread, "
+               f"onnxruntime {__import__('onnxruntime').__version__}")
     return "\n".join(lines) + (f"\n\nFashion-MNIST test split (10,000 images). Latency measured on {machine}. "
                                 "Faster than peer: the median over rounds of the model's ORT p50 over the peer's "
                                 "in the same round, and the rounds in which the model was the faster; yes or no "

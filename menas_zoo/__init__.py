@@ -11,8 +11,9 @@ from menas_zoo.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
-__all__ = ["BlockSpec", "Genotype", "GenotypeError", "MenasError", "MobileNetMT", "TrainConfig", "__version__", "build_model",
-           "create_model", "genotype_cost", "list_models", "reference_genotype", "sample_genotype", "train_artifact"]
+__all__ = ["BlockSpec", "Genotype", "GenotypeError", "MenasError", "MobileNetMT", "TrainConfig", "__version__",
+           "build_model", "create_model", "genotype_cost", "list_models", "reference_genotype", "sample_genotype",
+           "train_artifact"]
 
 __getattr__, __dir__ = lazy_attributes(globals(), {
     "genotype_cost": "menas_zoo.costs",

@@ -156,7 +156,8 @@ def load_image_folder(root: str | Path, split: str = "train", in_chans: int = 3,
     if split == "test" and not folder.is_dir():
         folder = Path(root) / "val"
     if not folder.is_dir():
-        raise MenasError(f"image folder {folder} not found: expected {root}/train/<class>/... and {root}/test/<class>/...")
+        raise MenasError(f"image folder {folder} not found: expected {root}/train/<class>/... and "
+                         f"{root}/test/<class>/...")
     mode = "L" if in_chans == 1 else "RGB"
     tf = v2.Compose([v2.PILToTensor(), v2.Resize((resolution, resolution), antialias=True)])
     ds = ImageFolder(str(folder), loader=lambda p: _open_image(p, mode), transform=tf)

@@ -70,7 +70,8 @@ def demo_grid(predictor: Predictor, data: ImageDataset, out: str | Path, *, coun
             ax.axis("off")
             continue
         image = pixels[cell]
-        ax.imshow(image[0] if info.channels == 1 else image.transpose(1, 2, 0), cmap="gray" if info.channels == 1 else None,
+        ax.imshow(image[0] if info.channels == 1 else image.transpose(1, 2, 0),
+                  cmap="gray" if info.channels == 1 else None,
                   vmin=0, vmax=1)
         p, t = int(predicted[cell]), int(truth[cell])
         wrong = p != t

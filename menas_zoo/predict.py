@@ -52,7 +52,8 @@ def _torch_predictor(ref: str, *, threads, labels, mean, std, offline, endpoint)
                      resolution=genotype.resolution)
     for key in ("mean", "std"):
         if len(getattr(info, key)) != info.channels:
-            raise EdgeError(f"{key} has {len(getattr(info, key))} values but {ref} reads {info.channels}-channel images")
+            raise EdgeError(f"{key} has {len(getattr(info, key))} values but {ref} reads "
+                            f"{info.channels}-channel images")
     if len(info.labels) != genotype.num_classes:
         raise EdgeError(f"{len(info.labels)} labels given but {ref} has {genotype.num_classes} classes")
     model = source.model

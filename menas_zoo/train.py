@@ -198,10 +198,12 @@ def evaluate_test_split(model: nn.Module, dataset: str, data_dir: str | Path | N
     ``mean``/``std`` when given (an artifact's input spec: as it was trained), else the dataset's."""
     genotype = model.genotype
     test = load_dataset(dataset, data_dir, split="test", in_chans=genotype.in_chans, resolution=genotype.resolution)
-    if (test.in_chans, test.resolution, len(test.classes)) != (genotype.in_chans, genotype.resolution, genotype.num_classes):
+    if (test.in_chans, test.resolution, len(test.classes)) != (genotype.in_chans, genotype.resolution,
+                                                               genotype.num_classes):
         raise MenasError(f"--eval-test: {dataset} is {test.in_chans}x{test.resolution}x{test.resolution}, "
                          f"{len(test.classes)} classes; this model expects "
-                         f"{genotype.in_chans}x{genotype.resolution}x{genotype.resolution}, {genotype.num_classes} classes")
+                         f"{genotype.in_chans}x{genotype.resolution}x{genotype.resolution}, "
+                         f"{genotype.num_classes} classes")
     if mean is not None:
         test.mean, test.std = tuple(mean), tuple(std)
     return evaluate(model, test)["acc"]
@@ -220,7 +222,8 @@ def recalibrate_bn(model: nn.Module, dataset: ImageDataset, *, batches: int = 20
         bn.reset_running_stats()
         bn.momentum = None
     model.train()
-    loader = BatchLoader(dataset, batch_size, shuffle=True, device=device, generator=torch.Generator().manual_seed(seed))
+    loader = BatchLoader(dataset, batch_size, shuffle=True, device=device,
+                         generator=torch.Generator().manual_seed(seed))
     for i, (x, _) in enumerate(loader):
         if i >= batches:
             break

@@ -124,8 +124,10 @@ def stage_search(args) -> None:
                 print(f"  candidates must run within {args.peer_margin:g}x the peer's latency "
                       f"({latency_fn.reference_ms:.3f} ms), compared within rounds", flush=True)
 
-            def keep_peer(state) -> None:  # once the run folder exists, so a refused search leaves none
-                write_json_atomic(state.out / PEER_FILE, {"reference_ms": latency_fn.reference_ms,
+            # called in this iteration, once the run folder exists, so a refused search leaves none
+            def keep_peer(state) -> None:
+                reference_ms = latency_fn.reference_ms  # noqa: B023 (this iteration's)
+                write_json_atomic(state.out / PEER_FILE, {"reference_ms": reference_ms,
                                                           "margin": args.peer_margin})
 
             run_search(cfg, out, latency_fn=latency_fn, on_start=keep_peer if latency_fn else None)
@@ -173,7 +175,8 @@ def stage_select(args) -> None:
             torch.manual_seed(0)
             model = build_model(t.genotype)
             started = time.perf_counter()
-            result = train(model, splits, train_config(recipe, args.device), out_dir=out, desc=f"select {cls} #{t.index}")
+            result = train(model, splits, train_config(recipe, args.device), out_dir=out,
+                           desc=f"select {cls} #{t.index}")
             rows.append({"trial": t.index, "fitness": t.fitness, "params": t.params, "macs": t.macs,
                          "val_acc": evaluate(model, splits.val)["acc"], "epochs": result.epochs,
                          "seconds": time.perf_counter() - started, "genotype": t.genotype.to_compact()})
@@ -275,7 +278,8 @@ def stage_adopt(args) -> None:
             "recipe": {"epochs": int(settings["retrain_epochs"]), "train_images": int(settings["train_subset"]),
                        "batch_size": int(settings["batch_size"])},
             "holdout_images": int(settings["holdout"]), "peer_ort_b1_p50_ms": round(latency["peer"], 4),
-            "candidates": rows, "winner": winner["trial"], "genotype": records[winner["seed"], winner["trial"]].genotype.to_compact()})
+            "candidates": rows, "winner": winner["trial"],
+            "genotype": records[winner["seed"], winner["trial"]].genotype.to_compact()})
         print(f"{cls}: menas seed {winner['seed']} trial {winner['trial']} (holdout {winner['val_acc']:.4f}, "
               f"{winner['params']:,} params, ORT {winner['ort_b1_p50_ms']:.3f} ms vs peer {latency['peer']:.3f}) "
               f"from {len(rows)} retrained MENAS trials ({len(faster)} faster than the peer)", flush=True)
@@ -382,7 +386,8 @@ def stage_train(args) -> None:
                    "epochs": result.epochs, "train_seconds": result.seconds, "device": device,
                    "history": [{k: h[k] for k in ("epoch", "train_loss", "lr", "seconds")} for h in result.history]}
         write_json_atomic(RESULTS / f"{run}.json", summary)
-        print(f"{run.removeprefix('final-')}: test accuracy {accuracy:.4f} after {result.epochs} epochs ({result.seconds / 60:.1f} min, {device})")
+        print(f"{run.removeprefix('final-')}: test accuracy {accuracy:.4f} after {result.epochs} epochs "
+              f"({result.seconds / 60:.1f} min, {device})")
 
 
 def recipe_summary(recipe: dict) -> str:
@@ -424,8 +429,10 @@ def stage_publish(args) -> None:
                                   "selection": f"{shown(RESULTS)}/selection-{cls}.json "
                                                "(from scratch, validation split)",
                                   "masks": masks_source,
-                                  "recipe": final["recipe"], "recipe_summary": recipe_summary(final["recipe"]), "epochs": final["epochs"], "train_images": final["train_images"],
-                                  "trained_on": final["device"], "train_minutes": round(final["train_seconds"] / 60, 1)})
+                                  "recipe": final["recipe"], "recipe_summary": recipe_summary(final["recipe"]),
+                                  "epochs": final["epochs"], "train_images": final["train_images"],
+                                  "trained_on": final["device"],
+                                  "train_minutes": round(final["train_seconds"] / 60, 1)})
         deployment_files(out, name)
 
 
@@ -468,7 +475,8 @@ def stage_retime(args) -> None:
 def stage_table(args) -> None:
     from menas_zoo.costs import genotype_cost, human
 
-    lines = ["| model | params | MACs | test accuracy | epochs | trained on | minutes |", "|---|---:|---:|---:|---:|---|---:|"]
+    lines = ["| model | params | MACs | test accuracy | epochs | trained on | minutes |",
+             "|---|---:|---:|---:|---:|---|---:|"]
     for name in ("mt-a", "mt-b", "mt-c", "peer"):
         finals = [json.loads(path.read_text()) for path in RESULTS.glob(f"final-{name}-e*.json")]
         for final in sorted(finals, key=lambda f: (f["recipe"]["epochs"], f.get("train_seed", 0))):

@@ -8,7 +8,8 @@
 2. Pushes that folder with ``push_artifact`` and takes the commit id the Hub returns as the pin.
 3. With ``--bundle``, moves the folder to ``menas_zoo/hub/bundled/NAME/`` (keep bundled models to KBs).
 4. Writes the entry to ``menas_zoo/hub/registry.json``: repo id, pinned revision, the sha256 of every
-   artifact file and of every deployment asset, and the metrics of config.json. Nothing is typed by hand, so registry, card and files agree.
+   artifact file and of every deployment asset, and the metrics of config.json. Nothing is typed by hand, so
+   registry, card and files agree.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ import torch
 
 from menas_zoo.data import load_dataset
 
+#: the export tests' fixtures (tiny model, its ONNX file and artifact), one definition a session
+pytest_plugins = ["export_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def fashion_test():

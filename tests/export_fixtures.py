@@ -1,8 +1,7 @@
 """Fixtures of the export tests: one tiny network, its artifact, and its ONNX file exported once.
 
-Kept out of conftest.py so the export tests carry their own setup; test modules import what they use.
-An imported fixture is a separate definition in each module, so session-wide values are memoized here:
-the dynamo export (the default path) costs ~10 s on a small CPU and runs once per session.
+A pytest plugin (``pytest_plugins`` in conftest.py), so each session fixture is one definition, built
+once a session: the dynamo export (the default path) costs ~10 s on a small CPU.
 """
 
 import pytest
@@ -14,21 +13,10 @@ from menas_zoo.space import resolve_genotype
 
 TINY = TINY_GENOTYPE
 EXPORT_BATCH = 2
-_SESSION: dict = {}
-
-
-def once(key, make):
-    if key not in _SESSION:
-        _SESSION[key] = make()
-    return _SESSION[key]
 
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    return once("tiny_model", _make_tiny_model)
-
-
-def _make_tiny_model():
     torch.manual_seed(0)
     return randomize_bn(build_model(resolve_genotype(TINY))).eval()  # logits with something to compare
 
@@ -38,25 +26,21 @@ def tiny_onnx(tiny_model, tmp_path_factory):
     """(ExportResult, path) of the tiny model exported the default way: dynamo, opset 18, dynamic batch."""
     from menas_zoo.export import export_onnx
 
-    def make():
-        path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-        return export_onnx(tiny_model, path, export_batch=EXPORT_BATCH), path
-
-    return once("tiny_onnx", make)
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    return export_onnx(tiny_model, path, export_batch=EXPORT_BATCH), path
 
 
 @pytest.fixture(scope="session")
 def parity_images(fashion_test_split):
     from menas_zoo.export import real_images
 
-    return once("parity_images", lambda: real_images(fashion_test_split, 256))
+    return real_images(fashion_test_split, 256)
 
 
 @pytest.fixture(scope="session")
-def fashion_test_split():
-    from menas_zoo.data import load_dataset
-
-    return once("fashion_test", lambda: load_dataset("fashion-mnist", split="test"))
+def fashion_test_split(fashion_test):
+    """The Fashion-MNIST test split (conftest's ``fashion_test``), under the name the export tests use."""
+    return fashion_test
 
 
 @pytest.fixture

@@ -26,7 +26,8 @@ TOKEN = "hf_local_test_token"
 
 def olah_cli() -> str | None:
     """MENAS_OLAH_CLI (set by `make test`), else the repo's .venv-olah, else olah-cli on PATH."""
-    for candidate in (os.environ.get("MENAS_OLAH_CLI"), REPO_ROOT / ".venv-olah/bin/olah-cli", shutil.which("olah-cli")):
+    for candidate in (os.environ.get("MENAS_OLAH_CLI"), REPO_ROOT / ".venv-olah/bin/olah-cli",
+                      shutil.which("olah-cli")):
         if candidate and Path(candidate).is_file():
             return str(candidate)
     return None

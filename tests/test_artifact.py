@@ -151,8 +151,9 @@ def test_weights_with_a_missing_tensor(tiny_artifact):
 def test_a_train_run_folder_is_an_artifact(tmp_path):
     # One epoch on 64 images: enough to prove the run folder loads and pushes as an artifact.
     run = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", TINY_GENOTYPE, "--out", str(run), "--epochs", "1", "--train-subset", "64",
-                                      "--val-size", "64", "--batch-size", "32", "--device", "cpu", "--json"])
+    result = CliRunner().invoke(app, ["train", TINY_GENOTYPE, "--out", str(run), "--epochs", "1",
+                                      "--train-subset", "64", "--val-size", "64", "--batch-size", "32",
+                                      "--device", "cpu", "--json"])
     assert result.exit_code == 0, result.output
     artifact = load_artifact(run)
     assert (run / "checkpoint.safetensors").is_file() and (run / "metrics.json").is_file()

@@ -5,7 +5,6 @@ import time
 from pathlib import Path
 
 import pytest
-from export_fixtures import tiny_model, tiny_onnx  # noqa: F401  (fixtures)
 
 from menas_zoo.errors import MenasError
 from menas_zoo.export import LatencyBudgetError, LatencyStats, benchmark, check_budget, export_onnx, machine_fingerprint
@@ -16,12 +15,14 @@ from menas_zoo.export.bench import (best_of_rounds, budget_verdict, interleaved_
 
 def test_benchmark_times_ort_and_eager_per_configuration(tiny_model, tiny_onnx):
     report = benchmark(tiny_onnx[1], tiny_model, batch_sizes=(1, 4), threads=(1,), runs=12, warmup=2)
-    assert [(s.runtime, s.batch_size, s.runs) for s in report.onnxruntime] == [("onnxruntime", 1, 12), ("onnxruntime", 4, 12)]
+    assert [(s.runtime, s.batch_size, s.runs) for s in report.onnxruntime] == [("onnxruntime", 1, 12),
+                                                                               ("onnxruntime", 4, 12)]
     assert [(s.runtime, s.batch_size) for s in report.eager] == [("pytorch-eager", 1), ("pytorch-eager", 4)]
     for s in report.onnxruntime + report.eager:
         assert 0 < s.p50_ms <= s.p90_ms <= s.p99_ms and s.mean_ms > 0 and s.stdev_pct >= 0
     rows = report.as_dict()["onnxruntime"]
-    assert rows[0]["speedup_vs_eager_p50"] == pytest.approx(report.eager[0].p50_ms / report.onnxruntime[0].p50_ms, rel=0.02)
+    assert rows[0]["speedup_vs_eager_p50"] == pytest.approx(report.eager[0].p50_ms / report.onnxruntime[0].p50_ms,
+                                                            rel=0.02)
 
 
 def test_time_calls_counts_runs_after_warmup_in_milliseconds():

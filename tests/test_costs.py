@@ -9,7 +9,8 @@ from menas_zoo.nets import build_model
 from menas_zoo.space import Genotype, reference_genotype, sample_genotype
 
 BLOCK_KINDS = [f"k{k}{h}_c{c}_s{s}{se}_{act}"
-               for k, h, c, s, se, act in itertools.product((3, 5, 7), ("", "_h40"), (16, 24), (1, 2), ("", "_se", "_se24"),
+               for k, h, c, s, se, act in itertools.product((3, 5, 7), ("", "_h40"), (16, 24), (1, 2),
+                                                            ("", "_se", "_se24"),
                                                              ("re", "hs"))]
 
 
@@ -22,7 +23,8 @@ def test_closed_form_matches_counter_per_block_kind(block):
 
 @pytest.mark.parametrize("genotype", [reference_genotype("mobilenetv3-small"), reference_genotype("mobilenetv3-large"),
                                       *(sample_genotype("small", s) for s in range(3)),
-                                      *(sample_genotype("tiny", s, max_params=p) for s, p in ((0, 100_000), (1, 500_000))),
+                                      *(sample_genotype("tiny", s, max_params=p)
+                                        for s, p in ((0, 100_000), (1, 500_000))),
                                       sample_genotype("imagenet", 4, in_chans=3)],
                          ids=lambda g: g.to_compact()[:40])
 def test_closed_form_matches_counter_on_whole_networks(genotype):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from menas_zoo.data import Augment, BatchLoader, load_cifar10, load_dataset, load_fashion_mnist, load_image_folder, load_splits
+from menas_zoo.data import (Augment, BatchLoader, load_cifar10, load_dataset, load_fashion_mnist, load_image_folder,
+                            load_splits)
 from menas_zoo.errors import MenasError
 
 
@@ -177,8 +178,8 @@ def test_cli_train_and_search_take_resolution_for_an_image_folder(tmp_path, one_
                                       "--resolution", "24", "--epochs", "1", "--device", "cpu"])
     assert result.exit_code == 2 and "genotype expects 1x24px input but fashion-mnist is 1x28px" in result.stderr
     search = tmp_path / "search"
-    result = CliRunner().invoke(app, ["search", "--out", str(search), "--dataset", "fashion-mnist", "--resolution", "24",
-                                      "--val-size", "256", "--train-subset", "256"])
+    result = CliRunner().invoke(app, ["search", "--out", str(search), "--dataset", "fashion-mnist",
+                                      "--resolution", "24", "--val-size", "256", "--train-subset", "256"])
     assert result.exit_code == 2 and "fashion-mnist images are 28 px, not 24 px" in result.stderr
     assert not search.exists()
 

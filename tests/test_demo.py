@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-from export_fixtures import fashion_test_split, tiny_export_artifact, tiny_model  # noqa: F401  (fixtures)
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -25,7 +24,8 @@ def test_demo_writes_a_grid_and_counts_mistakes(tiny_export_artifact, tmp_path, 
         pixels = np.asarray(img.convert("RGB"))
     assert summary["images"] == 9 and summary["correct"] + len(summary["mistakes"]) == 9
     for m in summary["mistakes"]:
-        assert m["true"] != m["predicted"] and fashion_test_split.classes[int(fashion_test_split.labels[m["index"]])] == m["true"]
+        assert (m["true"] != m["predicted"]
+                and fashion_test_split.classes[int(fashion_test_split.labels[m["index"]])] == m["true"])
     red = ((pixels[..., 0] > 180) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)).sum()
     assert (red > 0) == bool(summary["mistakes"])  # a mistake is marked in red, a clean grid has none
     again = json.loads(run("demo", tiny_export_artifact, "--out", tmp_path / "again.png", "--count", "9", "--seed", "3",

@@ -4,9 +4,8 @@ exit 3 on a parity failure and exit 4 on a latency over budget."""
 import json
 
 import pytest
-import torch
 from cli_helpers import assert_one_line_error, run
-from export_fixtures import TINY, fashion_test_split, tiny_export_artifact, tiny_model  # noqa: F401  (fixtures)
+from export_fixtures import TINY
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
@@ -14,7 +13,8 @@ from menas_zoo.cli import app
 from menas_zoo.errors import EXIT_OVER_BUDGET, EXIT_PARITY
 from menas_zoo.export import pipeline
 
-FAST = ["--exporter", "torchscript", "--runs", "10", "--parity-images", "64"]  # the default exporter is tested in test_export_onnx
+# the default exporter is tested in test_export_onnx
+FAST = ["--exporter", "torchscript", "--runs", "10", "--parity-images", "64"]
 
 
 
@@ -27,7 +27,8 @@ def test_export_artifact_writes_model_int8_and_report(tiny_export_artifact, tmp_
     assert sorted(p.name for p in out.iterdir()) == ["export_report.json", "model.int8.onnx", "model.onnx"]
     assert json.loads((out / "export_report.json").read_text()) == report
     assert report["onnx"]["opset"] == 18 and report["onnx"]["exporter"] == "torchscript"
-    assert report["onnx"]["input_shape"][0] == "batch" and report["onnx"]["size_bytes"] == (out / "model.onnx").stat().st_size
+    assert (report["onnx"]["input_shape"][0] == "batch"
+            and report["onnx"]["size_bytes"] == (out / "model.onnx").stat().st_size)
     assert report["parity"]["passed"] and report["parity"]["batch_size"] != report["onnx"]["export_batch"]
     assert [r["batch_size"] for r in report["latency"]["onnxruntime"]] == [1, 3]
     assert report["latency"]["eager"] and report["latency"]["machine"]["onnxruntime"]
@@ -46,7 +47,8 @@ def test_export_genotype_with_weights_prints_tables(tiny_model, tmp_path):
 def test_over_budget_exits_nonzero_saying_by_how_much(tiny_export_artifact, tmp_path):
     result, _, stderr = run("export", tiny_export_artifact, "--out", tmp_path / "out", "--max-latency-ms", "0.00001",
                             *FAST)
-    assert_one_line_error(result, stderr, r"p90 latency \d+\.\d+ ms \(batch 1, 1 thread\(s\)\) is .* over the 1e-05 ms budget",
+    assert_one_line_error(result, stderr, r"p90 latency \d+\.\d+ ms \(batch 1, 1 thread\(s\)\) is .* "
+                                          r"over the 1e-05 ms budget",
                           code=EXIT_OVER_BUDGET)
     report = json.loads((tmp_path / "out" / "export_report.json").read_text())  # the export itself is sound
     assert report["budget"]["passed"] is False and report["budget"]["over_ms"] > 0
@@ -156,7 +158,8 @@ def test_bench_per_block_writes_table_and_reports_predictor_error(tmp_path):
                             "--runs", "5", "--warmup", "1", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(stdout)
-    assert [r["genotype"] for r in data["networks"]] == [TINY] and data["worst_abs_error_pct"] >= data["median_abs_error_pct"]
+    assert ([r["genotype"] for r in data["networks"]] == [TINY]
+            and data["worst_abs_error_pct"] >= data["median_abs_error_pct"])
     saved = json.loads(table.read_text())
     assert saved["kind"] == "menas-zoo latency table" and len(saved["entries"]) == data["entries"]
     assert all(set(e) == {"p90", "count", "mean", "var"} for e in saved["entries"].values())

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from export_fixtures import EXPORT_BATCH, tiny_model, tiny_onnx  # noqa: F401  (fixtures)
+from export_fixtures import EXPORT_BATCH
 
 from menas_zoo.errors import MenasError
 from menas_zoo.export import export_onnx, ort_session

@@ -6,7 +6,7 @@ import json
 
 import onnx
 import pytest
-from export_fixtures import TINY, fashion_test_split, tiny_export_artifact, tiny_model, tiny_onnx  # noqa: F401
+from export_fixtures import TINY
 from typer.testing import CliRunner
 
 from menas_zoo.cli import app
@@ -49,11 +49,12 @@ def test_fp16_ort_int8_files_with_their_checks_and_per_precision_numbers(tiny_ex
     sqnr = [e["sqnr_db"] for e in int8["layer_errors"]]
     assert sqnr == sorted(sqnr) and all(e["tensor"] for e in int8["layer_errors"])
     assert set(report["precisions"]) == {"fp32", "fp16", "int8"}
-    for name, p in report["precisions"].items():
+    for p in report["precisions"].values():
         assert p["size_bytes"] == (out / p["path"]).stat().st_size
         assert set(p["batches"]) == {"1", "32"}
         b1, b32 = p["batches"]["1"], p["batches"]["32"]
-        assert 0 < b1["p50_ms"] <= b1["p90_ms"] and b32["images_per_s"] == pytest.approx(32_000 / b32["p50_ms"], rel=0.01)
+        assert (0 < b1["p50_ms"] <= b1["p90_ms"]
+                and b32["images_per_s"] == pytest.approx(32_000 / b32["p50_ms"], rel=0.01))
         assert p["peak_memory_mb"] > 0
 
 
@@ -101,7 +102,7 @@ def test_card_shows_the_exports_numbers_per_precision(tiny_export_artifact, tmp_
     assert config["metrics"]["deployment"]["precisions"] == report["precisions"]
     text = card.read_text()
     fp32 = report["precisions"]["fp32"]["batches"]["32"]
-    assert f"| fp32 | " in text and f"{fp32['p50_ms']:.3f} / {fp32['p90_ms']:.3f}" in text and "| fp16 | " in text
+    assert "| fp32 | " in text and f"{fp32['p50_ms']:.3f} / {fp32['p90_ms']:.3f}" in text and "| fp16 | " in text
     check_card(text, config)
     from menas_zoo.cli.zoo import _fmt_precisions  # what `menas-zoo list` shows for a model registered with it
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from export_fixtures import fashion_test_split, tiny_export_artifact, tiny_model  # noqa: F401  (fixtures)
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 

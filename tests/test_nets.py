@@ -36,7 +36,7 @@ def test_sampled_genotypes_run_channels_last(seed):
 
 def test_shortcut_only_when_shapes_match():
     model = build_model(sample_genotype("small", 5))
-    for (s, b, in_chans, block), (_, _, module) in zip(model.genotype.blocks(), model.blocks()):
+    for (_, _, in_chans, block), (_, _, module) in zip(model.genotype.blocks(), model.blocks()):
         assert module.has_shortcut == (block.stride == 1 and in_chans == block.out)
 
 

@@ -5,7 +5,7 @@ import dataclasses
 import onnx
 import pytest
 import torch
-from export_fixtures import EXPORT_BATCH, fashion_test_split, parity_images, tiny_model, tiny_onnx  # noqa: F401
+from export_fixtures import EXPORT_BATCH
 from onnx import numpy_helper
 
 from menas_zoo.errors import MenasError

@@ -13,7 +13,6 @@ import onnx
 import pytest
 import torch
 from cli_helpers import assert_one_line_error, run
-from export_fixtures import fashion_test_split, tiny_model  # noqa: F401  (fixtures)
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +64,8 @@ def test_predict_agrees_with_pytorch_on_real_images(exported, pngs, tiny_model, 
     predictions = json.loads(stdout)["predictions"]
     assert [Path(p["image"]).name for p in predictions] == [f"{i:03d}.png" for i in range(40)]
     x = fashion_test_split.images[:40].float().div(255)
-    mean, std = torch.tensor(fashion_test_split.mean).view(1, -1, 1, 1), torch.tensor(fashion_test_split.std).view(1, -1, 1, 1)
+    mean, std = (torch.tensor(fashion_test_split.mean).view(1, -1, 1, 1),
+                 torch.tensor(fashion_test_split.std).view(1, -1, 1, 1))
     with torch.inference_mode():
         probs = torch.softmax(tiny_model((x - mean) / std), 1)
     labels = fashion_test_split.classes
@@ -187,8 +187,10 @@ def test_zoo_model_onnx_top1_agrees_with_pytorch_on_512_real_test_images(fashion
         Image.fromarray(fashion_test_split.images[i, 0].numpy()).save(folder / f"{i:04d}.png")
     result, _, _ = run("export", "mt-test", "--out", out, *FAST)
     assert result.exit_code == 0, result.output
-    onnx_top1 = [p["top"][0]["label"] for p in json.loads(run("predict", out / "model.onnx", folder, "--json")[1])["predictions"]]
-    torch_top1 = [p["top"][0]["label"] for p in json.loads(run("predict", "mt-test", folder, "--json")[1])["predictions"]]
+    onnx_top1 = [p["top"][0]["label"]
+                 for p in json.loads(run("predict", out / "model.onnx", folder, "--json")[1])["predictions"]]
+    torch_top1 = [p["top"][0]["label"]
+                  for p in json.loads(run("predict", "mt-test", folder, "--json")[1])["predictions"]]
     assert len(onnx_top1) == 512 and onnx_top1 == torch_top1
     truth = [fashion_test_split.classes[int(y)] for y in fashion_test_split.labels[:512]]
     assert np.mean([a == b for a, b in zip(onnx_top1, truth)]) > 0.8  # mt-test's recorded accuracy is 0.8371

@@ -3,7 +3,6 @@
 import onnx
 import pytest
 import torch
-from export_fixtures import fashion_test_split, tiny_model, tiny_onnx  # noqa: F401  (fixtures)
 from onnx import numpy_helper
 
 from menas_zoo.errors import MenasError

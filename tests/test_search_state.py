@@ -36,7 +36,8 @@ def config(profile, **changes):
 
 
 def summary(result):
-    trials = [(t.index, t.generation, t.parent, t.genotype.to_compact(), t.fitness, t.macs) for t in result.state.trials]
+    trials = [(t.index, t.generation, t.parent, t.genotype.to_compact(), t.fitness, t.macs)
+              for t in result.state.trials]
     history = [{k: v for k, v in h.items() if k != "elapsed"} for h in result.state.history]  # wall clock differs
     return sorted(trials), result.state.population, history
 
@@ -216,8 +217,10 @@ def test_new_search_refuses_an_existing_run(uninterrupted, tiny_profile, tiny_sp
     (lambda out: (out / "state.json").write_text("{not json"), "corrupt"),
     (lambda out: (out / "config.json").write_text(json.dumps({"format": "something-else", "version": 1})),
      "not written by a menas-zoo search"),
-    (lambda out: (out / "trials.jsonl").write_text((out / "trials.jsonl").read_text()[:-40] + "\n"), "line 6 is corrupt"),
-    (lambda out: (out / "state.json").write_text(json.dumps({"format": "menas-zoo-search", "version": 99})), "version 99"),
+    (lambda out: (out / "trials.jsonl").write_text((out / "trials.jsonl").read_text()[:-40] + "\n"),
+     "line 6 is corrupt"),
+    (lambda out: (out / "state.json").write_text(json.dumps({"format": "menas-zoo-search", "version": 99})),
+     "version 99"),
     (lambda out: next((out / "tickets").glob("*/model.safetensors")).unlink(), "missing"),
 ])
 def test_damaged_run_folder_is_a_clear_error(tmp_path, tiny_splits, uninterrupted, damage, message):

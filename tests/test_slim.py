@@ -17,7 +17,8 @@ def one_block_genotype(block: str, stem: int = 16) -> Genotype:
 
 
 BLOCK_KINDS = [f"k{k}_h{h}_c{c}_s{s}{se}_{act}"
-               for k, (h, c, s), se, act in itertools.product((3, 5, 7), ((40, 16, 1), (24, 24, 2)), ("", "_se"), ("re", "hs"))]
+               for k, (h, c, s), se, act in itertools.product((3, 5, 7), ((40, 16, 1), (24, 24, 2)), ("", "_se"),
+                                                              ("re", "hs"))]
 
 
 @pytest.mark.parametrize("block", BLOCK_KINDS)
@@ -38,7 +39,7 @@ def test_slim_genotype_records_kept_widths_and_keeps_se():
     masks = slim.channel_masks(model, 0.5)
     slimmed = slim.materialize(model, masks)
     kept = slim.mask_summary(masks)
-    for (s, b, _, block), name in zip(slimmed.genotype.blocks(), ("stages.0.0", "stages.0.1")):
+    for (_, _, _, block), name in zip(slimmed.genotype.blocks(), ("stages.0.0", "stages.0.1")):
         assert block.hidden == kept[name][0]
     assert slimmed.genotype.stages[0][1].se == 16  # the SE keeps its width (default for 40 hidden channels)
     assert "se16" in slimmed.genotype.to_json()

@@ -81,7 +81,8 @@ def info(
                 ["stage.block", "block string", "in", "hidden", "out", "k", "s", "SE", "act", "skip", "params"],
                 [[f"{r['stage']}.{r['block']}", r["string"], r["in"], r["hidden"], r["out"], r["kernel"], r["stride"],
                   r["se"] or "-", r["act"], "yes" if r["shortcut"] else "-", human(r["params"])] for r in rows])
-    console.print(f"stem {genotype.stem} (stride {genotype.stem_stride}), head {genotype.head}, fc {genotype.fc or '-'}")
+    console.print(f"stem {genotype.stem} (stride {genotype.stem_stride}), head {genotype.head}, "
+                  f"fc {genotype.fc or '-'}")
     console.print(f"params {cost.params:,} ({human(cost.params)}), MACs {cost.macs:,} ({human(cost.macs)})")
 
 
@@ -101,7 +102,8 @@ def train_command(
                                                                 "built for this many)."),
     batch_size: int = typer.Option(256, min=1, help="Images per training step."),
     optimizer: str = typer.Option("sgd", help="sgd or adamw."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: 0.1 x batch/256 for SGD, 2e-3 for AdamW)."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: 0.1 x batch/256 for SGD, "
+                                                  "2e-3 for AdamW)."),
     weight_decay: Optional[float] = typer.Option(None, help="Weight decay, not applied to BN and biases "
                                                             "(default: 5e-5 for SGD, 0.05 for AdamW)."),
     label_smoothing: float = typer.Option(0.1, help="Label smoothing of the cross-entropy loss."),
@@ -121,7 +123,8 @@ def train_command(
 
     genotype = resolve_genotype(genotype_ref, in_chans=in_chans, resolution=resolution, num_classes=num_classes)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                      label_smoothing=label_smoothing, bn_l1=bn_l1, seed=seed, device=device, channels_last=channels_last)
+                      label_smoothing=label_smoothing, bn_l1=bn_l1, seed=seed, device=device,
+                      channels_last=channels_last)
     run = train_artifact(genotype, out, cfg, dataset=dataset, data_dir=data_dir, val_size=val_size,
                          train_subset=train_subset, eval_test=eval_test, progress=not as_json)
     metrics = run.metrics

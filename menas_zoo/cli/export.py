@@ -90,7 +90,8 @@ def print_machine(fingerprint: dict) -> None:
 def export_command(
     ref: str = typer.Argument(..., metavar="REF", help="Zoo name, hf-hub:ORG/NAME[@REV], artifact folder, or a "
                                                        "genotype with --weights."),
-    out: Path = typer.Option(..., "--out", metavar="DIR", help="Folder for model.onnx, model.int8.onnx and export_report.json."),
+    out: Path = typer.Option(..., "--out", metavar="DIR", help="Folder for model.onnx, model.int8.onnx and "
+                                                               "export_report.json."),
     opset: int = typer.Option(DEFAULT_OPSET, help="ONNX opset (dynamo exporter: 18-21)."),
     exporter: str = typer.Option("dynamo", help="dynamo (torch.export-based, maintained) or torchscript "
                                                 "(legacy, faster)."),
@@ -211,7 +212,8 @@ def bench_command(
     providers: Optional[str] = providers_option(),
     per_block: bool = typer.Option(False, "--per-block", help="Build this machine's per-block latency table and "
                                                               "report the predictor's error on sampled genotypes."),
-    table: Path = typer.Option(Path("latency_table.json"), metavar="FILE", help="--per-block: table file (extended if it exists)."),
+    table: Path = typer.Option(Path("latency_table.json"), metavar="FILE",
+                               help="--per-block: table file (extended if it exists)."),
     genotypes: int = typer.Option(20, min=0, help="--per-block: sampled genotypes to measure and predict "
                                                   "(besides REF's, when given)."),
     profile: str = typer.Option("small", metavar="PROFILE", help="--per-block: search profile to sample from."),

@@ -28,10 +28,13 @@ def predict_command(
     batch_size: int = typer.Option(32, min=1, help="Images per inference call."),
     providers: Optional[str] = providers_option(),
     threads: Optional[int] = threads_option(None, several=False, when_unset="the runtime's choice"),
-    labels: Optional[str] = typer.Option(None, metavar="NAMES_OR_FILE", help="Class names, comma-separated or a file with one per line "
-                                                    "(for an .onnx file without menas-zoo metadata)."),
-    mean: Optional[str] = typer.Option(None, metavar="M[,M...]", help="Per-channel mean of [0, 1] pixels, comma-separated."),
-    std: Optional[str] = typer.Option(None, metavar="S[,S...]", help="Per-channel std of [0, 1] pixels, comma-separated."),
+    labels: Optional[str] = typer.Option(None, metavar="NAMES_OR_FILE",
+                                         help="Class names, comma-separated or a file with one per line "
+                                              "(for an .onnx file without menas-zoo metadata)."),
+    mean: Optional[str] = typer.Option(None, metavar="M[,M...]",
+                                       help="Per-channel mean of [0, 1] pixels, comma-separated."),
+    std: Optional[str] = typer.Option(None, metavar="S[,S...]",
+                                      help="Per-channel std of [0, 1] pixels, comma-separated."),
     resize: bool = typer.Option(True, help="Resize images to the model's resolution (--no-resize: refuse "
                                            "other sizes)."),
     as_json: bool = json_option(),
@@ -49,7 +52,8 @@ def predict_command(
                                                           transient=True, disable=len(starts) < 2))
     predictions = predictor.predict_files(images, top_k=top_k, batch_size=batch_size, resize=resize, progress=progress)
     if as_json:
-        print_json({"model": model, "providers": _providers(predictor), "predictions": [p.as_dict() for p in predictions]})
+        print_json({"model": model, "providers": _providers(predictor),
+                    "predictions": [p.as_dict() for p in predictions]})
         return
     columns = ["image"] + [f"#{i + 1}" for i in range(len(predictions[0].top))]
     print_table(None, columns, [[p.image] + [f"{label} {prob:.1%}" for label, prob in p.top] for p in predictions])

@@ -30,7 +30,8 @@ def search_command(
     profile: Optional[str] = typer.Option(None, metavar="PROFILE", help=f"Search profile: {profile_names()}, or a "
                                                                         "JSON file of SearchProfile fields. "
                                                                         "[default: small]"),
-    strategy: Optional[str] = typer.Option(None, help="menas, evolution (regularized evolution) or random. [default: menas]"),
+    strategy: Optional[str] = typer.Option(None, help="menas, evolution (regularized evolution) or random. "
+                                                      "[default: menas]"),
     population: Optional[int] = typer.Option(None, help="Population size (and children per generation). [default: 8]"),
     generations: Optional[int] = typer.Option(None, help="Generations after the initial population. [default: 5]"),
     epochs: Optional[int] = typer.Option(None, help="Fitness proxy: epochs each trial trains from a fresh "
@@ -38,13 +39,15 @@ def search_command(
     mask_epochs: Optional[int] = typer.Option(None, help="Dense epochs before a ticket is cut at the latest "
                                                          "(Early-Bird usually cuts sooner; at most --epochs - 1). "
                                                          "[default: 3]"),
-    eb_window: Optional[int] = typer.Option(None, help="Early-Bird: compare the masks of the last N epochs. [default: 2]"),
+    eb_window: Optional[int] = typer.Option(None, help="Early-Bird: compare the masks of the last N epochs. "
+                                                       "[default: 2]"),
     eb_threshold: Optional[float] = typer.Option(None, help="Early-Bird: stop when they differ in less than this "
                                                             "fraction of channels. [default: 0.1]"),
     bn_shrink: Optional[float] = typer.Option(None, help="BN sparsity before a ticket is cut: total |gamma| shrink "
                                                          "over the dense epochs, whatever their number. [menas: 0.5]"),
     train_subset: Optional[int] = typer.Option(None, help="Train on only this many images (quick searches)."),
-    val_size: Optional[int] = typer.Option(None, help="Validation images carved from the training set. [default: 5000]"),
+    val_size: Optional[int] = typer.Option(None, help="Validation images carved from the training set. "
+                                                      "[default: 5000]"),
     dataset: Optional[str] = typer.Option(None, metavar="NAME", help=f"Dataset: {', '.join(DATASET_NAMES)}. "
                                                                      "[default: fashion-mnist]"),
     data_dir: Optional[Path] = typer.Option(None, metavar="DIR", help="Dataset folder (default for Fashion-MNIST: "
@@ -56,7 +59,8 @@ def search_command(
     budget_minutes: Optional[float] = typer.Option(None, help="Stop cleanly (and report) after this many minutes."),
     max_macs: Optional[float] = typer.Option(None, help="MACs limit, e.g. 5e6."),
     max_params: Optional[float] = typer.Option(None, help="Parameter limit, e.g. 1e5."),
-    max_latency_ms: Optional[float] = typer.Option(None, help="ONNX Runtime p90 latency limit in ms (batch 1, 1 thread)."),
+    max_latency_ms: Optional[float] = typer.Option(None, help="ONNX Runtime p90 latency limit in ms "
+                                                              "(batch 1, 1 thread)."),
     latency_table: Optional[Path] = typer.Option(None, metavar="FILE",
                                                  help="Predict latency from this per-block table ('menas-zoo bench "
                                                       "--per-block --table') instead of measuring."),
@@ -79,11 +83,13 @@ def search_command(
                                                    help="With --steer: a steered child costs no more params or "
                                                         "MACs than its mutation gave it (the ticket moves width "
                                                         "between blocks). [default: off]"),
-    keep_largest: Optional[float] = typer.Option(None, help="Fraction of survivors kept as the largest by MACs. [menas: 0.2]"),
+    keep_largest: Optional[float] = typer.Option(None, help="Fraction of survivors kept as the largest by MACs. "
+                                                            "[menas: 0.2]"),
     tournament: Optional[int] = typer.Option(None, min=0, help="Parents are the fittest of this many members drawn at "
                                                                "random (1: a uniform draw). [default: 0, i.e. "
                                                                "max(2, population / 4)]"),
-    prune_ratio: Optional[float] = typer.Option(None, help="Global fraction of hidden channels a ticket prunes. [default: 0.2]"),
+    prune_ratio: Optional[float] = typer.Option(None, help="Global fraction of hidden channels a ticket prunes. "
+                                                           "[default: 0.2]"),
     max_prune_ratio: Optional[float] = typer.Option(None, help="Prune to fit: a ticket over a limit is pruned further, "
                                                                "up to this fraction. [default: 0.6]"),
     channel_multiple: Optional[int] = typer.Option(None, min=1, help="Round each ticket block's kept channels to a "
@@ -167,7 +173,8 @@ def search_command(
     def on_trial(record, state) -> None:
         best = max(state.trials, key=lambda t: t.fitness)
         bar.n = len(state.trials)
-        bar.set_postfix_str(f"gen {record.generation}, best {best.fitness:.4f} @ {human(best.macs)} MACs", refresh=False)
+        bar.set_postfix_str(f"gen {record.generation}, best {best.fitness:.4f} @ {human(best.macs)} MACs",
+                            refresh=False)
         bar.refresh()
 
     try:

@@ -96,7 +96,8 @@ def load_command(
     rows = [["source", resolved.source], ["path", str(resolved.path)]]
     if resolved.repo_id:
         rows.append(["repo", f"{resolved.repo_id}@{resolved.revision or 'main'}"])
-    rows += [["genotype", genotype.to_compact()], ["params", f"{metrics['params']:,}"], ["MACs", f"{metrics['macs']:,}"],
+    rows += [["genotype", genotype.to_compact()], ["params", f"{metrics['params']:,}"],
+             ["MACs", f"{metrics['macs']:,}"],
              ["accuracy (recorded)", _fmt_accuracy(metrics)], ["latency (recorded)", _fmt_latency(metrics)],
              ["loaded in", f"{seconds:.3f} s"]]
     if evaluate_test:
@@ -129,9 +130,10 @@ def push_command(
 def card_command(
     directory: Path = typer.Argument(..., metavar="DIR", help="Artifact folder."),
     name: Optional[str] = typer.Option(None, help="Model name on the card (default: the folder name)."),
-    export_report: Optional[Path] = typer.Option(None, metavar="FILE", help="export_report.json of this model: record its latency, "
-                                                            "throughput and memory per precision in config.json "
-                                                            "and on the card."),
+    export_report: Optional[Path] = typer.Option(None, metavar="FILE",
+                                                 help="export_report.json of this model: record its latency, "
+                                                      "throughput and memory per precision in config.json "
+                                                      "and on the card."),
 ) -> None:
     """Render the model card into DIR/README.md and check it against config.json."""
     from menas_zoo.hub.card import write_card

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,10 +30,9 @@ from torch import nn
 
 from menas_zoo.errors import LatencyBudgetError, MenasError, first_line
 from menas_zoo.export.defaults import DEFAULT_RUNS, DEFAULT_WARMUP
-
-PRECISION_ROUNDS = 3  # alternating rounds behind a card's per-precision numbers
 from menas_zoo.export.runtime import ort_session
 
+PRECISION_ROUNDS = 3  # alternating rounds behind a card's per-precision numbers
 
 
 @dataclass
@@ -207,7 +207,7 @@ def bench_eager(model: nn.Module, input_shape: tuple[int, int, int], *, batch_si
             for batch in batch_sizes:
                 x = torch.randn(batch, *input_shape).contiguous(memory_format=memory_format)
                 with torch.inference_mode():
-                    times = time_calls(lambda: net(x), runs=runs, warmup=warmup)
+                    times = time_calls(partial(net, x), runs=runs, warmup=warmup)
                 results.append(summarize(times, runtime="pytorch-eager", batch_size=batch, threads=n_threads,
                                          warmup=warmup))
     finally:
@@ -330,7 +330,8 @@ def peak_memory_mb(path: str | Path, *, batch_size: int = 1, threads: int = 1,
     from menas_zoo.edge import resolve_providers
 
     chosen = ",".join(resolve_providers(providers))
-    result = subprocess.run([sys.executable, "-c", _PEAK_MEMORY_SCRIPT, str(path), str(batch_size), str(threads), chosen],
+    result = subprocess.run([sys.executable, "-c", _PEAK_MEMORY_SCRIPT,
+                             str(path), str(batch_size), str(threads), chosen],
                             capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         raise MenasError(f"measuring the memory of {path} failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")

@@ -117,7 +117,8 @@ class ExportOutcome:
 def onnx_metadata(source: ModelSource, data: ImageDataset) -> dict[str, str]:
     """What the ONNX file must carry to be used alone: the normalization parity used, labels, input, provenance."""
     g = source.model.genotype
-    labels = source.labels or (data.classes if len(data.classes) == g.num_classes else [str(i) for i in range(g.num_classes)])
+    labels = source.labels or (data.classes if len(data.classes) == g.num_classes
+                               else [str(i) for i in range(g.num_classes)])
     return metadata_props(labels=labels, mean=source.mean if source.mean is not None else data.mean,
                           std=source.std if source.std is not None else data.std, channels=g.in_chans,
                           resolution=g.resolution, genotype=g.to_dict(), version=package_version(),
@@ -239,7 +240,8 @@ def export_model(model: MobileNetMT, out: str | Path, images: ExportImages, opti
 
 
 def deployment_variants(model: MobileNetMT, staging: Path, images: ExportImages, options: ExportOptions,
-                        step: Callable[[str], ContextManager], *, parity_batch: int, raw_parity: bool) -> dict[str, Any]:
+                        step: Callable[[str], ContextManager], *, parity_batch: int,
+                        raw_parity: bool) -> dict[str, Any]:
     """The fp16 and ORT-format files (when asked) and their report entries."""
     entries: dict[str, Any] = {"fp16": None, "ort_format": None}
     onnx_path = staging / ONNX_FILE

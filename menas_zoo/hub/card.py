@@ -141,7 +141,8 @@ def check_card(card: ModelCard | str, config: dict[str, Any]) -> None:
         if len(results) != 1 or results[0].metric_type != "accuracy":
             raise MenasError("model card: model-index must hold exactly one accuracy result")
         if abs(float(results[0].metric_value) - accuracy["value"]) > 5e-5:
-            raise MenasError(f"model card says accuracy {results[0].metric_value}, config.json says {accuracy['value']}")
+            raise MenasError(f"model card says accuracy {results[0].metric_value}, "
+                             f"config.json says {accuracy['value']}")
         if results[0].dataset_split != accuracy["split"]:
             raise MenasError(f"model card: accuracy split {results[0].dataset_split!r} != {accuracy['split']!r}")
     for label, value in result_rows(config["metrics"]):

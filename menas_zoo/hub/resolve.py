@@ -1,4 +1,5 @@
-"""From a ref to a loaded network: the one path every ``load``, ``info``, ``export``, ``bench`` and ``create_model`` goes through.
+"""From a ref to a loaded network: the one path every ``load``, ``info``, ``export``, ``bench`` and ``create_model``
+goes through.
 
 A ref is a local artifact folder, a registered name (``mt-test``) or ``hf-hub:ORG/NAME[@REVISION]``;
 :func:`resolve_model` also takes a genotype with a weights file (or fresh weights), as ``export`` and

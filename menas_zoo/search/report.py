@@ -117,7 +117,8 @@ def ticket_lines(trials: list[TrialRecord], cfg) -> list[str]:
     saved = 1 - sum(t.epochs for t in ticketed) / (len(ticketed) * cfg.dense_epochs)
     pruned = sum(t.pruned for t in ticketed) / len(ticketed)
     gap = [t.ticket_accuracy - t.trained_accuracy for t in ticketed if t.ticket_accuracy is not None]
-    line = (f"- tickets: Early-Bird cut them {saved:.0%} sooner than the dense cap (in epochs); pruned {pruned:.1%} of hidden channels on "
+    line = (f"- tickets: Early-Bird cut them {saved:.0%} sooner than the dense cap (in epochs); "
+            f"pruned {pruned:.1%} of hidden channels on "
             f"average (asked {cfg.prune_ratio:.0%}")
     line += f", up to {cfg.max_prune_ratio:.0%} to fit)" if cfg.budget() else ")"
     if gap:
@@ -171,13 +172,15 @@ def render_markdown(state: RunState, winners: list[tuple[TrialRecord, Path]], st
         lines.append(f"| {h['generation']} | {human(h['mean_macs'])} | {human(h['mean_params'])} | "
                      f"{h['best_fitness']:.4f} | {h['mean_fitness']:.4f} | {h['elapsed'] / 60:.1f} |")
     lines += ["", "## Pareto front (all trials, fitness vs MACs)", "",
-              "| trial | gen | fitness | val acc | MACs | params | epochs | genotype |", "|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "| trial | gen | fitness | val acc | MACs | params | epochs | genotype |",
+              "|---:|---:|---:|---:|---:|---:|---:|---|"]
     for t in pareto_front(trials):
         lines.append(f"| {t.index} | {t.generation} | {t.fitness:.4f} | {t.accuracy:.4f} | {human(t.macs)} | "
                      f"{human(t.params)} | {t.epochs} | `{t.genotype.to_compact()}` |")
     lines += ["", "## Winners (zoo artifacts)", ""]
     for t, path in winners:
-        lines.append(f"- `{path.relative_to(state.out)}`: trial {t.index}, fitness {t.fitness:.4f}, {human(t.macs)} MACs")
+        lines.append(f"- `{path.relative_to(state.out)}`: trial {t.index}, fitness {t.fitness:.4f}, "
+                     f"{human(t.macs)} MACs")
     if not winners:
         lines.append("- none (no individual with weights yet)")
     return "\n".join(lines) + "\n"

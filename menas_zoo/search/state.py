@@ -386,6 +386,7 @@ def read_trials(out: Path) -> list[TrialRecord]:
         try:
             trials.append(TrialRecord.from_dict(json.loads(line)))
         except (json.JSONDecodeError, KeyError, TypeError, GenotypeError) as exc:
-            raise MenasError(f"{path} line {n} is corrupt ({type(exc).__name__}: {exc}); it cannot be resumed") from None
+            raise MenasError(f"{path} line {n} is corrupt ({type(exc).__name__}: {exc}); "
+                             "it cannot be resumed") from None
     return trials
 

@@ -5,4 +5,5 @@ from menas_zoo.space.references import looks_like_genotype, reference_genotype, 
 from menas_zoo.space.sampling import PROFILES, SearchProfile, get_profile, load_profile, sample_genotype
 
 __all__ = ["BlockSpec", "Genotype", "PROFILES", "SearchProfile", "get_profile", "load_genotype", "load_profile",
-           "looks_like_genotype", "make_divisible", "reference_genotype", "reference_names", "resolve_genotype", "sample_genotype"]
+           "looks_like_genotype", "make_divisible", "reference_genotype", "reference_names", "resolve_genotype",
+           "sample_genotype"]

@@ -141,7 +141,8 @@ class BlockSpec:
             if not (value is None and name == "hidden") and (not isinstance(value, int) or isinstance(value, bool)):
                 raise GenotypeError(f"{where}: {name} must be an integer, got {value!r}")
         if self.kernel < 1 or self.kernel % 2 == 0 or self.kernel > MAX_KERNEL:
-            raise GenotypeError(f"{where}: kernel must be an odd number up to {MAX_KERNEL} (3, 5 or 7), got {self.kernel}")
+            raise GenotypeError(f"{where}: kernel must be an odd number up to {MAX_KERNEL} (3, 5 or 7), "
+                                f"got {self.kernel}")
         if not 1 <= self.out <= MAX_CHANNELS:
             raise GenotypeError(f"{where}: out channels must be in 1..{MAX_CHANNELS}, got {self.out}")
         if self.stride not in (1, 2):
@@ -203,7 +204,8 @@ class Genotype:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
-        for name, low, high in (("stem_stride", 1, MAX_STEM_STRIDE), ("stem", 1, MAX_CHANNELS), ("head", 1, MAX_CHANNELS), ("fc", 0, MAX_CHANNELS),
+        for name, low, high in (("stem_stride", 1, MAX_STEM_STRIDE), ("stem", 1, MAX_CHANNELS),
+                                ("head", 1, MAX_CHANNELS), ("fc", 0, MAX_CHANNELS),
                                 ("in_chans", 1, MAX_IN_CHANS), ("resolution", 1, MAX_RESOLUTION),
                                 ("num_classes", 2, MAX_CLASSES)):
             value = getattr(self, name)
@@ -244,9 +246,10 @@ class Genotype:
             raise GenotypeError(f"genotype: expected a JSON object, got {type(data).__name__}")
         version = data.get("version", SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
-            raise GenotypeError(f"genotype: unsupported schema version {version!r} (this menas-zoo reads {SCHEMA_VERSION})")
-        unknown = set(data) - {"version", "profile", "in_chans", "resolution", "num_classes", "stem", "stages", "head", "fc",
-                               "stem_stride"}
+            raise GenotypeError(f"genotype: unsupported schema version {version!r} "
+                                f"(this menas-zoo reads {SCHEMA_VERSION})")
+        unknown = set(data) - {"version", "profile", "in_chans", "resolution", "num_classes", "stem", "stages",
+                               "head", "fc", "stem_stride"}
         if unknown:
             raise GenotypeError(f"genotype: unknown keys {sorted(unknown)}")
         for key in ("stem", "stages", "head"):

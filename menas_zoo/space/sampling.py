@@ -69,7 +69,8 @@ PROFILES = {
 
 
 def get_profile(name: str) -> SearchProfile:
-    """A built-in profile by name, or a JSON file (``*.json``) of :class:`SearchProfile` fields: a space of one's own."""
+    """A built-in profile by name, or a JSON file (``*.json``) of :class:`SearchProfile` fields:
+    a space of one's own."""
     if name in PROFILES:
         return PROFILES[name]
     if name.endswith(".json"):

@@ -89,6 +89,9 @@ ROWS = {  # row -> SearchConfig settings
     # And holding each steered child to the params and MACs its mutation gave it: steering alone made
     # children costlier (more MACs), so slower trials and fewer of them in a wall-clock budget.
     "steered-same-cost": {"strategy": "evolution", "steer": True, "bn_shrink": 0.0, "steer_keep_cost": True},
+    # MENAS's selection alone (top-K + largest survivors, crossover) over evolution's own trials: no tickets,
+    # no BN shrink, no Early-Bird. Generation 0 is evolution's, so the two differ in who survives and breeds.
+    "menas-selection": {"strategy": "menas", "tickets": False, "bn_shrink": 0.0, "early_bird": False},
 }
 #: Rows whose winners are the tickets of their top trials, cut after the search (``cut_winner_tickets``).
 WINNER_TICKETS = {"ticket-after": 3}

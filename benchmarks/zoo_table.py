@@ -14,9 +14,12 @@ the verdict is yes or no only where a sign test over the rounds says so (p < 0.0
 
 The peer is torchvision's ``mobilenet_v3_small`` built for 1x28x28 and trained with the zoo's recipe
 and epochs (``scripts/build_zoo.py train --models peer --epochs E``): each model meets the peer trained
-for its own epochs, one peer row per epoch count; without its trained weights only its latency is measured. Writes
-``results/zoo/table.md`` and ``table.json``; with ``--write-docs`` the table also replaces the one
-between the zoo-table markers in README.md and MODEL_CARD.md (both copies).
+for its own epochs, one peer row per epoch count. Without its trained weights (``runs/`` is not kept from
+machine to machine) its latency is measured all the same, which weights do not change, and its test
+accuracy is the one its final training recorded (``results/zoo/final-peer-e<epochs>.json``), shown as
+such; the paired test needs the weights. Writes ``results/zoo/table.md`` and ``table.json``; with
+``--write-docs`` the table also replaces the one between the zoo-table markers in README.md and
+MODEL_CARD.md (both copies).
 """
 
 from __future__ import annotations
@@ -79,7 +82,11 @@ def peer_model(weights: Path, name: str, epochs: int | None) -> dict:
         return {"name": name, "model": artifact.model, "mean": spec.get("mean"), "std": spec.get("std"),
                 "epochs": epochs, "peer": True}
     genotype = resolve_genotype("mobilenetv3-small", in_chans=1, resolution=28, num_classes=10)
-    return {"name": name, "model": build_model(genotype).eval(), "untrained": True, "epochs": epochs, "peer": True}
+    peer = {"name": name, "model": build_model(genotype).eval(), "untrained": True, "epochs": epochs, "peer": True}
+    record = RESULTS / f"final-peer-e{epochs}.json"
+    if epochs is not None and record.is_file():
+        peer["recorded_acc"] = json.loads(record.read_text())["test_acc"]
+    return peer
 
 
 def peer_of(model: dict, models: list[dict]) -> dict | None:
@@ -141,6 +148,8 @@ def rows(models: list[dict]) -> list[list[str]]:
     out = []
     for m in models:
         acc = f"{m['test_acc'] * 100:.2f}%" if "test_acc" in m else "untrained"
+        if "recorded_acc" in m:
+            acc = f"{m['recorded_acc'] * 100:.2f}% (recorded)"
         int8 = f"{m['int8_acc'] * 100:.2f}%" if "int8_acc" in m else "-"
         size, target, published = CLASSES.get(m["name"], ("-", None, "-"))
         faster = "-"
@@ -176,6 +185,11 @@ def markdown(models: list[dict]) -> str:
 
 def significance(models: list[dict]) -> str:
     tested = [m for m in models if "vs_peer_test" in m]
+    recorded = [m["name"] for m in models if "recorded_acc" in m]
+    if recorded:
+        return (f" {', '.join(recorded)}: test accuracy as its final training recorded it; its weights were not "
+                "on the machine, so its latency was measured untrained (weights do not change it) and no model "
+                "was paired with it on the test images.")
     if not tested:
         return ""
     parts = [f"{m['name']} {m['vs_peer_test']['points']:+.2f} points (p = {m['vs_peer_test']['mcnemar_p']:.2g})"

@@ -2,6 +2,7 @@
 for its own epochs, so a longer round is never credited against a shorter-trained peer."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,3 +28,17 @@ def test_one_round_has_one_peer_and_a_named_peer_serves_every_model(tmp_path):
     assert [p["name"] for p in zoo_table.peers(models, None)] == ["peer"]
     (named,) = zoo_table.peers(models + [{"name": "mt-c", "epochs": 60}], tmp_path)  # no weights there: untrained
     assert named["untrained"] and zoo_table.peer_of({"name": "mt-c", "epochs": 60}, [named]) is named
+
+
+def test_a_peer_without_weights_shows_the_accuracy_its_final_training_recorded(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo_table, "ROOT", tmp_path)  # no runs/ there: no trained peer on this machine
+    (peer,) = zoo_table.peers([{"name": "mt-a", "epochs": 60}], None)
+    recorded = json.loads((zoo_table.RESULTS / "final-peer-e60.json").read_text())["test_acc"]
+    assert peer["untrained"] and peer["recorded_acc"] == recorded
+    (unrecorded,) = zoo_table.peers([{"name": "mt-a", "epochs": 7}], None)  # no 7-epoch training on record
+    assert unrecorded["untrained"] and "recorded_acc" not in unrecorded
+    timing = {"p50_ms": 0.2, "p90_ms": 0.3}
+    peer.update(params=1_527_818, macs=2_060_000, fp32_b1=timing, eager_b1=timing, int8_b1=timing)
+    (row,) = zoo_table.rows([peer])
+    assert row[zoo_table.COLUMNS.index("test acc")] == f"{recorded * 100:.2f}% (recorded)"
+    assert "as its final training recorded it" in zoo_table.significance([peer])

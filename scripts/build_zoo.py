@@ -292,7 +292,13 @@ def winner_genotype(name: str):
 
     if name == "peer":
         return peer_genotype()
-    return resolve_genotype(json.loads((RESULTS / f"selection-{name.split('-')[1]}.json").read_text())["genotype"])
+    cls = name.split("-")[1]
+    line = json.loads((RESULTS / f"selection-{cls}.json").read_text())["genotype"]
+    genotype = resolve_genotype(line)
+    if "profile=" not in line:  # written before a line named its profile (one without is `small`): its search's
+        profile = json.loads((RESULTS / f"search-{cls}" / "config.json").read_text())["config"]["profile"]["name"]
+        genotype = genotype.replace(profile=profile, stem_stride=genotype.stem_stride)
+    return genotype
 
 
 def search_record(name: str):
@@ -327,7 +333,8 @@ def registered_ticket(name: str, genotype) -> tuple | None:
         return None
     if artifact.genotype.to_compact() != genotype.to_compact() or artifact.masks is None:
         return None
-    return artifact.parent_genotype, artifact.masks, artifact.config["provenance"].get("masks")
+    source = artifact.config["provenance"].get("masks") or "the registered model's (an earlier round of it)"
+    return artifact.parent_genotype, artifact.masks, source
 
 
 def winner_masks(run: Path, record) -> tuple[dict, str]:
@@ -414,6 +421,10 @@ def stage_publish(args) -> None:
                              f"{shown(RUNS / run)}/model): run `build_zoo.py train --models {name} --epochs {epochs}`")
         final = json.loads((RESULTS / f"{run}.json").read_text())
         model = load_artifact(RUNS / run / "model").model
+        genotype = winner_genotype(name)
+        if model.genotype.replace(profile=genotype.profile, stem_stride=model.genotype.stem_stride) != genotype:
+            raise MenasError(f"{shown(RUNS / run)}/model is not {name}'s architecture {genotype.to_compact()}")
+        model.genotype = genotype  # its search's profile, which a training from an older selection file lost
         record = search_record(name)
         cls = name.split("-")[1]
         parent, masks, masks_source = registered_ticket(name, model.genotype) or (

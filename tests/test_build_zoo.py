@@ -105,3 +105,21 @@ def test_a_new_round_of_a_registered_architecture_keeps_its_published_ticket():
     assert masks.keys() == registered.masks.keys() and all((masks[k] == registered.masks[k]).all() for k in masks)
     assert build_zoo_module.registered_ticket("mt-c", build_zoo_module.winner_genotype("mt-a")) is None  # another net
     assert build_zoo_module.registered_ticket("mt-nope", registered.genotype) is None  # not registered
+
+
+def test_each_winner_is_its_search_trial_and_registered_architecture_whatever_its_selection_line_says():
+    import importlib.util
+
+    from menas_zoo.artifact import load_artifact
+    from menas_zoo.hub.resolve import resolve
+
+    spec = importlib.util.spec_from_file_location("build_zoo", ROOT / "scripts" / "build_zoo.py")
+    build_zoo_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_zoo_module)
+    selection_a = json.loads((ROOT / "results" / "zoo" / "selection-a.json").read_text())["genotype"]
+    assert "profile=" not in selection_a  # written before a genotype line named its profile
+    for name in ("mt-a", "mt-b", "mt-c"):
+        genotype = build_zoo_module.winner_genotype(name)
+        assert genotype == build_zoo_module.search_record(name).genotype  # the tiny profile, as searched
+        assert genotype == load_artifact(resolve(name, offline=True).path).genotype
+        assert build_zoo_module.registered_ticket(name, genotype) is not None  # a new round keeps its ticket

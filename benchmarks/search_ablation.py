@@ -92,6 +92,10 @@ ROWS = {  # row -> SearchConfig settings
     # MENAS's selection alone (top-K + largest survivors, crossover) over evolution's own trials: no tickets,
     # no BN shrink, no Early-Bird. Generation 0 is evolution's, so the two differ in who survives and breeds.
     "menas-selection": {"strategy": "menas", "tickets": False, "bn_shrink": 0.0, "early_bird": False},
+    # And only mutations, no largest kept: the fittest survive (mu + lambda) where evolution's youngest do, the
+    # one difference left between the two.
+    "elitist-evolution": {"strategy": "menas", "tickets": False, "bn_shrink": 0.0, "early_bird": False,
+                          "crossover_rate": 0.0, "keep_largest": 0.0},
 }
 #: Rows whose winners are the tickets of their top trials, cut after the search (``cut_winner_tickets``).
 WINNER_TICKETS = {"ticket-after": 3}

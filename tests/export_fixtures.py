@@ -31,21 +31,15 @@ def tiny_onnx(tiny_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def parity_images(fashion_test_split):
+def parity_images(fashion_test):
     from menas_zoo.export import real_images
 
-    return real_images(fashion_test_split, 256)
-
-
-@pytest.fixture(scope="session")
-def fashion_test_split(fashion_test):
-    """The Fashion-MNIST test split (conftest's ``fashion_test``), under the name the export tests use."""
-    return fashion_test
+    return real_images(fashion_test, 256)
 
 
 @pytest.fixture
-def tiny_export_artifact(tiny_model, tmp_path, fashion_test_split):
+def tiny_export_artifact(tiny_model, tmp_path, fashion_test):
     from menas_zoo.artifact import save_artifact
 
-    spec = {"in_chans": 1, "resolution": 28, "mean": list(fashion_test_split.mean), "std": list(fashion_test_split.std)}
-    return save_artifact(tmp_path / "tiny-artifact", tiny_model, input_spec=spec, labels=fashion_test_split.classes)
+    spec = {"in_chans": 1, "resolution": 28, "mean": list(fashion_test.mean), "std": list(fashion_test.std)}
+    return save_artifact(tmp_path / "tiny-artifact", tiny_model, input_spec=spec, labels=fashion_test.classes)

@@ -14,7 +14,7 @@ def run(*args):
     return result, result.stdout, result.stderr
 
 
-def test_demo_writes_a_grid_and_counts_mistakes(tiny_export_artifact, tmp_path, fashion_test_split):
+def test_demo_writes_a_grid_and_counts_mistakes(tiny_export_artifact, tmp_path, fashion_test):
     out = tmp_path / "demo.png"
     result, stdout, _ = run("demo", tiny_export_artifact, "--out", out, "--count", "9", "--seed", "3", "--json")
     assert result.exit_code == 0, result.output
@@ -25,7 +25,7 @@ def test_demo_writes_a_grid_and_counts_mistakes(tiny_export_artifact, tmp_path, 
     assert summary["images"] == 9 and summary["correct"] + len(summary["mistakes"]) == 9
     for m in summary["mistakes"]:
         assert (m["true"] != m["predicted"]
-                and fashion_test_split.classes[int(fashion_test_split.labels[m["index"]])] == m["true"])
+                and fashion_test.classes[int(fashion_test.labels[m["index"]])] == m["true"])
     red = ((pixels[..., 0] > 180) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)).sum()
     assert (red > 0) == bool(summary["mistakes"])  # a mistake is marked in red, a clean grid has none
     again = json.loads(run("demo", tiny_export_artifact, "--out", tmp_path / "again.png", "--count", "9", "--seed", "3",

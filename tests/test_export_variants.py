@@ -66,8 +66,8 @@ def test_a_plain_export_removes_variant_files_of_an_earlier_one(tiny_export_arti
     assert sorted(p.name for p in out.iterdir()) == ["export_report.json", "model.onnx"]
 
 
-def test_parity_reads_normalization_from_the_file(tiny_model, tiny_onnx, fashion_test_split, tmp_path):
-    ds = fashion_test_split
+def test_parity_reads_normalization_from_the_file(tiny_model, tiny_onnx, fashion_test, tmp_path):
+    ds = fashion_test
     normalized = real_images(ds, 32)
     raw = real_images(ds, 32, mean=[0.0], std=[1.0])
     good, bad = tmp_path / "good.onnx", tmp_path / "bad.onnx"

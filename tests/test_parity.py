@@ -42,15 +42,15 @@ def test_parity_refuses_the_export_batch_size(tiny_model, tiny_onnx, parity_imag
         check_parity(tiny_model, tiny_onnx[1], parity_images, batch_size=EXPORT_BATCH, export_batch=EXPORT_BATCH)
 
 
-def test_model_images_are_normalized_with_the_models_own_mean_and_std(tiny_model, fashion_test_split):
+def test_model_images_are_normalized_with_the_models_own_mean_and_std(tiny_model, fashion_test):
     from menas_zoo.export import model_images, real_images
 
     own, data = model_images("fashion-mnist", None, tiny_model.genotype, 8, mean=[0.5], std=[0.25])
-    assert torch.equal(own, ((fashion_test_split.images[:8].float() / 255 - 0.5) / 0.25).contiguous())
+    assert torch.equal(own, ((fashion_test.images[:8].float() / 255 - 0.5) / 0.25).contiguous())
     default, _ = model_images("fashion-mnist", None, tiny_model.genotype, 8)  # none carried: the dataset's
-    assert torch.equal(default, real_images(fashion_test_split, 8))
+    assert torch.equal(default, real_images(fashion_test, 8))
     everything, _ = model_images("fashion-mnist", None, tiny_model.genotype, 10 ** 9)
-    assert len(everything) == len(data) == len(fashion_test_split)
+    assert len(everything) == len(data) == len(fashion_test)
 
 
 def test_model_images_refuse_a_dataset_of_another_shape(tiny_model):

@@ -20,12 +20,12 @@ FAST = ["--exporter", "torchscript", "--runs", "5", "--parity-images", "64"]
 
 
 @pytest.fixture(scope="module")
-def artifact(tiny_model, fashion_test_split, tmp_path_factory):
+def artifact(tiny_model, fashion_test, tmp_path_factory):
     from menas_zoo.artifact import save_artifact
 
-    spec = {"in_chans": 1, "resolution": 28, "mean": list(fashion_test_split.mean), "std": list(fashion_test_split.std)}
+    spec = {"in_chans": 1, "resolution": 28, "mean": list(fashion_test.mean), "std": list(fashion_test.std)}
     return save_artifact(tmp_path_factory.mktemp("artifact") / "tiny", tiny_model, input_spec=spec,
-                         labels=fashion_test_split.classes)
+                         labels=fashion_test.classes)
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +37,17 @@ def exported(artifact, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pngs(fashion_test_split, tmp_path_factory):
+def pngs(fashion_test, tmp_path_factory):
     folder = tmp_path_factory.mktemp("images")
     for i in range(40):
-        Image.fromarray(fashion_test_split.images[i, 0].numpy()).save(folder / f"{i:03d}.png")
+        Image.fromarray(fashion_test.images[i, 0].numpy()).save(folder / f"{i:03d}.png")
     return folder
 
 
-def test_export_writes_what_inference_needs_into_the_onnx_file(exported, artifact, fashion_test_split):
+def test_export_writes_what_inference_needs_into_the_onnx_file(exported, artifact, fashion_test):
     meta = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}
     config = json.loads((artifact / "config.json").read_text())
-    assert json.loads(meta["labels"]) == fashion_test_split.classes
+    assert json.loads(meta["labels"]) == fashion_test.classes
     assert json.loads(meta["mean"]) == pytest.approx(config["input_spec"]["mean"])
     assert json.loads(meta["std"]) == pytest.approx(config["input_spec"]["std"])
     assert (meta["input_layout"], meta["input_channels"], meta["input_resolution"]) == ("NCHW", "1", "28")
@@ -58,17 +58,17 @@ def test_export_writes_what_inference_needs_into_the_onnx_file(exported, artifac
     assert report["parity"]["normalization"] == "onnx metadata" and report["parity"]["passed"]
 
 
-def test_predict_agrees_with_pytorch_on_real_images(exported, pngs, tiny_model, fashion_test_split):
+def test_predict_agrees_with_pytorch_on_real_images(exported, pngs, tiny_model, fashion_test):
     result, stdout, _ = run("predict", exported, pngs, "--top-k", "2", "--batch-size", "7", "--json")
     assert result.exit_code == 0, result.output
     predictions = json.loads(stdout)["predictions"]
     assert [Path(p["image"]).name for p in predictions] == [f"{i:03d}.png" for i in range(40)]
-    x = fashion_test_split.images[:40].float().div(255)
-    mean, std = (torch.tensor(fashion_test_split.mean).view(1, -1, 1, 1),
-                 torch.tensor(fashion_test_split.std).view(1, -1, 1, 1))
+    x = fashion_test.images[:40].float().div(255)
+    mean, std = (torch.tensor(fashion_test.mean).view(1, -1, 1, 1),
+                 torch.tensor(fashion_test.std).view(1, -1, 1, 1))
     with torch.inference_mode():
         probs = torch.softmax(tiny_model((x - mean) / std), 1)
-    labels = fashion_test_split.classes
+    labels = fashion_test.classes
     assert [p["top"][0]["label"] for p in predictions] == [labels[i] for i in probs.argmax(1).tolist()]
     for p, row in zip(predictions, probs):
         assert len(p["top"]) == 2 and p["top"][0]["probability"] >= p["top"][1]["probability"]
@@ -83,9 +83,9 @@ def test_predict_with_a_zoo_artifact_runs_pytorch_with_the_same_reading(exported
     assert [p["top"][0]["label"] for p in torch_out] == [p["top"][0]["label"] for p in onnx_out]
 
 
-def test_predict_table_converts_and_resizes_as_the_model_needs(exported, fashion_test_split, tmp_path):
+def test_predict_table_converts_and_resizes_as_the_model_needs(exported, fashion_test, tmp_path):
     rgb = tmp_path / "big.jpg"
-    Image.fromarray(np.stack([fashion_test_split.images[0, 0].numpy()] * 3, -1)).resize((90, 60)).save(rgb)
+    Image.fromarray(np.stack([fashion_test.images[0, 0].numpy()] * 3, -1)).resize((90, 60)).save(rgb)
     result, stdout, _ = run("predict", exported, rgb)
     assert result.exit_code == 0, result.output
     assert "big.jpg" in stdout and "#3" in stdout and "%" in stdout
@@ -102,15 +102,15 @@ def test_16_bit_png_reads_as_its_8_bit_original(exported, pngs, tmp_path):
     assert both[0]["top"] == both[1]["top"]
 
 
-def test_onnx_without_our_metadata_needs_mean_std_labels(exported, pngs, tmp_path, fashion_test_split):
+def test_onnx_without_our_metadata_needs_mean_std_labels(exported, pngs, tmp_path, fashion_test):
     bare = tmp_path / "bare.onnx"
     model = onnx.load(str(exported))
     del model.metadata_props[:]
     onnx.save(model, str(bare))
     result, _, stderr = run("predict", bare, pngs)
     assert_one_line_error(result, stderr, r"no menas-zoo metadata for labels, mean, std: pass --labels \.\.\. --mean")
-    labels = ",".join(fashion_test_split.classes)
-    mean, std = str(fashion_test_split.mean[0]), str(fashion_test_split.std[0])
+    labels = ",".join(fashion_test.classes)
+    mean, std = str(fashion_test.mean[0]), str(fashion_test.std[0])
     result, stdout, _ = run("predict", bare, pngs, "--labels", labels, "--mean", mean, "--std", std, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(stdout)["predictions"] == json.loads(run("predict", exported, pngs, "--json")[1])["predictions"]
@@ -179,12 +179,12 @@ def test_edge_module_runs_vendored_alone(exported, pngs, tmp_path):
     assert prediction["image"].endswith("000.png") and len(prediction["top"]) == 3
 
 
-def test_zoo_model_onnx_top1_agrees_with_pytorch_on_512_real_test_images(fashion_test_split, tmp_path):
+def test_zoo_model_onnx_top1_agrees_with_pytorch_on_512_real_test_images(fashion_test, tmp_path):
     """The target of the feature: the zoo's model, exported, classifies 512 real PNGs as PyTorch does."""
     out, folder = tmp_path / "export", tmp_path / "png"
     folder.mkdir()
     for i in range(512):
-        Image.fromarray(fashion_test_split.images[i, 0].numpy()).save(folder / f"{i:04d}.png")
+        Image.fromarray(fashion_test.images[i, 0].numpy()).save(folder / f"{i:04d}.png")
     result, _, _ = run("export", "mt-test", "--out", out, *FAST)
     assert result.exit_code == 0, result.output
     onnx_top1 = [p["top"][0]["label"]
@@ -192,5 +192,5 @@ def test_zoo_model_onnx_top1_agrees_with_pytorch_on_512_real_test_images(fashion
     torch_top1 = [p["top"][0]["label"]
                   for p in json.loads(run("predict", "mt-test", folder, "--json")[1])["predictions"]]
     assert len(onnx_top1) == 512 and onnx_top1 == torch_top1
-    truth = [fashion_test_split.classes[int(y)] for y in fashion_test_split.labels[:512]]
+    truth = [fashion_test.classes[int(y)] for y in fashion_test.labels[:512]]
     assert np.mean([a == b for a, b in zip(onnx_top1, truth)]) > 0.8  # mt-test's recorded accuracy is 0.8371

@@ -10,9 +10,9 @@ from menas_zoo.export import compare_int8, ort_session, quantize_int8, real_imag
 
 
 @pytest.fixture(scope="module")
-def int8_model(tiny_onnx, tmp_path_factory, fashion_test_split):
+def int8_model(tiny_onnx, tmp_path_factory, fashion_test):
     # The product calibrates on training images; here any real images not used for accuracy will do.
-    calibration = real_images(fashion_test_split, 64, offset=5000)
+    calibration = real_images(fashion_test, 64, offset=5000)
     path = tmp_path_factory.mktemp("int8") / "tiny.int8.onnx"
     return quantize_int8(tiny_onnx[1], path, calibration)
 
@@ -29,8 +29,8 @@ def test_int8_model_is_static_qdq_with_per_channel_weights(int8_model):
     assert sorted(p.name for p in int8_model.parent.iterdir()) == [int8_model.name]
 
 
-def test_comparison_reports_size_latency_accuracy_and_a_recommendation(tiny_onnx, int8_model, fashion_test_split):
-    images, labels = real_images(fashion_test_split, 300), fashion_test_split.labels[:300]
+def test_comparison_reports_size_latency_accuracy_and_a_recommendation(tiny_onnx, int8_model, fashion_test):
+    images, labels = real_images(fashion_test, 300), fashion_test.labels[:300]
     result = compare_int8(tiny_onnx[1], int8_model, images, labels, runs=10, warmup=2)
     assert result.fp32_bytes == tiny_onnx[1].stat().st_size and result.int8_bytes == int8_model.stat().st_size
     session = ort_session(int8_model)  # the accuracy reported is the int8 file's own, recomputed here
@@ -44,8 +44,8 @@ def test_comparison_reports_size_latency_accuracy_and_a_recommendation(tiny_onnx
     assert any("not faster" in r for r in result.reasons) == slower
 
 
-def test_accuracy_loss_beyond_the_limit_keeps_fp32(tiny_onnx, int8_model, fashion_test_split):
-    images, labels = real_images(fashion_test_split, 100), fashion_test_split.labels[:100]
+def test_accuracy_loss_beyond_the_limit_keeps_fp32(tiny_onnx, int8_model, fashion_test):
+    images, labels = real_images(fashion_test, 100), fashion_test.labels[:100]
     # A limit below zero makes any int8 model "lose too much": the verdict must then say so.
     result = compare_int8(tiny_onnx[1], int8_model, images, labels, runs=5, warmup=1, max_accuracy_drop=-1.0)
     assert result.recommended == "fp32" and any("points of accuracy" in r for r in result.reasons)

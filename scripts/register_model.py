@@ -43,11 +43,16 @@ def main() -> None:
 
     artifact = load_artifact(args.run_dir)
     config = artifact.config
+    registry_path = HUB_DIR / "registry.json"
+    registry = json.loads(registry_path.read_text())
+    # a new version of a registered model keeps its description unless one is given
+    description = (args.description or config.get("description")
+                   or registry["models"].get(args.name, {}).get("description") or None)
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp) / args.name
         save_artifact(staging, artifact.model, parent_genotype=artifact.parent_genotype, masks=artifact.masks,
                       metrics=config["metrics"], input_spec=config["input_spec"], labels=config["labels"],
-                      provenance=config["provenance"], description=args.description or config.get("description"))
+                      provenance=config["provenance"], description=description)
         write_card(staging, model_name=args.name, load_ref=args.name)
         for name in DEPLOYMENT_FILES:
             if (args.run_dir / name).is_file():
@@ -62,11 +67,9 @@ def main() -> None:
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(staging, target)
 
-    registry_path = HUB_DIR / "registry.json"
-    registry = json.loads(registry_path.read_text())
     registry["models"][args.name] = {"repo_id": args.repo_id, "revision": commit, "files": files, "metrics": metrics,
                                      "bundled": args.bundle,
-                                     "description": args.description or config.get("description") or ""}
+                                     "description": description or ""}
     if assets:
         registry["models"][args.name]["assets"] = assets
     if args.fixture:

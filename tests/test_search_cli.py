@@ -69,6 +69,9 @@ def test_resume_of_a_finished_search_runs_nothing(run):
     (["--eb-window", "0"], "--eb-window must be at least 2"),
     (["--ticket-allocation", "layer"], "--ticket-allocation must be global or uniform"),
     (["--strategy", "evolution", "--steer-keep-cost"], "--steer-keep-cost keeps a steered child's cost: add --steer"),
+    (["--median-stop"], "--median-stop stops dense trials: add --no-tickets"),
+    (["--strategy", "evolution", "--median-stop", "--median-stop-epoch", "4"],
+     "--median-stop-epoch must be in [1, --epochs), got 4"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, args, message):
     out = tmp_path / "run"

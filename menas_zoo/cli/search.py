@@ -83,6 +83,12 @@ def search_command(
                                                    help="With --steer: a steered child costs no more params or "
                                                         "MACs than its mutation gave it (the ticket moves width "
                                                         "between blocks). [default: off]"),
+    median_stop: Optional[bool] = typer.Option(None, "--median-stop/--no-median-stop",
+                                               help="With --no-tickets: a trial scoring under the earlier "
+                                                    "generations' median after --median-stop-epoch epochs stops "
+                                                    "there (the median stopping rule). [default: off]"),
+    median_stop_epoch: Optional[int] = typer.Option(None, help="Epoch at which --median-stop scores a trial. "
+                                                               "[default: 2]"),
     keep_largest: Optional[float] = typer.Option(None, help="Fraction of survivors kept as the largest by MACs. "
                                                             "[menas: 0.2]"),
     tournament: Optional[int] = typer.Option(None, min=0, help="Parents are the fittest of this many members drawn at "
@@ -125,6 +131,7 @@ def search_command(
         "resolution": resolution, "in_chans": in_chans, "max_macs": _int(max_macs), "max_params": _int(max_params),
         "max_latency_ms": max_latency_ms, "penalty": penalty, "tickets": tickets, "regrow": regrow,
         "weight_sharing": weight_sharing, "early_bird": early_stop, "steer": steer, "steer_keep_cost": steer_keep_cost,
+        "median_stop": median_stop, "median_stop_epoch": median_stop_epoch,
         "keep_largest": keep_largest, "tournament": tournament, "prune_ratio": prune_ratio,
         "channel_multiple": channel_multiple, "ticket_allocation": ticket_allocation, "seed": seed,
     }

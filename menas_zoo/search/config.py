@@ -27,6 +27,12 @@ child's blocks then grow where that ticket keeps its parent's channels and shrin
 (``evolution.steer``). Unless ``bn_shrink`` is given, steering brings MENAS's. ``steer_keep_cost``
 (``--steer-keep-cost``) holds a steered child to the params and MACs its mutation gave it.
 
+Median stop (``--median-stop``, off in every preset, with tickets off) is the median stopping rule of
+Google Vizier (Golovin et al. 2017) at one rung: a trial whose validation accuracy after
+``median_stop_epoch`` epochs is under the median of every earlier generation's trials at that epoch stops
+there, and its fitness is that score. Architectures unlikely to win cost part of a trial, so more of
+them fit a wall-clock budget; a trial that goes on trains and scores exactly as it would without the rule.
+
 A switch given explicitly (``--no-tickets``, ``--keep-largest 0``) overrides the strategy's preset.
 The config is saved in the run folder; ``--resume`` reads it back, so a resumed run cannot silently
 change what it searches.
@@ -47,11 +53,11 @@ STRATEGIES = ("menas", "evolution", "random")
 #: Preset of each strategy: its switches.
 PRESETS: dict[str, dict[str, Any]] = {
     "menas": {"tickets": True, "regrow": True, "weight_sharing": False, "keep_largest": 0.2, "bn_shrink": 0.5,
-              "early_bird": True, "steer": False},
+              "early_bird": True, "steer": False, "median_stop": False},
     "evolution": {"tickets": False, "regrow": False, "weight_sharing": False, "keep_largest": 0.0, "bn_shrink": 0.0,
-                  "early_bird": False, "steer": False},
+                  "early_bird": False, "steer": False, "median_stop": False},
     "random": {"tickets": False, "regrow": False, "weight_sharing": False, "keep_largest": 0.0, "bn_shrink": 0.0,
-               "early_bird": False, "steer": False},
+               "early_bird": False, "steer": False, "median_stop": False},
 }
 #: Settings that may change when a run is resumed (they do not change what is searched).
 RESUMABLE_OVERRIDES = ("budget_minutes", "device")
@@ -76,6 +82,8 @@ class SearchConfig:
     early_bird: bool | None = None
     steer: bool | None = None  # tickets off: a child's widths follow its parent's ticket (see above)
     steer_keep_cost: bool = False  # steering moves width between a child's blocks and adds none
+    median_stop: bool | None = None  # tickets off: a trial under the median at median_stop_epoch stops there
+    median_stop_epoch: int = 2
     # -- lottery ticket --
     prune_ratio: float = 0.2  # global fraction of hidden channels pruned by |gamma| (at least)
     max_prune_ratio: float = 0.6  # prune to fit: a ticket over a cost limit is pruned further, up to this
@@ -140,6 +148,9 @@ class SearchConfig:
             (self.bn_shrink >= 0.0 and self.bn_l1 >= 0.0, "BN sparsity must be >= 0"),
             (not (self.steer and self.tickets), "--steer steers dense candidates by their tickets: add --no-tickets"),
             (self.steer or not self.steer_keep_cost, "--steer-keep-cost keeps a steered child's cost: add --steer"),
+            (not (self.median_stop and self.tickets), "--median-stop stops dense trials: add --no-tickets"),
+            (1 <= self.median_stop_epoch < self.epochs or not self.median_stop,
+             f"--median-stop-epoch must be in [1, --epochs), got {self.median_stop_epoch}"),
             (self.budget_minutes is None or self.budget_minutes > 0, "--budget-minutes must be positive"),
             (self.train_subset is None or self.train_subset > 0, "--train-subset must be positive"),
             (self.penalty is None or self.penalty > 0, "--penalty must be positive (e.g. 0.07)"),

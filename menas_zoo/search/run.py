@@ -14,6 +14,7 @@ with no finished trial lost or re-run, the interrupted trial resumed, and a fres
 from __future__ import annotations
 
 import shutil
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -184,6 +185,22 @@ def _close_generation(state: RunState) -> None:
 
 
 def _job(state: RunState, candidate) -> TrialJob:
+    job = _inheriting_job(state, candidate)
+    job.stop_below = median_rung(state, candidate.generation)
+    return job
+
+
+def median_rung(state: RunState, generation: int) -> float | None:
+    """``--median-stop``'s threshold for a child of ``generation``: the median rung score of the trials of
+    the earlier generations (fixed once they are done, so a resumed run stops the same trials)."""
+    scores = sorted(t.rung_accuracy for t in state.trials
+                    if t.generation < generation and t.rung_accuracy is not None)
+    if not state.config.median_stop or not scores:
+        return None
+    return statistics.median(scores)
+
+
+def _inheriting_job(state: RunState, candidate) -> TrialJob:
     cfg = state.config
     if candidate.parent is None or not (cfg.weight_sharing and cfg.tickets):  # inheritance starts from tickets
         return TrialJob(candidate)
@@ -215,7 +232,8 @@ def trial_record(outcome: TrialOutcome, limits: CostLimits, elapsed: float) -> T
         stopped_early=outcome.stopped_early, seconds=outcome.seconds, elapsed=elapsed,
         masks=mask_summary(outcome.masks), inherit=outcome.inherit, ticket_accuracy=outcome.ticket_accuracy,
         pruned=outcome.pruned, feasible=outcome.feasible, phase_seconds=outcome.phase_seconds,
-        diverged=outcome.diverged, ticket_widths=outcome.ticket_widths)
+        diverged=outcome.diverged, ticket_widths=outcome.ticket_widths, rung_accuracy=outcome.rung_accuracy,
+        median_stopped=outcome.median_stopped)
 
 
 def load_data(cfg: SearchConfig) -> DataSplits:

@@ -15,11 +15,13 @@ With tickets (MENAS) the training has two parts, as in Early-Bird tickets (You e
    cheaper the trial. Its weights are what the population keeps.
 
 Without tickets (regularized evolution, random search, ``--no-tickets``) the child trains all
-``epochs`` epochs as it is. With ``--steer`` that training has the calibrated BN shrink over its first
-``mask_epochs``, and the trial records the ticket the child's |gamma| would give (``ticket_widths``),
-which steers its children's widths; the child itself is scored and kept dense. ``--weight-sharing``
-starts a child from its parents' weights (a crossover child takes each stage from the parent that gave
-it) instead of a fresh initialization.
+``epochs`` epochs as it is; with ``--median-stop`` it is scored after ``median_stop_epoch`` of them as
+at the end (BN recalibrated, the whole validation split) and stops there when under the earlier trials'
+median (``TrialJob.stop_below``), that score its fitness. With ``--steer`` that training has the
+calibrated BN shrink over its first ``mask_epochs``, and the trial records the ticket the child's
+|gamma| would give (``ticket_widths``), which steers its children's widths; the child itself is scored
+and kept dense. ``--weight-sharing`` starts a child from its parents' weights (a crossover child takes
+each stage from the parent that gave it) instead of a fresh initialization.
 
 :func:`run_trial` is a pure function of its inputs (the candidate, the parents' weights, the data, the
 config): its random streams are seeded from ``(seed, trial index)``, so the same trial gives the same
@@ -84,6 +86,35 @@ class EarlyBird:
         return all(self.distance(newest, old) < self.threshold for old in list(self.masks)[:-1])
 
 
+class MedianStop:
+    """``on_epoch_end`` hook of ``--median-stop``: after ``epoch`` epochs the trial is scored as a finished
+    one is (BN recalibrated, the whole validation split) and stops (True) when under ``stop_below``. The
+    score goes into the epoch's metrics (``rung_acc``), so a resumed trial keeps it. The scoring runs on
+    a forked RNG: a trial that goes on trains exactly as it would without the rule."""
+
+    def __init__(self, epoch: int, stop_below: float | None, splits: DataSplits, seed: int):
+        self.epoch, self.stop_below, self.splits, self.seed = epoch, stop_below, splits, seed
+
+    def __call__(self, epoch: int, model: MobileNetMT, metrics: dict[str, float]) -> bool:
+        if epoch != self.epoch:
+            return False
+        device = next(model.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            saved = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+            recalibrate_bn(model, self.splits.train, batches=RECALIBRATION_BATCHES, seed=self.seed)
+            metrics["rung_acc"] = evaluate(model, self.splits.val)["acc"]
+            model.load_state_dict(saved, strict=False)  # the training's own running statistics go on
+        return self.stop_below is not None and metrics["rung_acc"] < self.stop_below
+
+    @staticmethod
+    def outcome(history: list[dict]) -> tuple[float | None, bool]:
+        """``(rung accuracy, stopped there)`` from a training's history (None: no rung was scored)."""
+        rung = [m for m in history if "rung_acc" in m]
+        if not rung:
+            return None, False
+        return rung[0]["rung_acc"], bool(history[-1].get("stopped_early"))
+
+
 def _pack(mask: torch.Tensor) -> str:
     bits = "".join("1" if b else "0" for b in mask.tolist())
     return f"{int(bits, 2):x}" if bits else ""
@@ -104,6 +135,7 @@ class TrialJob:
     second_genotype: Genotype | None = None  # crossover: the parent that gave ``candidate.second_stages``
     second_state: dict[str, torch.Tensor] | None = None
     diverged_parents: tuple[int, ...] = ()  # parents whose weights were not finite: no donors
+    stop_below: float | None = None  # --median-stop: the earlier trials' median at the rung (None: no rule yet)
 
 
 @dataclass
@@ -125,6 +157,8 @@ class TrialOutcome:
     diverged: bool = False  # True: the training ended with NaN or infinite weights (not scored, none kept)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # mask (dense), ticket (cut), proxy (rest), score
     ticket_widths: dict[str, list[int]] = field(default_factory=dict)  # --steer: the ticket the child would give
+    rung_accuracy: float | None = None  # --median-stop: the validation score after median_stop_epoch epochs
+    median_stopped: bool = False  # --median-stop: under the median there, so trained no further
 
 
 def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: LatencyFn | None = None,
@@ -170,12 +204,16 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
 
     accuracy, latency, state = 0.0, None, {}  # an infeasible ticket scores 0 and trains no further
     ticket_widths = {}
-    diverged = False
+    diverged = median_stopped = False
+    rung_accuracy = None
     if feasible:
         t0 = time.perf_counter()
+        rung = MedianStop(cfg.median_stop_epoch, job.stop_below, splits, seed) \
+            if cfg.median_stop and not cfg.tickets else None
         if recipe.epochs > 0:
-            train(model, splits, recipe, progress=False, desc=desc, should_stop=should_stop, validate="none",
-                  out_dir=phase_dir("proxy"))
+            result = train(model, splits, recipe, progress=False, desc=desc, should_stop=should_stop,
+                           validate="none", out_dir=phase_dir("proxy"), on_epoch_end=rung)
+            rung_accuracy, median_stopped = MedianStop.outcome(result.history)
         phases["proxy"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         # After a short run the BN running averages lag the fast-moving weights: re-estimate them first.
@@ -197,7 +235,8 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
                         trained_accuracy=trained_accuracy, epochs=dense_epochs, stopped_early=stopped_early,
                         seconds=time.perf_counter() - start, latency_ms=latency, inherit=inherit,
                         ticket_accuracy=ticket_accuracy, pruned=pruned_fraction(masks) if masks else 0.0,
-                        feasible=feasible, diverged=diverged, phase_seconds=phases, ticket_widths=ticket_widths)
+                        feasible=feasible, diverged=diverged, phase_seconds=phases, ticket_widths=ticket_widths,
+                        rung_accuracy=rung_accuracy, median_stopped=median_stopped)
 
 
 def _train_dense(model: MobileNetMT, splits: DataSplits, cfg: SearchConfig, recipe: TrainConfig, *, desc: str,

@@ -10,6 +10,7 @@ import torch
 from menas_zoo.errors import MenasError
 from menas_zoo.search import SearchConfig, run_search
 from menas_zoo.search.evolution import Candidate
+from menas_zoo.search.report import render_markdown
 from menas_zoo.search.state import RunState
 from menas_zoo.search.trial import TrialJob, run_trial
 from menas_zoo.space.genotype import BlockSpec, Genotype
@@ -85,6 +86,11 @@ def test_a_search_stops_the_trials_under_the_earlier_generations_median(tmp_path
         if t.median_stopped:
             assert t.fitness == t.accuracy == t.rung_accuracy
     assert any(t.median_stopped for t in trials) and any(not t.median_stopped for t in trials if t.generation)
+    stopped = sum(t.median_stopped for t in trials)
+    report = render_markdown(RunState.load(tmp_path / "run"), [], stopped_by_budget=False)
+    saved = stopped * (cfg.epochs - cfg.median_stop_epoch) / (len(trials) * cfg.epochs)
+    assert (f"- median stop: {stopped} of {len(trials)} trials scored under the earlier generations' median after "
+            f"2 of 3 epochs and stopped there, {saved:.0%} of the trials' training epochs saved") in report
     # Generation 0 has no median to beat: its trials are plain evolution's, score for score.
     plain = run_search(dataclasses.replace(cfg, median_stop=False, generations=0), tmp_path / "plain",
                        splits=tiny_splits, write_report=False)

@@ -126,6 +126,17 @@ def ticket_lines(trials: list[TrialRecord], cfg) -> list[str]:
     return [line, ""]
 
 
+def median_stop_lines(trials: list[TrialRecord], cfg) -> list[str]:
+    """Under --median-stop, how many trials the rule stopped and the share of training epochs that saved."""
+    if not cfg.median_stop:
+        return []
+    stopped = sum(t.median_stopped for t in trials)
+    saved = stopped * (cfg.epochs - cfg.median_stop_epoch) / (len(trials) * cfg.epochs)
+    return [f"- median stop: {stopped} of {len(trials)} trials scored under the earlier generations' median "
+            f"after {cfg.median_stop_epoch} of {cfg.epochs} epochs and stopped there, {saved:.0%} of the "
+            "trials' training epochs saved", ""]
+
+
 def steer_lines(best: TrialRecord, cfg) -> list[str]:
     """Under --steer, the ticket the best trial's |gamma| gives, block by block: where its children grow and shrink."""
     if not (cfg.steer and best.ticket_widths):
@@ -153,7 +164,9 @@ def render_markdown(state: RunState, winners: list[tuple[TrialRecord, Path]], st
         f"(the same proxy in every strategy)"
         + (f"; tickets cut inside it, after at most {cfg.dense_epochs} dense epochs" if cfg.tickets else "")
         + ("; each trial's ticket, not cut, steers its children's widths" if cfg.steer else "")
-        + (" within the params and MACs their mutation gave them" if cfg.steer and cfg.steer_keep_cost else ""),
+        + (" within the params and MACs their mutation gave them" if cfg.steer and cfg.steer_keep_cost else "")
+        + (f"; a trial under the median after {cfg.median_stop_epoch} epochs is scored there" if cfg.median_stop
+           else ""),
         f"- population {cfg.population}, generations {cfg.generations}, "
         f"train subset {cfg.train_subset or 'all'}, validation {cfg.val_size} images of {cfg.dataset}'s training split",
         f"- cost limit: {limits or 'none'} ({'hard' if cfg.penalty is None else f'penalty w={cfg.penalty}'})",
@@ -163,6 +176,7 @@ def render_markdown(state: RunState, winners: list[tuple[TrialRecord, Path]], st
         f"{human(best.macs)} MACs, {human(best.params)} params", "",
         *ticket_lines(trials, cfg),
         *steer_lines(best, cfg),
+        *median_stop_lines(trials, cfg),
         "![Pareto front and population MACs](pareto.png)", "",
         "## Population per generation", "",
         "| generation | mean MACs | mean params | best fitness | mean fitness | minutes |",

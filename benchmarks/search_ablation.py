@@ -15,8 +15,8 @@ uniform``) under MENAS's and regularized evolution's selection, and ``ticket-ste
 evolution whose mutated children's widths follow their parent's ticket (``--steer``), and
 ``evolution-steered``: the same without the BN shrink, so that its trials are evolution's own, and
 ``steered-same-cost``: that with each steered child held to its mutation's params and MACs, and
-``median-stop``: regularized evolution whose trials under the earlier generations' median after two
-epochs stop there (``--median-stop``). Each row runs one
+``median-stop``: regularized evolution whose children under their parents' median after two epochs
+stop there (``--median-stop``). Each row runs one
 search per seed for ``--budget-minutes`` on the ``tiny`` profile under a zoo params limit. Then, with
 one fixed recipe (``--retrain-epochs`` of AdamW from scratch, the same for every architecture):
 
@@ -91,8 +91,8 @@ ROWS = {  # row -> SearchConfig settings
     # And holding each steered child to the params and MACs its mutation gave it: steering alone made
     # children costlier (more MACs), so slower trials and fewer of them in a wall-clock budget.
     "steered-same-cost": {"strategy": "evolution", "steer": True, "bn_shrink": 0.0, "steer_keep_cost": True},
-    # Regularized evolution with the median stopping rule: a trial under the earlier generations' median after
-    # two epochs stops there, so more architectures fit the budget; those that go on train as evolution's.
+    # Regularized evolution with the median stopping rule: a child under its parents' median after two epochs
+    # stops there, so more architectures fit the budget; those that go on train as evolution's.
     "median-stop": {"strategy": "evolution", "median_stop": True},
     # MENAS's selection alone (top-K + largest survivors, crossover) over evolution's own trials: no tickets,
     # no BN shrink, no Early-Bird. Generation 0 is evolution's, so the two differ in who survives and breeds.

@@ -1,4 +1,4 @@
-"""``--median-stop``: a trial under the earlier generations' median at its rung stops there, scored as a
+"""``--median-stop``: a child under its parents' median at its rung stops there, scored as a
 finished trial is; a trial that goes on trains exactly as it would without the rule."""
 
 import dataclasses
@@ -74,14 +74,15 @@ def test_a_trial_interrupted_after_its_rung_resumes_with_it(tmp_path, tiny_split
     assert not resumed.median_stopped and same_weights(resumed.state, full.state)
 
 
-def test_a_search_stops_the_trials_under_the_earlier_generations_median(tmp_path, tiny_splits, tiny_profile):
+def test_a_search_stops_the_children_under_their_parents_median(tmp_path, tiny_splits, tiny_profile):
     cfg = config(tiny_profile, population=3, generations=2, val_size=256, train_subset=256, seed=5)
-    run_search(cfg, tmp_path / "run", splits=tiny_splits, write_report=False)
+    state = run_search(cfg, tmp_path / "run", splits=tiny_splits, write_report=False).state
     trials = RunState.load(tmp_path / "run").trials  # what trials.jsonl kept
     assert all(t.rung_accuracy is not None for t in trials)
-    for t in trials:
-        earlier = [e.rung_accuracy for e in trials if e.generation < t.generation]
-        median = statistics.median(earlier) if earlier else None
+    rung = {t.index: t.rung_accuracy for t in trials}
+    for t in trials:  # the population each generation was bred from: aging keeps the youngest
+        parents = state.history[t.generation - 1]["population"] if t.generation else []
+        median = statistics.median(rung[i] for i in parents) if parents else None
         assert t.median_stopped == (median is not None and t.rung_accuracy < median), t.index
         if t.median_stopped:
             assert t.fitness == t.accuracy == t.rung_accuracy
@@ -89,7 +90,7 @@ def test_a_search_stops_the_trials_under_the_earlier_generations_median(tmp_path
     stopped = sum(t.median_stopped for t in trials)
     report = render_markdown(RunState.load(tmp_path / "run"), [], stopped_by_budget=False)
     saved = stopped * (cfg.epochs - cfg.median_stop_epoch) / (len(trials) * cfg.epochs)
-    assert (f"- median stop: {stopped} of {len(trials)} trials scored under the earlier generations' median after "
+    assert (f"- median stop: {stopped} of {len(trials)} trials scored under their parents' median after "
             f"2 of 3 epochs and stopped there, {saved:.0%} of the trials' training epochs saved") in report
     # Generation 0 has no median to beat: its trials are plain evolution's, score for score.
     plain = run_search(dataclasses.replace(cfg, median_stop=False, generations=0), tmp_path / "plain",

@@ -28,10 +28,12 @@ child's blocks then grow where that ticket keeps its parent's channels and shrin
 (``--steer-keep-cost``) holds a steered child to the params and MACs its mutation gave it.
 
 Median stop (``--median-stop``, off in every preset, with tickets off) is the median stopping rule of
-Google Vizier (Golovin et al. 2017) at one rung: a trial whose validation accuracy after
-``median_stop_epoch`` epochs is under the median of every earlier generation's trials at that epoch stops
-there, and its fitness is that score. Architectures unlikely to win cost part of a trial, so more of
-them fit a wall-clock budget; a trial that goes on trains and scores exactly as it would without the rule.
+Google Vizier (Golovin et al. 2017) at one rung: a child whose validation accuracy after
+``median_stop_epoch`` epochs is under the median of its parents' (the population it was bred from) at
+that epoch stops there, and its fitness is that score. Architectures unlikely to win cost part of a
+trial, so more of them fit a wall-clock budget; a trial that goes on trains and scores exactly as it
+would without the rule. (Measured against every earlier generation instead, the median lags the
+population: a search stopped 4 of its 17 trials and ran no more trials than without the rule.)
 
 A switch given explicitly (``--no-tickets``, ``--keep-largest 0``) overrides the strategy's preset.
 The config is saved in the run folder; ``--resume`` reads it back, so a resumed run cannot silently

@@ -132,7 +132,7 @@ def median_stop_lines(trials: list[TrialRecord], cfg) -> list[str]:
         return []
     stopped = sum(t.median_stopped for t in trials)
     saved = stopped * (cfg.epochs - cfg.median_stop_epoch) / (len(trials) * cfg.epochs)
-    return [f"- median stop: {stopped} of {len(trials)} trials scored under the earlier generations' median "
+    return [f"- median stop: {stopped} of {len(trials)} trials scored under their parents' median "
             f"after {cfg.median_stop_epoch} of {cfg.epochs} epochs and stopped there, {saved:.0%} of the "
             "trials' training epochs saved", ""]
 

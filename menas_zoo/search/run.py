@@ -186,15 +186,14 @@ def _close_generation(state: RunState) -> None:
 
 def _job(state: RunState, candidate) -> TrialJob:
     job = _inheriting_job(state, candidate)
-    job.stop_below = median_rung(state, candidate.generation)
+    job.stop_below = median_rung(state)
     return job
 
 
-def median_rung(state: RunState, generation: int) -> float | None:
-    """``--median-stop``'s threshold for a child of ``generation``: the median rung score of the trials of
-    the earlier generations (fixed once they are done, so a resumed run stops the same trials)."""
-    scores = sorted(t.rung_accuracy for t in state.trials
-                    if t.generation < generation and t.rung_accuracy is not None)
+def median_rung(state: RunState) -> float | None:
+    """``--median-stop``'s threshold for the children of the current generation: the median rung score of
+    the population they are bred from (fixed for the generation, so a resumed run stops the same trials)."""
+    scores = sorted(m.rung_accuracy for m in state.members() if m.rung_accuracy is not None)
     if not state.config.median_stop or not scores:
         return None
     return statistics.median(scores)

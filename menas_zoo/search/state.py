@@ -92,7 +92,7 @@ class TrialRecord:
     diverged: bool = False  # its training ended with non-finite weights: scored -1, no weights kept
     ticket_widths: dict[str, list[int]] = field(default_factory=dict)  # steering: the ticket its |gamma| gives
     rung_accuracy: float | None = None  # --median-stop: validation score after median_stop_epoch epochs
-    median_stopped: bool = False  # --median-stop: under the earlier trials' median there, trained no further
+    median_stopped: bool = False  # --median-stop: under its parents' median there, trained no further
 
     @property
     def kept_weights(self) -> bool:

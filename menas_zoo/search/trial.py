@@ -16,7 +16,7 @@ With tickets (MENAS) the training has two parts, as in Early-Bird tickets (You e
 
 Without tickets (regularized evolution, random search, ``--no-tickets``) the child trains all
 ``epochs`` epochs as it is; with ``--median-stop`` it is scored after ``median_stop_epoch`` of them as
-at the end (BN recalibrated, the whole validation split) and stops there when under the earlier trials'
+at the end (BN recalibrated, the whole validation split) and stops there when under its parents'
 median (``TrialJob.stop_below``), that score its fitness. With ``--steer`` that training has the
 calibrated BN shrink over its first ``mask_epochs``, and the trial records the ticket the child's
 |gamma| would give (``ticket_widths``), which steers its children's widths; the child itself is scored
@@ -135,7 +135,7 @@ class TrialJob:
     second_genotype: Genotype | None = None  # crossover: the parent that gave ``candidate.second_stages``
     second_state: dict[str, torch.Tensor] | None = None
     diverged_parents: tuple[int, ...] = ()  # parents whose weights were not finite: no donors
-    stop_below: float | None = None  # --median-stop: the earlier trials' median at the rung (None: no rule yet)
+    stop_below: float | None = None  # --median-stop: the parents' median rung score (None: no rule yet)
 
 
 @dataclass

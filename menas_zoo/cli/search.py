@@ -84,9 +84,9 @@ def search_command(
                                                         "MACs than its mutation gave it (the ticket moves width "
                                                         "between blocks). [default: off]"),
     median_stop: Optional[bool] = typer.Option(None, "--median-stop/--no-median-stop",
-                                               help="With --no-tickets: a trial scoring under the earlier "
-                                                    "generations' median after --median-stop-epoch epochs stops "
-                                                    "there (the median stopping rule). [default: off]"),
+                                               help="With --no-tickets: a child scoring under its parents' median "
+                                                    "after --median-stop-epoch epochs stops there, that score its "
+                                                    "fitness (the median stopping rule). [default: off]"),
     median_stop_epoch: Optional[int] = typer.Option(None, help="Epoch at which --median-stop scores a trial. "
                                                                "[default: 2]"),
     keep_largest: Optional[float] = typer.Option(None, help="Fraction of survivors kept as the largest by MACs. "

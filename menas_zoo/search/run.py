@@ -193,7 +193,7 @@ def _job(state: RunState, candidate) -> TrialJob:
 def median_rung(state: RunState) -> float | None:
     """``--median-stop``'s threshold for the children of the current generation: the median rung score of
     the population they are bred from (fixed for the generation, so a resumed run stops the same trials)."""
-    scores = sorted(m.rung_accuracy for m in state.members() if m.rung_accuracy is not None)
+    scores = [m.rung_accuracy for m in state.members() if m.rung_accuracy is not None]
     if not state.config.median_stop or not scores:
         return None
     return statistics.median(scores)

@@ -193,10 +193,10 @@ def _job(state: RunState, candidate) -> TrialJob:
 def median_rung(state: RunState) -> float | None:
     """``--median-stop``'s threshold for the children of the current generation: the median rung score of
     the population they are bred from (fixed for the generation, so a resumed run stops the same trials)."""
-    scores = [m.rung_accuracy for m in state.members() if m.rung_accuracy is not None]
-    if not state.config.median_stop or not scores:
+    if not state.config.median_stop:
         return None
-    return statistics.median(scores)
+    scores = [m.rung_accuracy for m in state.members() if m.rung_accuracy is not None]
+    return statistics.median(scores) if scores else None
 
 
 def _inheriting_job(state: RunState, candidate) -> TrialJob:

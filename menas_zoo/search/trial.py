@@ -90,7 +90,9 @@ class MedianStop:
     """``on_epoch_end`` hook of ``--median-stop``: after ``epoch`` epochs the trial is scored as a finished
     one is (BN recalibrated, the whole validation split) and stops (True) when under ``stop_below``. The
     score goes into the epoch's metrics (``rung_acc``), so a resumed trial keeps it. The scoring runs on
-    a forked RNG: a trial that goes on trains exactly as it would without the rule."""
+    a forked RNG (its forward passes would draw dropout masks), and BN running statistics neither shape
+    the training nor survive the final recalibration: a trial that goes on trains and scores exactly as
+    it would without the rule."""
 
     def __init__(self, epoch: int, stop_below: float | None, splits: DataSplits, seed: int):
         self.epoch, self.stop_below, self.splits, self.seed = epoch, stop_below, splits, seed
@@ -100,10 +102,8 @@ class MedianStop:
             return False
         device = next(model.parameters()).device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            saved = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
             recalibrate_bn(model, self.splits.train, batches=RECALIBRATION_BATCHES, seed=self.seed)
             metrics["rung_acc"] = evaluate(model, self.splits.val)["acc"]
-            model.load_state_dict(saved, strict=False)  # the training's own running statistics go on
         return self.stop_below is not None and metrics["rung_acc"] < self.stop_below
 
     @staticmethod
@@ -208,8 +208,7 @@ def run_trial(job: TrialJob, splits: DataSplits, cfg: SearchConfig, latency_fn: 
     rung_accuracy = None
     if feasible:
         t0 = time.perf_counter()
-        rung = MedianStop(cfg.median_stop_epoch, job.stop_below, splits, seed) \
-            if cfg.median_stop and not cfg.tickets else None
+        rung = MedianStop(cfg.median_stop_epoch, job.stop_below, splits, seed) if cfg.median_stop else None
         if recipe.epochs > 0:
             result = train(model, splits, recipe, progress=False, desc=desc, should_stop=should_stop,
                            validate="none", out_dir=phase_dir("proxy"), on_epoch_end=rung)

@@ -38,6 +38,12 @@ Rows that share a seed share their first trials (the same generation 0), and the
 for a genotype and training seed, so a retraining some row already ran is copied, marked ``copied_from``,
 rather than trained again.
 
+``--cut-minutes`` asks what a shorter budget would have found, from the same searches: each run counts
+only the trials it had finished by then, so the winners, top 3 and tau pool are those of the shorter
+search (retrained as any other, sharing ``retrain.jsonl``), written to ``table-cutNmin.txt`` and
+``ablation-cutNmin.json`` beside the full table. Rows whose winners are tickets cut after the whole
+search cannot be cut.
+
     python benchmarks/search_ablation.py --out runs/ablation --rows menas evolution random --jobs 2
 
 The defaults (2,000 training and 1,000 validation images, 3-epoch proxy) are sized so that a 12-minute
@@ -205,10 +211,12 @@ def cut_winner_tickets(row: str, seed: int, args, search) -> list[dict]:
 
 # -- stage 2: retraining from scratch --------------------------------------------------------------------
 
-def read_trials(out: Path, tickets: bool = False) -> list[dict]:
-    """A run's trials; with ``tickets``, the tickets cut after its search instead."""
+def read_trials(out: Path, tickets: bool = False, cut_minutes: float | None = None) -> list[dict]:
+    """A run's trials; with ``tickets``, the tickets cut after its search instead. With ``cut_minutes``, only
+    the trials the search had finished by then, as if its budget had been that."""
     path = out / (TICKETS_FILE if tickets else "trials.jsonl")
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    trials = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [t for t in trials if t["elapsed"] <= 60 * cut_minutes] if cut_minutes and not tickets else trials
 
 
 def winners(row: str, trials: list[dict], tickets: list[dict]) -> list[dict]:
@@ -228,7 +236,7 @@ def plan_retraining(args) -> list[tuple[str, int, int, int]]:
     for seed in args.seeds:
         for row in args.rows:
             out = args.out / "runs" / f"{row}-seed{seed}"
-            trials = [t for t in read_trials(out) if t.get("feasible", True)]
+            trials = [t for t in read_trials(out, cut_minutes=args.cut_minutes) if t.get("feasible", True)]
             ranked = sorted(trials, key=lambda t: (-t["fitness"], t["index"]))
             top = winners(row, trials, read_trials(out, tickets=True))
             # A winner-tickets row also retrains its tickets' dense parents (ticket vs parent, from scratch).
@@ -339,9 +347,11 @@ def summarize(args, retrained: list[dict]) -> list[dict]:
     rows = []
     for row in args.rows:
         folders = {seed: args.out / "runs" / f"{row}-seed{seed}" for seed in args.seeds}
-        runs = {seed: read_trials(folder) for seed, folder in folders.items()}
+        runs = {seed: read_trials(folder, cut_minutes=args.cut_minutes) for seed, folder in folders.items()}
         tickets = {seed: read_trials(folder, tickets=True) for seed, folder in folders.items()}
-        mine = [r for r in retrained if r["row"] == row and r["seed"] in runs]  # a row's other seeds do not count
+        # A row's other seeds, and trials after a cut, do not count.
+        kept = {(seed, t["index"]) for seed in runs for t in runs[seed] + tickets[seed]}
+        mine = [r for r in retrained if r["row"] == row and (r["seed"], r["trial"]) in kept]
         best_fitness, winner_acc, top3_acc, minutes, parent_gap, winner_params = [], [], [], [], [], []
         for seed, trials in runs.items():
             top = winners(row, trials, tickets[seed])
@@ -428,17 +438,23 @@ def paired_lines(rows: list[dict], seeds: list[int], train_seeds: list[int], bas
     return lines
 
 
+def output_name(stem: str, suffix: str, args) -> str:
+    """``table.txt`` / ``ablation.json``; a cut summary's go beside them (``table-cut10min.txt``)."""
+    return f"{stem}-cut{args.cut_minutes:g}min{suffix}" if args.cut_minutes else stem + suffix
+
+
 def print_table(rows: list[dict], args) -> None:
     lines = table_lines(rows, args) + paired_lines(rows, args.seeds, args.train_seeds, args.base)
     print("\n" + "\n".join(lines))
-    (args.out / "table.txt").write_text("\n".join(lines) + "\n")
+    (args.out / output_name("table", ".txt", args)).write_text("\n".join(lines) + "\n")
 
 
 def table_lines(rows: list[dict], args) -> list[str]:
     header = (f"{'row':<18} {'search fitness':>17} {'winner, scratch':>17} {'top-3, scratch':>17} {'tau (n)':>11} "
               f"{'parent r':>8} {'trials/min':>10} {'EB saved':>8} {'pruned':>7} {'tkt-dense':>9} {'overhead':>8} "
               f"{'params':>7} {'tkt-parent':>10} {'child MACs':>10}")
-    lines = [f"{args.budget_minutes:g} min per search, tiny profile, params <= {int(args.max_params):,}, seeds "
+    cut = f" (cut at {args.cut_minutes:g} min: later trials left out)" if args.cut_minutes else ""
+    lines = [f"{args.budget_minutes:g} min per search{cut}, tiny profile, params <= {int(args.max_params):,}, seeds "
              f"{' '.join(map(str, args.seeds))}; retrained {args.retrain_epochs} epochs from scratch on "
              f"{args.train_subset} images, train seeds {' '.join(map(str, args.train_seeds))}, scored on a "
              f"{args.holdout}-image holdout no search saw", header, "-" * len(header)]
@@ -479,6 +495,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1) // 2),
                         help="searches / retrainings run side by side, one process each")
+    parser.add_argument("--cut-minutes", type=float, default=None,
+                        help="summarize each search as if it had stopped after this many minutes: only the trials "
+                             "it finished by then are ranked, retrained and tabled (table-cutNmin.txt)")
     parser.add_argument("--no-retrain", action="store_true", help="summarize what is retrained so far, run nothing new")
     parser.add_argument("--paired", type=Path, default=None, metavar="ABLATION_JSON",
                         help="only print the paired comparison of a finished ablation's ablation.json")
@@ -497,6 +516,10 @@ def main() -> None:
         return
     if args.out is None:
         parser.error("--out is required")
+    if args.cut_minutes is not None and not 0 < args.cut_minutes <= args.budget_minutes:
+        parser.error("--cut-minutes must be in (0, --budget-minutes]")
+    if args.cut_minutes and set(args.rows) & set(WINNER_TICKETS):
+        parser.error("--cut-minutes cannot cut a row whose winners are tickets cut after its whole search")
     args.out.mkdir(parents=True, exist_ok=True)
 
     # Interleave rows so drifts in machine load hit them alike.
@@ -505,10 +528,12 @@ def main() -> None:
         with ProcessPoolExecutor(args.jobs) as pool:
             for message in pool.map(run_search_job, *zip(*jobs), [args] * len(jobs)):
                 print(message, flush=True)
-    empty = [f"{row} seed {seed}" for row, seed in jobs if not read_trials(args.out / "runs" / f"{row}-seed{seed}")]
+    empty = [f"{row} seed {seed}" for row, seed in jobs
+             if not read_trials(args.out / "runs" / f"{row}-seed{seed}", cut_minutes=args.cut_minutes)]
     if empty:
-        raise SystemExit(f"error: {', '.join(empty)} finished no trial within --budget-minutes "
-                         f"{args.budget_minutes:g}: give the searches more time")
+        limit = f"--cut-minutes {args.cut_minutes:g}" if args.cut_minutes else \
+            f"--budget-minutes {args.budget_minutes:g}"
+        raise SystemExit(f"error: {', '.join(empty)} finished no trial within {limit}: give the searches more time")
 
     log = args.out / "retrain.jsonl"
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
@@ -539,7 +564,7 @@ def main() -> None:
     rows = summarize(args, done)
     print_table(rows, args)
     summary = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
-    (args.out / "ablation.json").write_text(json.dumps(summary, indent=2))
+    (args.out / output_name("ablation", ".json", args)).write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

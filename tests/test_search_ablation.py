@@ -82,3 +82,29 @@ def test_rows_that_share_a_trial_share_its_retraining_and_a_copy_is_what_a_retra
     compared = [(own[c["trial"], c["train_seed"]], c["holdout_acc"]) for c in copies if c["row"] == "random"
                 and (c["trial"], c["train_seed"]) in own]
     assert compared and all(a == b for a, b in compared)
+
+
+def test_a_cut_summarizes_each_search_as_if_it_had_stopped_then_and_leaves_the_full_table(tmp_path):
+    done = ablation(tmp_path, "--rows", "random", "--budget-minutes", "0.3", "--tau-trials", "2")
+    assert done.returncode == 0, done.stderr
+    full = (tmp_path / "ablation.json").read_text(), (tmp_path / "table.txt").read_text()
+    trials = [json.loads(line) for line in (tmp_path / "runs" / "random-seed0" / "trials.jsonl").open()]
+    assert len(trials) >= 3
+    cut = trials[1]["elapsed"] / 60 + 1e-6  # the search as if it had stopped after its second trial
+    cut_run = ablation(tmp_path, "--rows", "random", "--budget-minutes", "0.3", "--tau-trials", "2",
+                       "--cut-minutes", f"{cut:.8f}")
+    assert cut_run.returncode == 0, cut_run.stderr
+    row = json.loads(next(tmp_path.glob("ablation-cut*min.json")).read_text())["rows"][0]
+    best = min(trials[:2], key=lambda t: (-t["fitness"], t["index"]))
+    retrained = [json.loads(line) for line in (tmp_path / "retrain.jsonl").read_text().splitlines()]
+    assert row["trials"] == [2] and row["search_fitness"] == [best["fitness"]]
+    assert row["winner_holdout"] == [r["holdout_acc"] for r in retrained if r["trial"] == best["index"]]
+    assert row["tau_n"] == 2  # only the two trials inside the cut count, though later ones were retrained
+    assert "cut at" in next(tmp_path.glob("table-cut*min.txt")).read_text()
+    assert ((tmp_path / "ablation.json").read_text(), (tmp_path / "table.txt").read_text()) == full
+
+    for bad in ("0", "1"):  # not in (0, --budget-minutes]
+        wrong = ablation(tmp_path, "--rows", "random", "--budget-minutes", "0.3", "--cut-minutes", bad)
+        assert wrong.returncode == 2 and "--cut-minutes must be in (0, --budget-minutes]" in wrong.stderr
+    tickets = ablation(tmp_path, "--rows", "ticket-after", "--budget-minutes", "0.3", "--cut-minutes", "0.1")
+    assert tickets.returncode == 2 and "--cut-minutes cannot cut" in tickets.stderr

@@ -344,14 +344,14 @@ def mean_sd(values: list[float]) -> str:
 
 
 def summarize(args, retrained: list[dict]) -> list[dict]:
-    rows = []
+    rows, planned = [], set(plan_retraining(args))
     for row in args.rows:
         folders = {seed: args.out / "runs" / f"{row}-seed{seed}" for seed in args.seeds}
         runs = {seed: read_trials(folder, cut_minutes=args.cut_minutes) for seed, folder in folders.items()}
         tickets = {seed: read_trials(folder, tickets=True) for seed, folder in folders.items()}
-        # A row's other seeds, and trials after a cut, do not count.
-        kept = {(seed, t["index"]) for seed in runs for t in runs[seed] + tickets[seed]}
-        mine = [r for r in retrained if r["row"] == row and (r["seed"], r["trial"]) in kept]
+        # Only this table's plan counts: not a row's other seeds, nor trials after a cut, nor retrainings that
+        # another plan (a cut, a larger --tau-trials) left in the same folder.
+        mine = [r for r in retrained if r["row"] == row and (row, r["seed"], r["trial"], r["train_seed"]) in planned]
         best_fitness, winner_acc, top3_acc, minutes, parent_gap, winner_params = [], [], [], [], [], []
         for seed, trials in runs.items():
             top = winners(row, trials, tickets[seed])

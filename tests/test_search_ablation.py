@@ -103,6 +103,16 @@ def test_a_cut_summarizes_each_search_as_if_it_had_stopped_then_and_leaves_the_f
     assert "cut at" in next(tmp_path.glob("table-cut*min.txt")).read_text()
     assert ((tmp_path / "ablation.json").read_text(), (tmp_path / "table.txt").read_text()) == full
 
+    # A second training seed retrains the winners again in the same folder; the table planned with the
+    # first settings is still that table: a summary counts its own plan, not whatever the folder holds.
+    more = ablation(tmp_path, "--rows", "random", "--budget-minutes", "0.3", "--tau-trials", "2",
+                    "--train-seeds", "0", "1")
+    assert more.returncode == 0 and len(json.loads((tmp_path / "ablation.json").read_text())["rows"][0]
+                                        ["winner_holdout"]) == 2
+    again = ablation(tmp_path, "--rows", "random", "--budget-minutes", "0.3", "--tau-trials", "2", "--no-retrain")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "ablation.json").read_text())["rows"] == json.loads(full[0])["rows"]
+
     for bad in ("0", "1"):  # not in (0, --budget-minutes]
         wrong = ablation(tmp_path, "--rows", "random", "--budget-minutes", "0.3", "--cut-minutes", bad)
         assert wrong.returncode == 2 and "--cut-minutes must be in (0, --budget-minutes]" in wrong.stderr

@@ -343,8 +343,8 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {sd:.4f}"
 
 
-def summarize(args, retrained: list[dict]) -> list[dict]:
-    rows, planned = [], set(plan_retraining(args))
+def summarize(args, retrained: list[dict], plan: list[tuple[str, int, int, int]]) -> list[dict]:
+    rows, planned = [], set(plan)
     for row in args.rows:
         folders = {seed: args.out / "runs" / f"{row}-seed{seed}" for seed in args.seeds}
         runs = {seed: read_trials(folder, cut_minutes=args.cut_minutes) for seed, folder in folders.items()}
@@ -538,7 +538,8 @@ def main() -> None:
     log = args.out / "retrain.jsonl"
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     have = {(r["row"], r["seed"], r["trial"], r["train_seed"]) for r in done}
-    todo = [p for p in plan_retraining(args) if p not in have] if not args.no_retrain else []
+    plan = plan_retraining(args)
+    todo = [p for p in plan if p not in have] if not args.no_retrain else []
     todo, copies = share_retrainings(todo, done, args)
     print(f"retraining {len(todo)} architectures from scratch ({len(have)} already done, "
           f"{len(copies)} the same as one of those)", flush=True)
@@ -561,7 +562,7 @@ def main() -> None:
         for job in copies:
             record(copied_retraining(job, sources[retraining_key(*job, args)], args), fh)
 
-    rows = summarize(args, done)
+    rows = summarize(args, done, plan)
     print_table(rows, args)
     summary = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
     (args.out / output_name("ablation", ".json", args)).write_text(json.dumps(summary, indent=2))
